@@ -1,0 +1,3 @@
+from vascalc.cli import main
+
+main()

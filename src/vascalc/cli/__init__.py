@@ -1,0 +1,57 @@
+"""The ``vascalc`` command: parses arguments, calls the public API, prints. No logic of its own."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from vascalc import __version__
+from vascalc.errors import VascalcError
+
+app = typer.Typer(
+    name="vascalc",
+    help="Measure arterial calcification in CT, CTA and radiographs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+error_console = Console(stderr=True)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        print(f"vascalc {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """vascalc: automatic, reproducible arterial calcium scoring."""
+
+
+def main() -> None:
+    """Entry point: user errors become one line on stderr and a non-zero exit, never a traceback."""
+    try:
+        app(standalone_mode=False)
+    except VascalcError as error:
+        error_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        error_console.print("interrupted")
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as error:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(error, click.exceptions.ClickException):
+            error.show()
+            sys.exit(error.exit_code)
+        if isinstance(error, click.exceptions.Abort):
+            sys.exit(1)
+        raise

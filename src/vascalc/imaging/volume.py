@@ -16,6 +16,8 @@ class ScanInfo:
     ``slice_thickness_mm`` is the reconstructed thickness (DICOM SliceThickness);
     ``slice_increment_mm`` is the distance between consecutive slice centres (from positions).
     ``contrast_agent`` is the DICOM ContrastBolusAgent text when tagged (None when untagged).
+    ``load_notes`` are human-readable notes from the reader (which series was taken among several,
+    where the spacing came from, resampling done); they never contain patient identifiers.
     """
 
     source_format: str = "unknown"
@@ -30,6 +32,7 @@ class ScanInfo:
     series_uid: str | None = None
     series_description: str | None = None
     n_slices: int | None = None
+    load_notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -1,0 +1,1 @@
+"""Anatomy: canonical structure names (TotalSegmentator's), landmark regions and segmenters."""

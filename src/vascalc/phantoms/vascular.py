@@ -1,0 +1,379 @@
+"""Abdomen–pelvis–leg vascular phantom: T12–sacrum, pelvis, femurs, aorta to the femoral arteries.
+
+Anatomy is laid out in LPS mm with z = 0 a little above T12 and z decreasing towards the knees
+(:func:`abdominal_layout`). Sizes follow an average adult; they are meant to look like CT, not to be
+an atlas. Calcium lies only in vessel walls, as annular sectors with exact truth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import numpy as np
+from scipy import ndimage
+
+from vascalc.errors import InputError
+from vascalc.imaging.labelmap import LabelMap
+from vascalc.imaging.volume import Volume
+from vascalc.phantoms import physics
+from vascalc.phantoms.core import (CtPhysics, Vessel, make_grid, paint_vessels, place_sectors, plaque_records,
+                                   random_plaques, render_ct, scan_info, spec_hash, structure_truth)
+from vascalc.phantoms.geometry import (Canvas, ellipse_stack_sdf, index_slices, paint, paint_capsule, paint_ellipsoid,
+                                       paint_plate, segment_distance)
+from vascalc.phantoms.metal import metal_streaks
+from vascalc.phantoms.types import Phantom, PlaqueSpec
+
+SCHEMA_VERSION = "1.0"
+
+#: Tissue CT numbers (HU, non-contrast, 120 kVp); see docs/phantoms.md for the comparison with a real scan.
+TISSUE_HU = {
+    "air": -1000.0, "fat": -100.0, "muscle": 50.0, "soft_tissue": 35.0, "liver": 55.0, "kidney": 32.0,
+    "blood": 40.0, "wall": 45.0, "csf": 12.0, "disc": 80.0, "bladder": 8.0, "gas": -850.0,
+    "cortical": 1000.0, "trabecular": 190.0, "dense_cortical": 1250.0, "marrow_fat": -40.0,
+    "cancellous": 230.0, "posterior_elements": 330.0, "cartilage": 70.0, "metal": 3071.0,
+}
+
+VESSEL_NAMES = ("aorta", "common_iliac_artery_left", "common_iliac_artery_right", "external_iliac_artery_left",
+                "external_iliac_artery_right", "femoral_artery_left", "femoral_artery_right", "renal_artery_left",
+                "renal_artery_right", "celiac_trunk", "superior_mesenteric_artery")
+VERTEBRAE = ("vertebrae_T12", "vertebrae_L1", "vertebrae_L2", "vertebrae_L3", "vertebrae_L4", "vertebrae_L5")
+LANDMARK_NAMES = (*VERTEBRAE, "sacrum", "hip_left", "hip_right", "femur_left", "femur_right", "kidney_left",
+                  "kidney_right", "liver", "inferior_vena_cava", "urinary_bladder", "metal_implant")
+BONE_NAMES = (*VERTEBRAE, "sacrum", "hip_left", "hip_right", "femur_left", "femur_right")
+_CAVITY = 900  # temporary label of the abdominal cavity while painting
+
+LABEL_IDS: dict[str, int] = {name: i + 1 for i, name in enumerate(VESSEL_NAMES)}
+LABEL_IDS.update({name: 21 + i for i, name in enumerate(LANDMARK_NAMES)})
+
+# (name, body height mm, half-width ax, half-depth ay, centre y) cranial → caudal; discs between.
+_VERTEBRA_SHAPES = (("vertebrae_T12", 24, 20.0, 14.0, 48.0), ("vertebrae_L1", 26, 21.0, 15.0, 46.0),
+                    ("vertebrae_L2", 27, 22.5, 15.5, 43.0), ("vertebrae_L3", 28, 24.0, 16.0, 41.0),
+                    ("vertebrae_L4", 28, 25.0, 16.5, 40.0), ("vertebrae_L5", 27, 25.0, 16.5, 43.0))
+_DISCS_MM = (8.0, 9.0, 9.0, 10.0, 10.0, 10.0)
+
+
+def abdominal_layout() -> dict:
+    """z ranges (mm) of the vertebral bodies and the levels everything else hangs from."""
+    z = -12.0
+    vertebrae = {}
+    for (name, h, ax, ay, cy), disc in zip(_VERTEBRA_SHAPES, _DISCS_MM):
+        vertebrae[name] = {"z_top_mm": z, "z_bottom_mm": z - h, "half_width_mm": ax, "half_depth_mm": ay,
+                           "centre_y_mm": cy}
+        z -= h + disc
+    sacrum_top = z
+    l4 = vertebrae["vertebrae_L4"]
+    z_hip = -310.0
+    return {"vertebrae": vertebrae, "sacrum_top_mm": sacrum_top, "sacrum_bottom_mm": sacrum_top - 102.0,
+            "z_bifurcation_mm": 0.5 * (l4["z_top_mm"] + l4["z_bottom_mm"]), "z_hip_mm": z_hip,
+            "z_groin_mm": z_hip - 70.0, "z_knee_mm": z_hip - 420.0, "z_renal_mm": -75.0, "z_celiac_mm": -40.0}
+
+
+def _mirror(points, side: int):
+    return tuple((side * x, y, z) for x, y, z in points)
+
+
+def abdominal_vessels() -> list[Vessel]:
+    """Centrelines (xyz mm) and radii of the arteries; branches first, the aorta last (it wins overlaps)."""
+    L = abdominal_layout()
+    zb = L["z_bifurcation_mm"]
+    vessels = []
+    for side, tag in ((1, "left"), (-1, "right")):
+        cia_end = (45.0 * side if side > 0 else -42.0, 20.0, zb - 55.0)
+        vessels.append(Vessel(f"common_iliac_artery_{tag}", ((4.0, 9.0, zb), cia_end), (5.0,), 2.0,
+                              start_margin_mm=15.0))
+        eia = (cia_end, (62.0 * side, -15.0, -270.0), (80.0 * side, -50.0, -305.0))
+        vessels.append(Vessel(f"external_iliac_artery_{tag}", eia, (4.0, 4.0), 1.5, start_margin_mm=8.0))
+        fem = ((80.0, -50.0, -305.0), (82.0, -45.0, -380.0), (78.0, -25.0, -520.0), (60.0, 20.0, -600.0),
+               (62.0, 45.0, -650.0), (66.0, 50.0, -690.0))
+        vessels.append(Vessel(f"femoral_artery_{tag}", _mirror(fem, side), (3.6, 3.5, 3.3, 3.2, 3.2), 1.5,
+                              start_margin_mm=6.0))
+    zr = L["z_renal_mm"]
+    vessels.append(Vessel("renal_artery_left", ((10.0, 13.0, zr), (35.0, 18.0, zr - 3), (55.0, 30.0, zr - 10)),
+                          (2.8, 2.8), 1.2, start_margin_mm=16.0))
+    vessels.append(Vessel("renal_artery_right", ((10.0, 13.0, zr), (-10.0, 16.0, zr - 2), (-32.0, 22.0, zr - 5),
+                                                 (-55.0, 30.0, zr - 10)), (2.8, 2.8, 2.8), 1.2, start_margin_mm=22.0))
+    zc = L["z_celiac_mm"]
+    vessels.append(Vessel("celiac_trunk", ((12.0, 14.5, zc), (12.0, -12.0, zc + 2), (14.0, -30.0, zc + 4)),
+                          (3.0, 3.0), 1.2, start_margin_mm=16.0))
+    vessels.append(Vessel("superior_mesenteric_artery", ((11.0, 14.0, zc - 14), (11.0, -14.0, zc - 18),
+                                                         (10.0, -28.0, zc - 35), (8.0, -32.0, zc - 100)),
+                          (3.2, 3.2, 3.2), 1.2, start_margin_mm=16.0))
+    vessels.append(Vessel("aorta", ((12.0, 16.0, 10.0), (10.0, 14.0, -57.0), (7.0, 11.5, -129.0), (4.0, 9.0, zb)),
+                          (11.0, 10.5, 9.5), 3.0, start_margin_mm=2.0))
+    return vessels
+
+
+def _interp(zs, values):
+    zs = np.asarray(zs, float)
+    order = np.argsort(zs)
+    vals = [np.asarray(v, float)[order] for v in zip(*values)]
+    return lambda Z: tuple(np.interp(Z, zs[order], v) for v in vals)
+
+
+def _paint_anatomy(canvas: Canvas, rng: np.random.Generator, *, lumen_hu: float, contrast: bool) -> None:
+    H = TISSUE_HU
+    L = abdominal_layout()
+    ids = LABEL_IDS
+    zh, zg, zk = L["z_hip_mm"], L["z_groin_mm"], L["z_knee_mm"]
+    top = 20.0
+    enh = (lumen_hu - H["blood"]) if contrast else 0.0  # organ enhancement scales with the bolus
+    # Trunk: skin/subcutaneous fat, muscle wall, cavity.
+    trunk_z = (top, -100.0, zh, zg - 10.0)
+    trunk = _interp(trunk_z, [(0.0, 10.0, 150.0, 120.0), (0.0, 10.0, 160.0, 122.0), (0.0, 8.0, 175.0, 115.0),
+                              (0.0, 5.0, 165.0, 105.0)])
+    centre = lambda Z: trunk(Z)[:2]  # noqa: E731
+    for shrink, value, label in ((0.0, H["fat"], None), (20.0, H["muscle"], None),
+                                 (30.0, H["soft_tissue"], _CAVITY)):
+        axes = lambda Z, s=shrink: (trunk(Z)[2] - s, trunk(Z)[3] - s * 0.9)  # noqa: E731
+        paint(canvas, (-180, -130, zg - 10), (180, 140, top),
+              ellipse_stack_sdf(zg - 10.0, top, centre, axes), value, label)
+    # Legs.
+    for side in (1, -1):
+        leg = _interp((zg + 40.0, zk - 40.0), [(90.0 * side, 0.0, 85.0, 80.0), (75.0 * side, 10.0, 55.0, 55.0)])
+        for shrink, value in ((0.0, H["fat"]), (14.0, H["muscle"])):
+            paint(canvas, (-180, -100, zk - 60), (180, 100, zg + 40),
+                  ellipse_stack_sdf(zk - 60.0, zg + 40.0, lambda Z, f=leg: f(Z)[:2],
+                                    lambda Z, f=leg, s=shrink: (f(Z)[2] - s, f(Z)[3] - s)), value)
+    # Viscera: a smooth random mixture of soft tissue, fat and a little bowel gas inside the cavity.
+    sl = index_slices(canvas.grid, np.array([-150.0, -120.0, zg]), np.array([150.0, 130.0, top]))
+    if sl is not None:
+        block_shape = canvas.hu[sl].shape
+        coarse = tuple(max(2, n // 6) for n in block_shape)
+        # One smooth field: high values are visceral fat, the lowest tail bowel gas.
+        field = ndimage.zoom(rng.standard_normal(coarse).astype(np.float32),
+                             [n / c for n, c in zip(block_shape, coarse)], order=1)
+        field = field[tuple(slice(0, n) for n in block_shape)]
+        cavity = canvas.labels[sl] == _CAVITY
+        mix = np.where(field > 0.35, np.float32(H["fat"]), np.float32(H["soft_tissue"] + 0.2 * enh))
+        mix = np.where(field < -1.45, np.float32(H["gas"]), mix)
+        canvas.hu[sl] = np.where(cavity, mix, canvas.hu[sl])
+    # Organs.
+    liver = _interp((10.0, -90.0), [(-75.0, -5.0, 80.0, 85.0), (-85.0, 5.0, 35.0, 40.0)])
+    paint(canvas, (-170, -100, -90), (10, 100, 10), ellipse_stack_sdf(-90.0, 10.0, lambda Z: liver(Z)[:2],
+                                                                       lambda Z: liver(Z)[2:]),
+          H["liver"] + 0.5 * enh, ids["liver"])
+    for side, tag in ((1, "left"), (-1, "right")):
+        paint_ellipsoid(canvas, (80.0 * side, 45.0, -95.0), (26.0, 24.0, 55.0), H["kidney"] + 0.8 * enh,
+                        ids[f"kidney_{tag}"])
+    paint_ellipsoid(canvas, (0.0, -50.0, zh + 10.0), (45.0, 35.0, 35.0), H["bladder"], ids["urinary_bladder"])
+    paint_capsule(canvas, (-28.0, 0.0, top), (-24.0, 8.0, -165.0), 10.0, H["blood"] + 0.6 * enh,
+                  ids["inferior_vena_cava"])
+    # Muscles: psoas (to the hip) and paraspinal.
+    for side in (1, -1):
+        psoas = _interp((-44.0, -130.0, -218.0, zh + 20), [(30.0 * side, 45.0, 8.0, 8.0), (40.0 * side, 45.0, 18.0, 16.0),
+                                                           (50.0 * side, 37.0, 22.0, 18.0), (70.0 * side, -10.0, 18.0, 18.0)])
+        paint(canvas, (-100, -40, zh + 20), (100, 70, -44), ellipse_stack_sdf(zh + 20, -44.0, lambda Z, f=psoas: f(Z)[:2],
+                                                                              lambda Z, f=psoas: f(Z)[2:]), H["muscle"])
+        para = _interp((top, -250.0), [(28.0 * side, 100.0, 24.0, 20.0), (22.0 * side, 105.0, 18.0, 14.0)])
+        paint(canvas, (-60, 70, -250), (60, 130, top), ellipse_stack_sdf(-250.0, top, lambda Z, f=para: f(Z)[:2],
+                                                                         lambda Z, f=para: f(Z)[2:]), H["muscle"])
+    _paint_spine(canvas, L, top)
+    _paint_pelvis_and_femurs(canvas, L)
+
+
+def _paint_spine(canvas: Canvas, L: dict, top: float) -> None:
+    H = TISSUE_HU
+    ids = LABEL_IDS
+    verts = L["vertebrae"]
+    zs = [top] + [0.5 * (v["z_top_mm"] + v["z_bottom_mm"]) for v in verts.values()] + [L["sacrum_top_mm"]]
+    shapes = [list(verts.values())[0]] + list(verts.values()) + [list(verts.values())[-1]]
+    col = _interp(zs, [(0.0, v["centre_y_mm"], v["half_width_mm"], v["half_depth_mm"]) for v in shapes])
+    z_bot = L["sacrum_top_mm"]
+    # Discs everywhere along the column, then the canal; vertebral bodies overwrite the discs.
+    paint(canvas, (-40, 20, z_bot), (40, 80, top), ellipse_stack_sdf(z_bot, top, lambda Z: col(Z)[:2],
+                                                                     lambda Z: col(Z)[2:]), H["disc"])
+    canal = lambda Z: (0.0 * Z, col(Z)[1] + col(Z)[3] + 12.0)  # noqa: E731
+    for v_name, v in verts.items():
+        z0, z1, ax, ay, cy = v["z_bottom_mm"], v["z_top_mm"], v["half_width_mm"], v["half_depth_mm"], v["centre_y_mm"]
+        lab = ids[v_name]
+        for dz0, shrink, value in ((0.0, 0.0, H["cortical"]), (1.2, 1.4, H["trabecular"])):
+            paint(canvas, (-ax, cy - ay, z0), (ax, cy + ay, z1),
+                  ellipse_stack_sdf(z0 + dz0, z1 - dz0, lambda Z, c=cy: (0.0, c),
+                                    lambda Z, a=ax - shrink, b=ay - shrink: (a, b)), value, lab)
+        ya = cy + ay + 12.0
+        for p0, p1, half, zpad in (((0.0, ya - 8), (0.0, ya + 8), 13.0, 2.0),    # arch around the canal
+                                   ((0.0, ya + 14), (0.0, ya + 40), 3.5, 6.0),    # spinous process
+                                   ((-34.0, ya - 4), (34.0, ya - 4), 4.0, 10.0)):  # transverse processes
+            paint_plate(canvas, z0 + zpad, z1 - zpad + 6.0, p0, p1, half, H["posterior_elements"], lab)
+        paint(canvas, (-12, ya - 12, z0), (12, ya + 12, z1 + 8),
+              ellipse_stack_sdf(z0 - 1.0, z1 + 9.0, lambda Z, y=ya: (0.0, y), lambda Z: (9.0, 8.0)), H["csf"], 0)
+    del canal
+    # Sacrum: tilts backwards and narrows.
+    st, sb = L["sacrum_top_mm"], L["sacrum_bottom_mm"]
+    sac = _interp((st, sb), [(0.0, 45.0, 50.0, 20.0), (0.0, 85.0, 14.0, 9.0)])
+    for shrink, value in ((0.0, 800.0), (1.5, H["cancellous"])):
+        paint(canvas, (-55, 20, sb), (55, 100, st),
+              ellipse_stack_sdf(sb, st, lambda Z: sac(Z)[:2], lambda Z, s=shrink: (sac(Z)[2] - s, sac(Z)[3] - s)),
+              value, LABEL_IDS["sacrum"])
+
+
+def _paint_pelvis_and_femurs(canvas: Canvas, L: dict) -> None:
+    H = TISSUE_HU
+    zh, zk = L["z_hip_mm"], L["z_knee_mm"]
+    crest = L["vertebrae"]["vertebrae_L4"]["z_bottom_mm"]
+    for side, tag in ((1, "left"), (-1, "right")):
+        hip = LABEL_IDS[f"hip_{tag}"]
+        fem = LABEL_IDS[f"femur_{tag}"]
+        head = (90.0 * side, -5.0, zh)
+        for half, value in ((5.0, 700.0), (3.0, H["cancellous"])):
+            paint_plate(canvas, zh + 35.0, crest, (48.0 * side, 75.0), (115.0 * side, -25.0), half, value, hip)
+        paint_capsule(canvas, (70.0 * side, 20.0, zh + 40.0), (85.0 * side, 0.0, zh + 20.0), 14.0, 500.0, hip)
+        paint_capsule(canvas, (75.0 * side, -30.0, zh - 10.0), (12.0 * side, -65.0, zh - 25.0), 9.0, 600.0, hip)
+        paint_capsule(canvas, (85.0 * side, 20.0, zh - 15.0), (65.0 * side, 40.0, zh - 70.0), 12.0, 600.0, hip)
+        paint_ellipsoid(canvas, head, (33.0, 33.0, 33.0), 700.0, hip)
+        paint_ellipsoid(canvas, head, (30.5, 30.5, 30.5), H["cancellous"], hip)
+        paint_ellipsoid(canvas, head, (26.0, 26.0, 26.0), H["cartilage"], 0)
+        # Femur: head, neck, trochanter, shaft with marrow, condyles.
+        for r, value in ((24.0, 700.0), (22.0, 260.0)):
+            paint_ellipsoid(canvas, head, (r, r, r), value, fem)
+        for r, value in ((15.0, 700.0), (12.0, 260.0)):
+            paint_capsule(canvas, head, (118.0 * side, 5.0, zh - 35.0), r, value, fem)
+        paint_ellipsoid(canvas, (125.0 * side, 8.0, zh - 30.0), (17.0, 17.0, 22.0), 400.0, fem)
+        shaft = ((118.0 * side, 5.0, zh - 40.0), (75.0 * side, 5.0, zk + 45.0))
+        paint_capsule(canvas, *shaft, 14.0, H["dense_cortical"], fem)
+        paint_capsule(canvas, *shaft, 8.5, H["marrow_fat"], fem)
+        paint_ellipsoid(canvas, (75.0 * side, 10.0, zk + 20.0), (38.0, 30.0, 30.0), 600.0, fem)
+        paint_ellipsoid(canvas, (75.0 * side, 10.0, zk + 20.0), (36.0, 28.0, 28.0), 250.0, fem)
+
+
+def make_vascular_phantom(seed: int = 0, *, shape: tuple[int, int, int] = (100, 128, 128),
+                          spacing_mm: tuple[float, float, float] = (3.0, 3.2, 3.2),
+                          slice_thickness_mm: float | None = None, noise_sd_hu: float = 15.0,
+                          lumen_hu: float = 40.0, plaques: str | list[PlaqueSpec] = "random",
+                          metal: str | None = None, supersample: int = 4, psf_fwhm_mm: float = 1.0,
+                          ssp_blur_fwhm_mm: float | None = None, noise_corr_fwhm_mm: float = 0.0,
+                          hu_per_mg_cm3: float = physics.HU_PER_MG_HA_CM3,
+                          plaque_rate: float = 1.0) -> Phantom:
+    """Abdomen–pelvis–leg CT phantom with calcified wall plaques of exactly known volume and mass.
+
+    The grid's top slice sits a little above T12 (z = 0 mm) and the volume extends caudally for
+    ``shape[0]`` slices of ``spacing_mm[0]`` (the slice increment); the defaults (100 × 128 × 128,
+    3 × 3.2 × 3.2 mm) are the small, fast demo covering T12 to the upper thighs; ``(300, 512, 512)``
+    at ``(2.5, 0.8, 0.8)`` mm reaches the knees. ``lumen_hu``: 40 for non-contrast, ~350 for CTA
+    (organs enhance with it). ``plaques``: ``"random"`` (seeded; always includes two posterior aortic
+    plaques a few mm from the vertebral bodies), ``"none"``, or a list of :class:`PlaqueSpec`.
+    ``plaque_rate`` scales the random counts. ``metal``: None, ``"stent"`` (left common iliac) or
+    ``"screw"`` (left L4 pedicle), with streaks. Other arguments: see :class:`CtPhysics`.
+    """
+    if metal not in (None, "stent", "screw"):
+        raise InputError(f"metal must be None, 'stent' or 'screw', got {metal!r}")
+    phys = CtPhysics(slice_thickness_mm, ssp_blur_fwhm_mm, psf_fwhm_mm, noise_sd_hu, noise_corr_fwhm_mm, supersample,
+                     hu_per_mg_cm3).resolved(spacing_mm[0])
+    grid = make_grid(shape, spacing_mm, z_top_mm=0.0)
+    rng = np.random.default_rng(seed)
+    contrast = lumen_hu > 100.0
+    canvas = Canvas.empty(grid, TISSUE_HU["air"])
+    _paint_anatomy(canvas, rng, lumen_hu=lumen_hu, contrast=contrast)
+    vessels = abdominal_vessels()
+    paint_vessels(canvas, vessels, LABEL_IDS, wall_hu=TISSUE_HU["wall"], lumen_hu=lumen_hu)
+    canvas.labels[canvas.labels == _CAVITY] = 0
+    by_name = {v.name: v for v in vessels}
+    specs = _choose_plaques(rng, vessels, plaques, plaque_rate)
+    streaks, metal_info = None, None
+    if metal is not None:
+        streaks, metal_info = _add_metal(canvas, metal, by_name, rng)
+    sectors_specs = place_sectors(specs, by_name, grid, drop_outside=isinstance(plaques, str))
+    sectors = [(sector, physics.ha_density_to_hu(spec.density_mg_cm3, hu_per_mg_cm3=hu_per_mg_cm3),
+                TISSUE_HU["wall"]) for spec, sector in sectors_specs]
+    bone_labels = canvas.labels.copy()
+    hu, fraction, ids, voxelised = render_ct(canvas, sectors, phys, rng, streaks=streaks)
+    records = plaque_records(sectors_specs, voxelised, phys, bone_labels, grid,
+                             [LABEL_IDS[n] for n in BONE_NAMES] + [LABEL_IDS["metal_implant"]])
+    names = {i: n for n, i in LABEL_IDS.items()}
+    params = {"seed": seed, "shape": list(shape), "spacing_mm": list(spacing_mm), "lumen_hu": lumen_hu,
+              "plaques": plaques if isinstance(plaques, str) else [asdict(p) for p in plaques],
+              "plaque_rate": plaque_rate, "metal": metal, "physics": asdict(phys)}
+    L = abdominal_layout()
+    truth = {
+        "schema_version": SCHEMA_VERSION, "kind": "vascular", "seed": seed, "parameters": params,
+        "parameters_hash": spec_hash(params), "contrast": contrast,
+        "hu_model": {"formula": "plaque HU = hu_per_mg_cm3 * density_mg_cm3 (over water, 0 HU)",
+                     "hu_per_mg_cm3": hu_per_mg_cm3, "calibration_factor_mg_cm3_per_hu": 1.0 / hu_per_mg_cm3,
+                     "wall_hu": TISSUE_HU["wall"], "lumen_hu": lumen_hu, "tissue_hu": TISSUE_HU},
+        "mask_definition": "vessel labels are lumen + wall; calcium lies in the wall, from the lumen surface outwards",
+        "label_groups": {"iliac_artery_left": ["common_iliac_artery_left", "external_iliac_artery_left"],
+                         "iliac_artery_right": ["common_iliac_artery_right", "external_iliac_artery_right"]},
+        "structures": structure_truth(list(VESSEL_NAMES), records),
+        "plaques": records,
+        "vessels": {v.name: {"centreline_lps_mm": [list(p) for p in v.points], "lumen_radius_mm": list(v.lumen_radius_mm),
+                             "wall_mm": v.wall_mm} for v in vessels},
+        "landmarks": {"vertebrae": L["vertebrae"], "sacrum_z_range_mm": [L["sacrum_bottom_mm"], L["sacrum_top_mm"]],
+                      "z_aortic_bifurcation_mm": L["z_bifurcation_mm"], "z_femoral_heads_mm": L["z_hip_mm"]},
+        "metal": metal_info,
+    }
+    truth["total"] = {k: float(sum(r[k] for r in truth["structures"].values()))
+                      for k in ("calcium_volume_mm3", "calcium_volume_voxelised_mm3", "mass_mg")}
+    truth["total"]["n_lesions"] = len(records)
+    volume = Volume(hu=hu, grid=grid, info=scan_info(grid, phys, "vascalc vascular phantom", contrast))
+    return Phantom(volume=volume, labels=LabelMap(labels=canvas.labels, grid=grid, names=names),
+                   calcium_fraction=fraction, plaque_ids=ids, truth=truth)
+
+
+def _choose_plaques(rng: np.random.Generator, vessels: list[Vessel], plaques, rate: float) -> list[PlaqueSpec]:
+    if isinstance(plaques, str):
+        if plaques == "none":
+            return []
+        if plaques != "random":
+            raise InputError(f"plaques must be 'random', 'none' or a list of PlaqueSpec, got {plaques!r}")
+    else:
+        return list(plaques)
+    L = abdominal_layout()
+    aorta = next(v for v in vessels if v.name == "aorta")
+    # Aortic arc length of each branch origin, to keep plaques off the branch ostia.
+    starts = np.concatenate([[0.0], np.cumsum(aorta.segment_lengths())])
+    z_pts = np.array([p[2] for p in aorta.points])
+    def s_at(z: float) -> float:
+        return float(np.interp(-z, -z_pts, starts))
+    avoid = {"aorta": [(s_at(z) - 8.0, s_at(z) + 8.0) for z in (L["z_celiac_mm"], L["z_celiac_mm"] - 14.0,
+                                                                L["z_renal_mm"])]}
+    # Two posterior plaques a few mm from the L2–L4 bodies: the failure mode of bone next to calcium.
+    fixed = []
+    for z_mid, length in ((-97.0, 10.0), (-150.0, 14.0)):
+        s0 = s_at(z_mid) - length / 2
+        avoid["aorta"].append((s0, s0 + length))
+        fixed.append(PlaqueSpec("aorta", round(s0, 3), length, round(float(rng.uniform(50, 100)), 2),
+                                180.0 + round(float(rng.uniform(-15, 15)), 2), round(float(rng.uniform(1.2, 2.6)), 3),
+                                round(float(rng.uniform(300, 900)), 1)))
+    means = {"aorta": 6.0, "common_iliac_artery_left": 2.0, "common_iliac_artery_right": 2.0,
+             "external_iliac_artery_left": 1.0, "external_iliac_artery_right": 1.0, "femoral_artery_left": 3.0,
+             "femoral_artery_right": 3.0, "renal_artery_left": 0.4, "renal_artery_right": 0.4, "celiac_trunk": 0.3,
+             "superior_mesenteric_artery": 0.5}
+    means = {k: v * rate for k, v in means.items()}
+    lengths = {"aorta": (2.0, 25.0), "femoral_artery_left": (1.5, 15.0), "femoral_artery_right": (1.5, 15.0)}
+    return fixed + random_plaques(rng, vessels, means, length_range_mm=lengths, avoid=avoid,
+                                  end_margin_mm={"aorta": 15.0})
+
+
+def _add_metal(canvas: Canvas, metal: str, vessels: dict[str, Vessel], rng: np.random.Generator):
+    metal_id = LABEL_IDS["metal_implant"]
+    if metal == "screw":
+        v = abdominal_layout()["vertebrae"]["vertebrae_L4"]
+        zc = 0.5 * (v["z_top_mm"] + v["z_bottom_mm"])
+        a = (18.0, v["centre_y_mm"] + v["half_depth_mm"] + 30.0, zc)
+        b = (7.0, v["centre_y_mm"] - 4.0, zc)
+        paint_capsule(canvas, a, b, 3.0, TISSUE_HU["metal"], metal_id)
+        mask = canvas.labels == metal_id
+        info = {"kind": "screw", "where": "left L4 pedicle", "from_lps_mm": list(a), "to_lps_mm": list(b),
+                "radius_mm": 3.0, "hu": TISSUE_HU["metal"], "label": "metal_implant"}
+    else:
+        v = vessels["common_iliac_artery_left"]
+        p0, p1 = np.asarray(v.points[0]), np.asarray(v.points[1])
+        u = (p1 - p0) / np.linalg.norm(p1 - p0)
+        a, b = p0 + 20.0 * u, p0 + 45.0 * u
+        r = v.lumen_radius_mm[0]
+        # A stent is a thin metal mesh on the lumen surface: a tube shell 0.4 mm thick, which partial
+        # volume turns into a bright ring well below the HU of solid metal.
+        sl = index_slices(canvas.grid, np.minimum(a, b) - r - 1, np.maximum(a, b) + r + 1)
+        Z, Y, X = canvas.block_coords(sl)
+        d = segment_distance((X, Y, Z), a, b)
+        h = 0.5 * (canvas.grid.spacing_mm[1] + canvas.grid.spacing_mm[2])
+        w = np.clip(0.5 - (np.abs(d - (r - 0.2)) - 0.2) / h, 0, 1).astype(np.float32)
+        w *= np.float32(min(1.0, 0.4 / h + 0.5))  # a strut thinner than a voxel never fills one
+        canvas.hu[sl] += w * (np.float32(TISSUE_HU["metal"]) - canvas.hu[sl])
+        mask = np.zeros(canvas.grid.shape, bool)
+        mask[sl] = w >= 0.25
+        # The stent keeps the vessel's label (it lies in the lumen); its mask only drives the streaks.
+        info = {"kind": "stent", "where": "left common iliac artery", "from_lps_mm": a.tolist(),
+                "to_lps_mm": b.tolist(), "radius_mm": r, "strut_thickness_mm": 0.4, "hu": TISSUE_HU["metal"],
+                "label": None}
+    return metal_streaks(mask, canvas.grid, rng), info

@@ -1,0 +1,1 @@
+"""Writers: result.json, CSV tables, label maps and QC pictures."""

@@ -1,0 +1,1 @@
+"""Whole jobs (CT scoring, …): they wire loading, masks, scoring and results together."""

@@ -1,0 +1,188 @@
+"""The CT job end to end: load → vessel masks → detect → score → typed result (→ files).
+
+This module only wires the stages together; every measurement is made by the pure functions in
+:mod:`vascalc.calcium`, every file is read by :mod:`vascalc.imaging` and written by
+:mod:`vascalc.report`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from vascalc import __version__
+from vascalc.anatomy import taxonomy
+from vascalc.anatomy.regions import thoracic_abdominal_split
+from vascalc.calcium import CalciumResult, ScoringOptions, parse_method, score_calcium
+from vascalc.errors import InputError, MaskError
+from vascalc.imaging import LabelMap, Volume, load_labelmap, load_volume
+
+SCHEMA_VERSION = "1.0"
+
+ProgressCallback = Callable[[str], None]
+
+
+@dataclass(frozen=True, eq=False)
+class CtResult:
+    """Everything one CT scoring run produced. ``to_dict()`` is the ``result.json`` content.
+
+    The arrays (``volume``, ``vessels``, ``calcium``) are kept for the writers and are not part of the
+    JSON. ``timings_s`` is also left out of the JSON so that two runs give identical bytes.
+    """
+
+    case_id: str
+    volume: Volume
+    vessels: LabelMap
+    calcium: CalciumResult
+    method: dict
+    vessel_source: dict
+    warnings: tuple[str, ...] = ()
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        calcium = self.calcium.to_dict()
+        grid = self.volume.grid
+        info = self.volume.info.to_dict()
+        notes = info.pop("load_notes", ())
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "tool": {"name": "vascalc", "version": __version__},
+            "kind": "ct",
+            "case_id": self.case_id,
+            "input": {
+                "scan": info,
+                "geometry": {
+                    "shape_zyx": list(grid.shape),
+                    "spacing_mm_zyx": [float(s) for s in grid.spacing_mm],
+                    "origin_lps_mm": [float(o) for o in grid.origin_lps_mm],
+                    "axis_codes_xyz": grid.axis_codes(),
+                },
+                "notes": list(notes),
+                "vessels": self.vessel_source,
+            },
+            "method": self.method,
+            "structures": calcium["structures"],
+            "total": calcium["total"],
+            "categories": calcium.get("categories", {}),
+            "thresholds": calcium["thresholds"],
+            "lesions": calcium["lesions"],
+            "warnings": list(self.warnings) + list(calcium["warnings"]),
+        }
+
+
+def case_id_for(path: Path) -> str:
+    """A case name from an input path: the file name without image extensions, or the folder name."""
+    name = Path(path).name
+    for suffix in (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)] or name
+    return name
+
+
+def _vessel_labelmap(labels: LabelMap) -> tuple[np.ndarray, dict[int, str], np.ndarray | None]:
+    """Split a label map into the arteries to score and the union of bone masks."""
+    artery_names = {i: n for i, n in labels.names.items() if taxonomy.is_scored_artery(n)}
+    if not artery_names:
+        raise MaskError(
+            "the vessel masks contain no artery vascalc scores (e.g. aorta, iliac_artery_left); "
+            f"structures found: {', '.join(sorted(labels.names.values())) or 'none'}")
+    vessels = np.where(np.isin(labels.labels, list(artery_names)), labels.labels, 0)
+    bone_ids = [i for i, n in labels.names.items() if taxonomy.is_bone(n)]
+    bone = np.isin(labels.labels, bone_ids) if bone_ids else None
+    if bone is not None and not bone.any():
+        bone = None
+    return vessels, artery_names, bone
+
+
+def score_ct(
+    image: str | Path | Volume,
+    vessels: str | Path | LabelMap,
+    *,
+    method: str = "agatston",
+    vessel_names: dict[int, str] | str | Path | None = None,
+    series_uid: str | None = None,
+    resample_masks: bool = False,
+    resample_tilt: bool = False,
+    resample_uneven: bool = False,
+    options: ScoringOptions | None = None,
+    split_thoracic_abdominal: bool = True,
+    case_id: str | None = None,
+    progress: ProgressCallback | None = None,
+) -> CtResult:
+    """Score calcium per vessel in one CT.
+
+    Parameters
+    ----------
+    image : path of a DICOM folder/file, NIfTI, NRRD or MHA/MHD, or a loaded :class:`Volume`.
+    vessels : label map file (+ ``vessel_names``), TotalSegmentator multilabel file, folder of
+        TotalSegmentator-style binary masks, or a :class:`LabelMap` on the volume's grid.
+    method : detection policy (``agatston``, ``hu=<N>``, ``window8bit[:…]``, ``adaptive[:…]``;
+        SCORING.md A.2).
+    options : lesion, wall, normalisation and mass options (:class:`ScoringOptions`).
+
+    Returns a :class:`CtResult`; nothing is written (see :func:`write_ct_outputs`).
+    """
+    report = progress or (lambda message: None)
+    timings: dict[str, float] = {}
+    options = options or ScoringOptions()
+    policy = parse_method(method)
+
+    start = time.perf_counter()
+    if isinstance(image, Volume):
+        volume = image
+        default_case = "volume"
+    else:
+        report("reading CT")
+        volume = load_volume(Path(image), series_uid=series_uid, resample_tilt=resample_tilt,
+                             resample_uneven=resample_uneven)
+        default_case = case_id_for(Path(image))
+    timings["load_ct_s"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    report("reading vessel masks")
+    if isinstance(vessels, LabelMap):
+        labels = vessels
+        source = {"kind": "labelmap_object"}
+    else:
+        vessels_path = Path(vessels)
+        if not vessels_path.exists():
+            raise InputError(f"vessel masks not found: {vessels_path}")
+        labels = load_labelmap(vessels_path, volume.grid, names=vessel_names, resample=resample_masks)
+        source = {"kind": "folder" if vessels_path.is_dir() else "file", "name": vessels_path.name}
+    source["structures_present"] = labels.present_names()
+    source["structures_empty"] = sorted(set(labels.names.values()) - set(labels.present_names()))
+    vessel_array, artery_names, bone = _vessel_labelmap(labels)
+    region_splits = []
+    if split_thoracic_abdominal:
+        split = thoracic_abdominal_split(labels, volume.grid)
+        if split is not None:
+            region_splits.append(split)
+    timings["load_masks_s"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    report("scoring calcium")
+    calcium = score_calcium(
+        volume.hu, vessel_array, artery_names, volume.grid, method=policy, options=options,
+        bone_mask=bone, region_splits=region_splits, kvp=volume.info.kvp,
+        slice_thickness_mm=volume.info.slice_thickness_mm,
+    )
+    timings["score_s"] = time.perf_counter() - start
+
+    warnings = []
+    present_arteries = [n for n in artery_names.values() if n in source["structures_present"]]
+    if not present_arteries:
+        warnings.append("every artery mask is empty: all scores are zero because no vessel was found")
+    return CtResult(
+        case_id=case_id or default_case,
+        volume=volume,
+        vessels=labels,
+        calcium=calcium,
+        method=calcium.method,
+        vessel_source=source,
+        warnings=tuple(warnings),
+        timings_s=timings,
+    )

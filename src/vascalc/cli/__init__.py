@@ -34,6 +34,16 @@ def _root(
     """vascalc: automatic, reproducible arterial calcium scoring."""
 
 
+def _register() -> None:
+    from vascalc.cli import ct, demo
+
+    app.command("demo")(demo.demo)
+    app.add_typer(ct.app, name="ct")
+
+
+_register()
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and a non-zero exit, never a traceback."""
     try:

@@ -112,6 +112,9 @@ def make_insert_phantom(seed: int = 0, *, shape: tuple[int, int, int] = (16, 400
                      "volume_mm3": r["volume_mm3"], "volume_voxelised_mm3": r["volume_voxelised_mm3"],
                      "mass_mg": r["mass_mg"], "hu": r["hu"]} for i, r in enumerate(inserts)],
     }
+    truth["total"] = {"calcium_volume_mm3": float(sum(r["volume_mm3"] for r in inserts)),
+                      "calcium_volume_voxelised_mm3": float(sum(r["volume_voxelised_mm3"] for r in inserts)),
+                      "mass_mg": float(sum(r["mass_mg"] for r in inserts)), "n_lesions": len(inserts)}
     ids = np.where(ids > n_ins, 0, ids)
     ca_fraction = np.zeros_like(fraction)
     ins_mask = ids > 0

@@ -9,6 +9,7 @@ Files (all on the input's grid; names are fixed so that cohort tools can find th
 ``calcium_lesions.nii.gz``  int32 lesion label map (cluster ids of ``lesions.csv``)
 ``vessel_masks.nii.gz``     the vessel label map that was scored (+ ``vessel_masks.json``)
 ``qc_*.png``                coronal / sagittal MIPs and an axial mosaic for a visual check
+``report.html``             the scores, warnings and QC pictures on one page
 ==========================  ===============================================================
 """
 
@@ -18,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from vascalc.anatomy import taxonomy
 from vascalc.imaging import save_labels_nifti
+from vascalc.report.html import write_ct_html
 from vascalc.report.qc import write_ct_qc
 from vascalc.report.tables import write_csv, write_json
 from vascalc.workflows.ct import CtResult
@@ -44,7 +47,9 @@ def write_ct_outputs(result: CtResult, out_dir: Path, qc: bool = True) -> list[P
     written.append(write_json({str(k): v for k, v in sorted(result.vessels.names.items())},
                               out_dir / "vessel_masks.json"))
     if qc:
-        scored = {i: n for i, n in result.vessels.names.items()}
-        written += write_ct_qc(result.volume.hu, grid, result.vessels.labels, scored,
-                               result.calcium.lesion_labels, out_dir, title=_qc_title(result))
+        arteries = {i: n for i, n in result.vessels.names.items() if taxonomy.is_scored_artery(n)}
+        qc_images = write_ct_qc(result.volume.hu, grid, result.vessels.labels, arteries,
+                                result.calcium.lesion_labels, out_dir, title=_qc_title(result))
+        written += qc_images
+        written.append(write_ct_html(data, out_dir, qc_images))
     return [Path(p) for p in written]

@@ -257,12 +257,15 @@ def plaque_records(sectors_specs: list[tuple[PlaqueSpec, WallSector]], voxelised
         lo, hi = pts.min(0) - 10.0, pts.max(0) + 10.0
         sl = index_slices(grid, lo, hi, pad=0)
         dist = None
+        near_limit = 0.0
         if sl is not None and bone[sl].any():
             z, y, x = axis_coords_mm(grid)
             kk, jj, ii = np.nonzero(bone[sl])
             bone_pts = np.stack([x[sl[2]][ii], y[sl[1]][jj], z[sl[0]][kk]], axis=1)
             d, _ = cKDTree(bone_pts).query(pts)
             dist = round(float(d.min()), 2)
+        # Bone is known here only at voxel centres: allow half an in-plane voxel diagonal.
+        near_limit = 3.0 + 0.5 * float(np.hypot(grid.spacing_mm[1], grid.spacing_mm[2]))
         volume = sector.volume_mm3
         records.append({
             "id": index, **asdict(spec),
@@ -272,7 +275,7 @@ def plaque_records(sectors_specs: list[tuple[PlaqueSpec, WallSector]], voxelised
             "centre_lps_mm": [round(float(c), 3) for c in pts.mean(0)],
             "z_range_mm": [round(float(pts[:, 2].min()), 3), round(float(pts[:, 2].max()), 3)],
             "distance_to_bone_mm": dist,
-            "next_to_bone": dist is not None and dist <= 3.0,
+            "next_to_bone": dist is not None and dist <= near_limit,
         })
     return records
 

@@ -83,13 +83,19 @@ def case_id_for(path: Path) -> str:
     return name
 
 
-def _vessel_labelmap(labels: LabelMap) -> tuple[np.ndarray, dict[int, str], np.ndarray | None]:
-    """Split a label map into the arteries to score and the union of bone masks."""
-    artery_names = {i: n for i, n in labels.names.items() if taxonomy.is_scored_artery(n)}
+def _vessel_labelmap(labels: LabelMap, keep_absent: bool) -> tuple[np.ndarray, dict[int, str], np.ndarray | None]:
+    """Split a label map into the arteries to score and the union of bone masks.
+
+    Absent arteries are scored (as zero, flagged) only when the user named them (``keep_absent``):
+    a TotalSegmentator table lists carotids and subclavians that an abdominal scan never shows.
+    """
+    present = set(labels.present_names())
+    artery_names = {i: n for i, n in labels.names.items()
+                    if taxonomy.is_scored_artery(n) and (keep_absent or n in present)}
     if not artery_names:
         raise MaskError(
             "the vessel masks contain no artery vascalc scores (e.g. aorta, iliac_artery_left); "
-            f"structures found: {', '.join(sorted(labels.names.values())) or 'none'}")
+            f"structures found: {', '.join(sorted(present)) or 'none'}")
     vessels = np.where(np.isin(labels.labels, list(artery_names)), labels.labels, 0)
     bone_ids = [i for i, n in labels.names.items() if taxonomy.is_bone(n)]
     bone = np.isin(labels.labels, bone_ids) if bone_ids else None
@@ -154,8 +160,14 @@ def score_ct(
         labels = load_labelmap(vessels_path, volume.grid, names=vessel_names, resample=resample_masks)
         source = {"kind": "folder" if vessels_path.is_dir() else "file", "name": vessels_path.name}
     source["structures_present"] = labels.present_names()
-    source["structures_empty"] = sorted(set(labels.names.values()) - set(labels.present_names()))
-    vessel_array, artery_names, bone = _vessel_labelmap(labels)
+    names_given_by_user = isinstance(vessels, LabelMap) or vessel_names is not None or Path(vessels).is_dir()
+    vessel_array, artery_names, bone = _vessel_labelmap(labels, keep_absent=names_given_by_user)
+    source["arteries_scored"] = [n for _, n in sorted(artery_names.items())]
+    source["arteries_empty"] = [n for n in source["arteries_scored"] if n not in source["structures_present"]]
+    source["bone_excluded"] = bone is not None
+    if not any(n in source["structures_present"] for n in artery_names.values()):
+        raise MaskError("every artery mask is empty (" + ", ".join(sorted(artery_names.values())) +
+                        "): there is no vessel to score in")
     region_splits = []
     if split_thoracic_abdominal:
         split = thoracic_abdominal_split(labels, volume.grid)
@@ -172,10 +184,7 @@ def score_ct(
     )
     timings["score_s"] = time.perf_counter() - start
 
-    warnings = []
-    present_arteries = [n for n in artery_names.values() if n in source["structures_present"]]
-    if not present_arteries:
-        warnings.append("every artery mask is empty: all scores are zero because no vessel was found")
+    warnings = [f"{name}: mask is empty (structure absent), scores are zero" for name in source["arteries_empty"]]
     return CtResult(
         case_id=case_id or default_case,
         volume=volume,

@@ -87,6 +87,16 @@ def test_missing_slice_refused_then_interpolated(tmp_path):
     assert any("interpolated linearly onto a regular 2 mm grid" in n for n in v.info.load_notes)
 
 
+def test_rounded_positions_give_the_mean_increment(tmp_path):
+    # 0.625 mm slices with positions written to 2 decimals: steps 0.62 / 0.63 are even within
+    # tolerance, and the increment is the mean over the stack (the median 0.62 would drift)
+    z = np.round(0.625 * np.arange(9), 2)
+    write_series(tmp_path, ramp(9), positions=np.array([[0.0, 0.0, v] for v in z]), spacing_mm=(0.625, 0.5, 0.5))
+    v = load_volume(tmp_path)
+    assert v.grid.spacing_mm[0] == pytest.approx((z[-1] - z[0]) / 8)
+    assert v.grid.index_to_lps(np.array([8, 0, 0]))[2] == pytest.approx(z[-1])
+
+
 def test_duplicate_positions_refused(tmp_path):
     positions = np.array([[0.0, 0.0, z] for z in (0.0, 2.0, 2.0, 4.0)])
     write_series(tmp_path, ramp(4), positions=positions)

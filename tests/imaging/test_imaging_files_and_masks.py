@@ -178,6 +178,24 @@ def test_zero_voxel_size_refused(tmp_path):
         load_volume(mha)
 
 
+def test_zero_pixdim_refused_when_it_is_the_voxel_size(tmp_path):
+    # qform-only file: pixdim is the voxel size; nibabel's loader quietly makes a 0 into 1 mm
+    image = nib.Nifti1Image(np.ones((4, 5, 6), np.int16), None)
+    image.set_qform(np.diag([0.7, 0.9, 2.0, 1.0]), code=1)
+    image.set_sform(None, code=0)
+    raw = bytearray(image.to_bytes())
+    struct.pack_into("<f", raw, 80, 0.0)  # pixdim[1]
+    (tmp_path / "qzero.nii").write_bytes(bytes(raw))
+    with pytest.raises(GeometryError, match=r"voxel size in the header is \(0\.0, 0\.9"):
+        load_volume(tmp_path / "qzero.nii")
+    # with a valid sform the geometry does not depend on pixdim: the sform's 0.7 mm is used
+    image.set_sform(np.diag([0.7, 0.9, 2.0, 1.0]), code=2)
+    raw = bytearray(image.to_bytes())
+    struct.pack_into("<f", raw, 80, 0.0)
+    (tmp_path / "szero.nii").write_bytes(bytes(raw))
+    assert load_volume(tmp_path / "szero.nii").grid.spacing_mm == pytest.approx((2.0, 0.9, 0.7))
+
+
 def test_nifti2_and_float_data(tmp_path):
     data = np.linspace(-50, 50, np.prod(LPS_GRID.shape)).reshape(LPS_GRID.shape).astype(np.float32)
     image = nib.Nifti2Image(np.ascontiguousarray(data.transpose(2, 1, 0)), LPS_GRID.affine_ras())

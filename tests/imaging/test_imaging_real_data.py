@@ -49,6 +49,28 @@ def test_dicom_hu_match_simpleitk_series_reader(dicom_volume):
     np.testing.assert_array_equal(dicom_volume.hu, reference)
 
 
+def test_dicom_hu_match_pydicom_decoder(dicom_volume):
+    # fully independent of GDCM: pydicom + pylibjpeg-openjpeg decode, own sort by z, own rescale
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.pixels import apply_rescale
+
+    datasets = [pydicom.dcmread(p) for p in sorted(DICOM.iterdir())]
+    datasets.sort(key=lambda ds: float(ds.ImagePositionPatient[2]))
+    stack = np.stack([apply_rescale(ds.pixel_array, ds) for ds in datasets])
+    np.testing.assert_array_equal(dicom_volume.hu, stack)
+
+
+def test_dicom_pydicom_fallback_when_gdcm_fails(dicom_volume, monkeypatch):
+    # a transfer syntax GDCM cannot decode falls back to pydicom's decoders, with the same HU
+    def refuse(self):
+        raise RuntimeError("GDCM cannot decode this")
+
+    monkeypatch.setattr(sitk.ImageSeriesReader, "Execute", refuse)
+    v = load_volume(DICOM)
+    assert v.hu.dtype == np.int16
+    np.testing.assert_array_equal(v.hu, dicom_volume.hu)
+
+
 def test_dicom_scan_info(dicom_volume):
     info = dicom_volume.info
     assert info.source_format == "dicom" and info.modality == "CT"

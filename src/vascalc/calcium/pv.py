@@ -54,33 +54,62 @@ class ClusterPV:
     density_mg_cm3: np.ndarray       # ρ used for the integrated mass
 
 
+def region_reach_mm(spacing: tuple[float, float, float], region_mm: float, min_voxels: float) -> np.ndarray:
+    """Per-axis half-size of the region R: ``region_mm`` but never less than ``min_voxels`` voxels,
+    because the blur of a voxelised object spans about a voxel whatever the voxel size."""
+    return np.maximum(region_mm, min_voxels * np.asarray(spacing, dtype=float))
+
+
 def cluster_pv(hu: np.ndarray, clusters: np.ndarray, n_clusters: int, cluster_vessel: np.ndarray,
                vessel: np.ndarray, excluded: np.ndarray | None, candidates: np.ndarray,
                spacing: tuple[float, float, float], region_mm: float, ring_mm: float,
-               object_hu: float, density_mg_cm3: float, background: str = "median",
+               object_hu: float, density_mg_cm3: float, background: str = "inpaint",
                scope: str = "vessel", min_ring_voxels: int = 20, clip: bool = False,
                object_model: str = "lesion", calibration_a: float = 0.0,
-               calibration_b: float = 1.0) -> ClusterPV:
+               calibration_b: float = 1.0, min_region_voxels: float = 2.0) -> ClusterPV:
     """Integrated-intensity and volume-fraction scores of every cluster (A.7) on a crop.
 
-    Region R_c: voxels within ``region_mm`` of cluster c and nearer to c than to any other cluster
-    (ties → lower id), minus ``excluded`` (near bone). Background S_bkg: median (or mean) HU of the
-    ring ``region_mm < d ≤ region_mm + ring_mm`` around c, without calcium candidates or excluded
-    voxels; with ``scope="vessel"`` only ring voxels in the ROI of c's own vessel (lumen and wall,
-    the tissue the calcium displaced) are used when at least ``min_ring_voxels`` exist.
+    Region R_c: voxels within the ellipsoid of half-sizes r_i = max(``region_mm``,
+    ``min_region_voxels``·spacing_i) around cluster c, nearer to c than to any other cluster (ties →
+    lower id), minus ``excluded`` (near bone). Ring: the shell out to (1 + ring_mm/region_mm)·r_i,
+    without calcium candidates or excluded voxels; with ``scope="vessel"`` only ring voxels in the
+    ROI of c's own vessel are used when at least ``min_ring_voxels`` exist.
+
+    Background [T]: ``median``/``mean`` give one S_bkg per cluster from the ring (A.7 as written);
+    ``inpaint`` (default) estimates the background *voxel by voxel* inside R by normalised
+    convolution (Gaussian, σ_i = r_i) of the surrounding calcium-free voxels, so a plaque straddling
+    lumen (≈40 HU) and peri-vascular fat (≈−100 HU) is compared with the tissue actually beside each
+    of its voxels; a constant S_bkg would bias the integral by N·(mean local background − S_bkg).
+    The reported ``background_hu`` is then the mean inpainted background over R.
+
+    Integrated intensity (R17) with ``object_model="lesion"`` [T]: S_obj is each cluster's own HU
+    from :func:`self_consistent_object_hu` and ρ = (S_obj − a)/b from the calibration line
+    HU = a + b·ρ, i.e. A.7 evaluated at the lesion's own density, so volume and mass hold for any
+    plaque density; ``"reference"`` uses the fixed (ρ_cal, S_obj) for every cluster (A.7 as written).
+    Volume fraction (R16) always uses the fixed reference and the ring S_bkg, as the reference
+    implementation.
     """
-    reach = region_mm + ring_mm
+    reach_r = region_reach_mm(spacing, region_mm, min_region_voxels)
+    outer = 1.0 + ring_mm / region_mm                  # ring edge in units of r_i
+    norm_sampling = tuple(float(sp / r) for sp, r in zip(spacing, reach_r))
     dist = np.full(hu.shape, np.inf, dtype=np.float32)
     owner = np.zeros(hu.shape, dtype=np.int32)
-    pad = margin_voxels(reach, spacing)
-    for c, box in enumerate(ndi.find_objects(clusters, max_label=n_clusters), start=1):
+    pad = tuple(int(np.ceil(outer * r / sp)) + 1 for r, sp in zip(reach_r, spacing))
+    boxes = ndi.find_objects(clusters, max_label=n_clusters)
+    for c, box in enumerate(boxes, start=1):
         if box is None:
             continue
         sub = pad_box(box, pad, hu.shape)
-        d = ndi.distance_transform_edt(clusters[sub] != c, sampling=spacing).astype(np.float32)
-        better = (d <= reach) & (d < dist[sub])
+        # normalised distance: 1.0 at the region's edge along every axis
+        d = ndi.distance_transform_edt(clusters[sub] != c, sampling=norm_sampling).astype(np.float32)
+        better = (d <= outer) & (d < dist[sub])
         dist[sub][better] = d[better]
         owner[sub][better] = c
+    region_any = dist <= 1.0 + 1e-6
+    usable = ~region_any & ~candidates & np.isfinite(hu)
+    if excluded is not None:
+        usable &= ~excluded
+
     near = np.isfinite(dist)
     if excluded is not None:
         near &= ~excluded
@@ -88,22 +117,19 @@ def cluster_pv(hu: np.ndarray, clusters: np.ndarray, n_clusters: int, cluster_ve
     d = dist[idx]
     c = owner[idx]
     values = hu[idx].astype(np.float64)
-    in_region = d <= region_mm * (1 + 1e-9)
+    in_region = d <= 1.0 + 1e-6
     n = n_clusters + 1
-    region_sum = np.bincount(c[in_region], weights=values[in_region], minlength=n)[1:]
     region_count = np.bincount(c[in_region], minlength=n)[1:]
 
-    ring = ~in_region & ~candidates[idx]
+    # ---- ring statistics: scalar S_bkg (median/mean) and the noise SD ----------------------------
+    ring = ~in_region & usable[idx]
     own = ring & (vessel[idx] == cluster_vessel[c])
-    bkg = np.full(n_clusters, np.nan)
+    ring_bkg = np.full(n_clusters, np.nan)
     noise = np.zeros(n_clusters)
-    ring_c = c[ring]
-    ring_v = values[ring]
-    own_c = c[own]
-    own_v = values[own]
+    ring_c, ring_v = c[ring], values[ring]
+    own_c, own_v = c[own], values[own]
     own_counts = np.bincount(own_c, minlength=n)
-    stat = np.median if background == "median" else np.mean
-    # one sort per sample, then each cluster's values are a contiguous run
+    stat = np.mean if background == "mean" else np.median
     order_all = np.argsort(ring_c, kind="stable")
     order_own = np.argsort(own_c, kind="stable")
     bounds_all = np.searchsorted(ring_c[order_all], np.arange(n + 1))
@@ -114,21 +140,50 @@ def cluster_pv(hu: np.ndarray, clusters: np.ndarray, n_clusters: int, cluster_ve
         else:
             sample = ring_v[order_all[bounds_all[k]:bounds_all[k + 1]]]
         if sample.size:
-            bkg[k - 1] = float(stat(sample))
-            # robust SD (MAD·1.4826) of the background, for the noise floor of the half-level search
+            ring_bkg[k - 1] = float(stat(sample))
+            # robust SD (MAD·1.4826) of the background, the noise floor of the half-level search
             noise[k - 1] = 1.4826 * float(np.median(np.abs(sample - np.median(sample))))
-    v = float(np.prod(spacing))
-    # each cluster's region values as one contiguous, descending run (for the half-level search)
-    rc, rv = c[in_region], values[in_region]
-    order = np.lexsort((-rv, rc))
-    rc, rv = rc[order], rv[order]
-    bounds = np.searchsorted(rc, np.arange(n + 1))
-    net = region_sum - region_count * bkg                      # Σ (HU − S_bkg) over R, in HU·voxels
+
+    # ---- per-voxel background over the regions ----------------------------------------------------
+    rz, ry, rx = (a[in_region] for a in idx)
+    rc = c[in_region]
+    rv = values[in_region]
+    bkg_vox = ring_bkg[rc - 1].copy()
+    if background == "inpaint" and rc.size:
+        sigma = tuple(float(r / sp) for r, sp in zip(reach_r, spacing))
+        halo = tuple(int(np.ceil(3 * s)) for s in sigma)
+        filled = np.zeros(rc.size, dtype=bool)
+        for k, box in enumerate(boxes, start=1):
+            if box is None:
+                continue
+            sub = pad_box(box, tuple(p + h for p, h in zip(pad, halo)), hu.shape)
+            w = usable[sub].astype(np.float32)
+            num = ndi.gaussian_filter(np.where(w > 0, hu[sub], 0).astype(np.float32), sigma, mode="constant")
+            den = ndi.gaussian_filter(w, sigma, mode="constant")
+            sel = np.flatnonzero(rc == k)
+            lz, ly, lx = rz[sel] - sub[0].start, ry[sel] - sub[1].start, rx[sel] - sub[2].start
+            dd = den[lz, ly, lx]
+            ok = dd > 1e-3
+            bkg_vox[sel[ok]] = num[lz[ok], ly[ok], lx[ok]] / dd[ok]
+            filled[sel[ok]] = True
+    with np.errstate(invalid="ignore", divide="ignore"):
+        net_vox = rv - bkg_vox
+        net = np.bincount(rc, weights=np.nan_to_num(net_vox), minlength=n)[1:].astype(float)
+        has_bkg = np.bincount(rc, weights=np.isfinite(bkg_vox).astype(float), minlength=n)[1:] > 0
+        net[~has_bkg] = np.nan
+        bkg = np.bincount(rc, weights=np.nan_to_num(bkg_vox), minlength=n)[1:].astype(float) / np.maximum(region_count, 1)
+        bkg[~has_bkg] = np.nan
+
+    # each cluster's net values as one contiguous, descending run (for the half-level search)
+    order = np.lexsort((-np.nan_to_num(net_vox), rc))
+    rc_sorted, net_sorted = rc[order], np.nan_to_num(net_vox[order])
+    bounds = np.searchsorted(rc_sorted, np.arange(n + 1))
     own_hu = np.full(n_clusters, np.nan)
     for k in range(1, n):
-        run = rv[bounds[k]:bounds[k + 1]]
-        if run.size and np.isfinite(bkg[k - 1]) and net[k - 1] > 0:
-            own_hu[k - 1] = self_consistent_object_hu(run, bkg[k - 1], net[k - 1], noise[k - 1])
+        run = net_sorted[bounds[k]:bounds[k + 1]]
+        if run.size and np.isfinite(net[k - 1]) and net[k - 1] > 0:
+            own_hu[k - 1] = bkg[k - 1] + self_consistent_object_hu(run, 0.0, net[k - 1], noise[k - 1])
+    v = float(np.prod(spacing))
     with np.errstate(invalid="ignore", divide="ignore"):
         if object_model == "lesion":
             s_obj = own_hu
@@ -139,12 +194,12 @@ def cluster_pv(hu: np.ndarray, clusters: np.ndarray, n_clusters: int, cluster_ve
         n_obj = net / (s_obj - bkg)
         volume = n_obj * v
         mass = volume * rho / 1000.0
-        # volume fraction (R16): the reference rod as S_obj, as in the reference implementation
-        f = (rv - bkg[rc - 1]) / (object_hu - bkg[rc - 1])
+        # volume fraction (R16): the reference rod as S_obj and the ring S_bkg, as the reference code
+        f = (rv - ring_bkg[rc - 1]) / (object_hu - ring_bkg[rc - 1])
         if clip:
             f = np.clip(f, 0.0, 1.0)
-        vf_mass = np.bincount(rc, weights=f, minlength=n)[1:] * v * density_mg_cm3 / 1000.0
-        vf_mass[~np.isfinite(bkg)] = np.nan
+        vf_mass = np.bincount(rc, weights=np.nan_to_num(f), minlength=n)[1:] * v * density_mg_cm3 / 1000.0
+        vf_mass[~np.isfinite(ring_bkg)] = np.nan
     return ClusterPV(background_hu=bkg, region_voxels=region_count, volume_mm3=volume, mass_mg=mass,
                      volume_fraction_mass_mg=vf_mass, object_hu=s_obj, density_mg_cm3=rho)
 

@@ -25,7 +25,7 @@ from vascalc.calcium.policies import (ADAPTIVE_PARENTS, CLASSIC_BANDS, AdaptiveP
                                       FixedHUPolicy, Policy, Window8bitPolicy, adaptive_threshold,
                                       density_weight, imagej_8bit, kv_bands, parse_method, to_8bit,
                                       window8bit_equivalent_hu)
-from vascalc.calcium.pv import cluster_pv
+from vascalc.calcium.pv import cluster_pv, region_reach_mm
 from vascalc.calcium.results import CalciumResult, Lesion, StructureScore
 from vascalc.calcium.roi import (TOL, assign_nearest_vessel, bone_exclusion, eroded_lumen, margin_voxels,
                                  pad_box, shift_box, union_box)
@@ -144,7 +144,9 @@ def score_calcium(
     all_boxes = ndi.find_objects(labels_int, max_label=max(ids))
     full_boxes = [all_boxes[i - 1] if i - 1 < len(all_boxes) else None for i in ids]
     present = [b is not None for b in full_boxes]
-    reach = options.wall_mm + max(options.bone_margin_mm, options.pv_region_mm + options.pv_ring_mm)
+    pv_reach = float(np.max(region_reach_mm(spacing, options.pv_region_mm, options.pv_min_region_voxels))) \
+        * (1.0 + options.pv_ring_mm / options.pv_region_mm) * 2.0   # ring plus the inpainting halo
+    reach = options.wall_mm + max(options.bone_margin_mm, pv_reach)
     if options.slice_normalisation == "resample3mm":
         reach = max(reach, 3.0)  # slabs at the crop edge must be whole
     if any(present):
@@ -311,7 +313,7 @@ def score_calcium(
     pv = cluster_pv(hu_f, clusters_crop, n_clusters, cluster_vessel, owner, excluded, cand, spacing,
                     options.pv_region_mm, options.pv_ring_mm, s_obj, rho_cal, options.pv_background,
                     options.pv_background_scope, options.pv_min_ring_voxels, options.pv_clip_fraction,
-                    options.pv_object, cal_a, cal_b)
+                    options.pv_object, cal_a, cal_b, options.pv_min_region_voxels)
 
     # ---- mass calibration (A.6) -------------------------------------------------------------------------
     c_ha = options.mass_calibration_mg_per_cm3_per_hu

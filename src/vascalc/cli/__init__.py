@@ -6,6 +6,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from vascalc import __version__
 from vascalc.errors import VascalcError
@@ -45,23 +46,15 @@ _register()
 
 
 def main() -> None:
-    """Entry point: user errors become one line on stderr and a non-zero exit, never a traceback."""
+    """Entry point: user errors become one line on stderr and a non-zero exit, never a traceback.
+
+    Usage errors (unknown option, missing argument) are reported by Typer itself with exit code 2.
+    """
     try:
-        app(standalone_mode=False)
+        app(prog_name="vascalc")
     except VascalcError as error:
-        error_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        error_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
         sys.exit(error.exit_code)
     except KeyboardInterrupt:
         error_console.print("interrupted")
         sys.exit(130)
-    except SystemExit:
-        raise
-    except Exception as error:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(error, click.exceptions.ClickException):
-            error.show()
-            sys.exit(error.exit_code)
-        if isinstance(error, click.exceptions.Abort):
-            sys.exit(1)
-        raise

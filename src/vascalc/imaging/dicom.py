@@ -379,7 +379,9 @@ def _plan_stack(
             )
         notes.append(message + f"; interpolated linearly onto a regular {step:g} mm grid ({{n_slices}} slices)")
     else:
-        step = float(np.median(np.diff(offsets)))
+        # Mean over the whole stack, not the median step: positions written with 2 decimals
+        # (0.62/0.63 for 0.625 mm) would otherwise put the last of 500 slices 2.5 mm off.
+        step = float((offsets[-1] - offsets[0]) / (len(offsets) - 1))
     notes.append(f"slice increment {step:g} mm taken from ImagePositionPatient")
 
     shear = _shear_per_mm(geometry)  # the line fit does not need even spacing

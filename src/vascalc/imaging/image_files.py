@@ -72,16 +72,18 @@ def read_nifti(path: Path) -> tuple[np.ndarray, Grid, tuple[str, ...]]:
     header = image.header
     notes: list[str] = []
     shape = _three_d_shape(image.shape, path)
-    zooms = np.asarray(header.get_zooms()[:3], dtype=float)
-    if np.any(~np.isfinite(zooms)) or np.any(zooms <= 0):
-        # nibabel would silently turn pixdim 0 into 1 mm in the affine
-        raise GeometryError(
-            f"{path.name}: voxel size in the header is {tuple(zooms.tolist())} mm; "
-            "a zero or negative voxel size cannot be measured — fix pixdim in the file"
-        )
     sform_code, qform_code = int(header["sform_code"]), int(header["qform_code"])
+    if sform_code <= 0:
+        # Without an sform the voxel size *is* pixdim, which nibabel's header check has already
+        # turned from 0 into 1 mm on loading: look at the bytes as stored.
+        zooms = _raw_pixdim(path, header)
+        if np.any(~np.isfinite(zooms)) or np.any(zooms <= 0):
+            raise GeometryError(
+                f"{path.name}: voxel size in the header is {tuple(np.round(zooms, 4).tolist())} mm; "
+                "a zero or negative voxel size cannot be measured — fix pixdim in the file"
+            )
     if sform_code > 0:
-        affine_ras = header.get_sform()
+        affine_ras = header.get_sform()  # its columns are checked for zero length below
     elif qform_code > 0:
         affine_ras = header.get_qform()
     else:
@@ -95,6 +97,16 @@ def read_nifti(path: Path) -> tuple[np.ndarray, Grid, tuple[str, ...]]:
     data = data.reshape(shape)
     grid = grid_from_affine_lps(_LPS_FROM_RAS @ affine_ras, shape[::-1], what=path.name)
     return np.ascontiguousarray(data.transpose(2, 1, 0)), grid, tuple(notes)
+
+
+def _raw_pixdim(path: Path, header: nib.Nifti1Header) -> np.ndarray:
+    """pixdim[1:4] exactly as written in the file (nibabel's loader replaces zeros by 1)."""
+    try:
+        with nib.openers.ImageOpener(str(path)) as handle:
+            raw = type(header).from_fileobj(handle, check=False)
+    except _READ_ERRORS as exc:
+        raise InputError(f"{path.name}: not a readable NIfTI header ({exc})") from exc
+    return np.asarray(raw["pixdim"][1:4], dtype=float)
 
 
 def _three_d_shape(shape: tuple[int, ...], path: Path) -> tuple[int, int, int]:

@@ -132,6 +132,7 @@ def test_shifted_grid_refused_then_nearest_neighbour(tmp_path):
     # within an explicit tolerance the shift is accepted as the same grid
     same = load_labelmap(path, LPS_GRID, names={1: "aorta", 2: "marker"}, tolerance_mm=0.61)
     np.testing.assert_array_equal(same.labels, labels)
+    assert any("offset by up to 0.600 mm" in n and "0.610 mm tolerance" in n for n in same.load_notes)
 
 
 def test_coarser_grid_refused_then_resampled(tmp_path):

@@ -66,7 +66,8 @@ def cluster_pv(hu: np.ndarray, clusters: np.ndarray, n_clusters: int, cluster_ve
                object_hu: float, density_mg_cm3: float, background: str = "inpaint",
                scope: str = "vessel", min_ring_voxels: int = 20, clip: bool = False,
                object_model: str = "lesion", calibration_a: float = 0.0,
-               calibration_b: float = 1.0, min_region_voxels: float = 2.0) -> ClusterPV:
+               calibration_b: float = 1.0, min_region_voxels: float = 2.0,
+               mask_vessel: np.ndarray | None = None) -> ClusterPV:
     """Integrated-intensity and volume-fraction scores of every cluster (A.7) on a crop.
 
     Region R_c: voxels within the ellipsoid of half-sizes r_i = max(``region_mm``,
@@ -76,7 +77,11 @@ def cluster_pv(hu: np.ndarray, clusters: np.ndarray, n_clusters: int, cluster_ve
     ROI of c's own vessel are used when at least ``min_ring_voxels`` exist.
 
     Background [T]: ``median``/``mean`` give one S_bkg per cluster from the ring (A.7 as written);
-    ``inpaint`` (default) estimates the background *voxel by voxel* inside R by normalised
+    ``compartments`` (default) uses two: the ring median inside the cluster's own undilated vessel
+    mask (lumen and wall: the tissue the calcium displaced) for region voxels inside that mask, and
+    the ring median outside it (peri-vascular tissue) for the others. Because blur preserves
+    integrals, the blurred background summed over R equals this sharp two-compartment model summed
+    over R, while one constant S_bkg is biased by the mix of lumen and fat in R. ``inpaint`` estimates the background *voxel by voxel* inside R by normalised
     convolution (Gaussian, σ_i = r_i) of the surrounding calcium-free voxels, so a plaque straddling
     lumen (≈40 HU) and peri-vascular fat (≈−100 HU) is compared with the tissue actually beside each
     of its voxels; a constant S_bkg would bias the integral by N·(mean local background − S_bkg).
@@ -121,38 +126,39 @@ def cluster_pv(hu: np.ndarray, clusters: np.ndarray, n_clusters: int, cluster_ve
     n = n_clusters + 1
     region_count = np.bincount(c[in_region], minlength=n)[1:]
 
-    # ---- ring statistics: scalar S_bkg (median/mean) and the noise SD ----------------------------
+    # ---- ring statistics: scalar S_bkg (median/mean), compartments, noise SD ---------------------
     ring = ~in_region & usable[idx]
     own = ring & (vessel[idx] == cluster_vessel[c])
-    ring_bkg = np.full(n_clusters, np.nan)
-    noise = np.zeros(n_clusters)
-    ring_c, ring_v = c[ring], values[ring]
-    own_c, own_v = c[own], values[own]
-    own_counts = np.bincount(own_c, minlength=n)
     stat = np.mean if background == "mean" else np.median
-    order_all = np.argsort(ring_c, kind="stable")
-    order_own = np.argsort(own_c, kind="stable")
-    bounds_all = np.searchsorted(ring_c[order_all], np.arange(n + 1))
-    bounds_own = np.searchsorted(own_c[order_own], np.arange(n + 1))
-    for k in range(1, n):
-        if scope == "vessel" and own_counts[k] >= min_ring_voxels:
-            sample = own_v[order_own[bounds_own[k]:bounds_own[k + 1]]]
-        else:
-            sample = ring_v[order_all[bounds_all[k]:bounds_all[k + 1]]]
-        if sample.size:
-            ring_bkg[k - 1] = float(stat(sample))
-            # robust SD (MAD·1.4826) of the background, the noise floor of the half-level search
-            noise[k - 1] = 1.4826 * float(np.median(np.abs(sample - np.median(sample))))
+    all_stat, all_n, all_sd = _grouped(c[ring], values[ring], n, stat)
+    own_stat, own_n, own_sd = _grouped(c[own], values[own], n, stat)
+    use_own = (own_n >= min_ring_voxels) if scope == "vessel" else np.zeros(n_clusters, dtype=bool)
+    ring_bkg = np.where(use_own, own_stat, all_stat)
+    noise = np.nan_to_num(np.where(use_own, own_sd, all_sd))
 
     # ---- per-voxel background over the regions ----------------------------------------------------
     rz, ry, rx = (a[in_region] for a in idx)
     rc = c[in_region]
     rv = values[in_region]
     bkg_vox = ring_bkg[rc - 1].copy()
-    if background == "inpaint" and rc.size:
-        sigma = tuple(float(r / sp) for r, sp in zip(reach_r, spacing))
+    if background == "compartments" and mask_vessel is not None and rc.size:
+        inside_all = mask_vessel[idx] == cluster_vessel[c]
+        in_stat, in_n, _ = _grouped(c[ring & inside_all], values[ring & inside_all], n, np.median)
+        out_stat, out_n, _ = _grouped(c[ring & ~inside_all], values[ring & ~inside_all], n, np.median)
+        # a compartment with too few ring voxels borrows the other one, then the whole ring
+        in_ok, out_ok = in_n >= min_ring_voxels, out_n >= min_ring_voxels
+        s_in = np.where(in_ok, in_stat, np.where(out_ok, out_stat, ring_bkg))
+        s_out = np.where(out_ok, out_stat, np.where(in_ok, in_stat, ring_bkg))
+        inside_r = inside_all[in_region]
+        import os
+        if os.environ.get("PVDEBUG"):
+            fr = np.bincount(rc, weights=inside_r.astype(float), minlength=n)[1:] / np.maximum(region_count, 1)
+            for k in range(n_clusters):
+                print("DBG", k + 1, "in", round(float(in_stat[k]), 1), int(in_n[k]), "out", round(float(out_stat[k]), 1), int(out_n[k]), "frac_in_R", round(float(fr[k]), 2), "nR", int(region_count[k]))
+        bkg_vox = np.where(inside_r, s_in[rc - 1], s_out[rc - 1])
+    elif background == "inpaint" and rc.size:
+        sigma = (0.0,) + tuple(float(r / sp) for r, sp in zip(reach_r[1:], spacing[1:]))
         halo = tuple(int(np.ceil(3 * s)) for s in sigma)
-        filled = np.zeros(rc.size, dtype=bool)
         for k, box in enumerate(boxes, start=1):
             if box is None:
                 continue
@@ -165,7 +171,6 @@ def cluster_pv(hu: np.ndarray, clusters: np.ndarray, n_clusters: int, cluster_ve
             dd = den[lz, ly, lx]
             ok = dd > 1e-3
             bkg_vox[sel[ok]] = num[lz[ok], ly[ok], lx[ok]] / dd[ok]
-            filled[sel[ok]] = True
     with np.errstate(invalid="ignore", divide="ignore"):
         net_vox = rv - bkg_vox
         net = np.bincount(rc, weights=np.nan_to_num(net_vox), minlength=n)[1:].astype(float)
@@ -235,3 +240,17 @@ def self_consistent_object_hu(values_desc: np.ndarray, background_hu: float, net
     else:
         count = int(i[np.argmax(x * i)])
     return float(background_hu + net_hu_voxels / count)
+
+
+def _grouped(keys: np.ndarray, values: np.ndarray, n: int, stat) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per key 1..n−1: (stat of values, count, robust SD = 1.4826·MAD); NaN where a key is empty."""
+    out = np.full(n - 1, np.nan)
+    sd = np.full(n - 1, np.nan)
+    counts = np.bincount(keys, minlength=n)[1:]
+    order = np.argsort(keys, kind="stable")
+    bounds = np.searchsorted(keys[order], np.arange(n + 1))
+    for k in np.flatnonzero(counts) + 1:
+        sample = values[order[bounds[k]:bounds[k + 1]]]
+        out[k - 1] = float(stat(sample))
+        sd[k - 1] = 1.4826 * float(np.median(np.abs(sample - np.median(sample))))
+    return out, counts, sd

@@ -310,10 +310,16 @@ def score_calcium(
     if n_clusters and calibration is None:
         warnings.append(f"integrated/volume-fraction scores assume calcium of {rho_cal:g} mg/cm³ HA reads "
                         f"{s_obj:g} HU (no calibration rods given): treat those masses as approximate")
+    # undilated-mask vessel index per crop voxel: the "inside" compartment of the PV background
+    lut = np.zeros(int(lab.max()) + 1 if lab.size else 1, dtype=np.int16)
+    for index, label in enumerate(ids, start=1):
+        if label < lut.size:
+            lut[label] = index
+    mask_index = lut[lab] if n_clusters else None
     pv = cluster_pv(hu_f, clusters_crop, n_clusters, cluster_vessel, owner, excluded, cand, spacing,
                     options.pv_region_mm, options.pv_ring_mm, s_obj, rho_cal, options.pv_background,
                     options.pv_background_scope, options.pv_min_ring_voxels, options.pv_clip_fraction,
-                    options.pv_object, cal_a, cal_b, options.pv_min_region_voxels)
+                    options.pv_object, cal_a, cal_b, options.pv_min_region_voxels, mask_index)
 
     # ---- mass calibration (A.6) -------------------------------------------------------------------------
     c_ha = options.mass_calibration_mg_per_cm3_per_hu

@@ -27,7 +27,12 @@ import numpy as np
 import SimpleITK as sitk
 
 from vascalc.errors import GeometryError, InputError, MaskError
-from vascalc.imaging.geometry import describe_grid_difference, exact_axis_mapping, resample_to_grid
+from vascalc.imaging.geometry import (
+    corner_positions_lps,
+    describe_grid_difference,
+    exact_axis_mapping,
+    resample_to_grid,
+)
 from vascalc.imaging.grid import Grid
 from vascalc.imaging.image_files import NIFTI_SUFFIXES, image_stem, image_suffix, read_image
 from vascalc.imaging.labelmap import LabelMap
@@ -209,9 +214,19 @@ def _onto_reference(
 ) -> tuple[np.ndarray, list[str]]:
     mapping = exact_axis_mapping(grid, reference, tolerance)
     if mapping is not None:
+        notes = []
+        # accepted within tolerance, but a reader of the results should see any offset
+        offset_mm = float(
+            np.abs(np.sort(corner_positions_lps(grid), axis=0) - np.sort(corner_positions_lps(reference), axis=0)).max()
+        )
+        if offset_mm > 1e-3:
+            notes.append(
+                f"{what}: grid offset by up to {offset_mm:.3f} mm from the CT grid, within the "
+                f"{tolerance:.3f} mm tolerance; taken as the same voxels"
+            )
         if mapping.is_identity:
-            return labels, []
-        return mapping.apply(labels), [
+            return labels, notes
+        return mapping.apply(labels), notes + [
             f"{what}: axes reoriented onto the CT grid ({grid.axis_codes()} → {reference.axis_codes()}), "
             "no interpolation"
         ]
@@ -246,16 +261,21 @@ def _load_mask_folder(folder: Path, reference: Grid, resample: bool, tolerance: 
             ids[stem], next_id = next_id, next_id + 1
     labels = np.zeros(reference.shape, dtype=np.uint16)
     notes: list[str] = []
+    empty: set[str] = set()
     for path, stem in zip(files, stems):
         values, grid, _ = read_image(path)
         values = _integer_labels(values, path.name)
-        distinct = np.unique(values)
-        if distinct.size > 2 or (distinct.size == 2 and distinct[0] != 0):
+        nonzero = values != 0
+        # binary = one non-zero value (1 or 255); min/max instead of np.unique: a TotalSegmentator
+        # folder holds 117 full-size masks
+        inside = values[nonzero]
+        if inside.size and inside.min() != inside.max():
+            distinct = np.unique(inside)
             raise MaskError(
-                f"{path.name}: not a binary mask (values {distinct[:6].tolist()}…); "
+                f"{path.name}: not a binary mask (values {([0] if inside.size < values.size else []) + distinct[:5].tolist()}…); "
                 "pass a label map with a names table instead"
             )
-        binary = (values != 0).astype(np.uint8)
+        binary = nonzero.view(np.uint8)
         mask, geometry_note = _onto_reference(binary, grid, reference, resample, tolerance, path.name)
         notes += [note.replace(path.name, f"mask {stem}", 1) for note in geometry_note]
         mask = mask.astype(bool)
@@ -267,8 +287,10 @@ def _load_mask_folder(folder: Path, reference: Grid, resample: bool, tolerance: 
                 "remove one of them from the folder"
             )
         labels[mask] = ids[stem]
+        if not mask.any():
+            empty.add(stem)
     names = {label: name for name, label in sorted(ids.items(), key=lambda item: item[1])}
-    absent = [name for name in names.values() if not np.any(labels == ids[name])]
+    absent = [name for name in names.values() if name in empty]
     if absent:
         notes.append(f"empty masks kept as absent structures: {', '.join(absent)}")
     return LabelMap(labels=_compact(labels), grid=reference, names=names, load_notes=tuple(notes))

@@ -27,7 +27,7 @@ SCHEMA_VERSION = "1.0"
 
 #: Tissue CT numbers (HU, non-contrast, 120 kVp); see docs/phantoms.md for the comparison with a real scan.
 TISSUE_HU = {
-    "air": -1000.0, "fat": -100.0, "muscle": 50.0, "soft_tissue": 35.0, "liver": 55.0, "kidney": 32.0,
+    "air": -1000.0, "fat": -100.0, "muscle": 50.0, "soft_tissue": 25.0, "liver": 55.0, "kidney": 32.0,
     "blood": 40.0, "wall": 45.0, "csf": 12.0, "disc": 80.0, "bladder": 8.0, "gas": -850.0,
     "cortical": 1000.0, "trabecular": 190.0, "dense_cortical": 1250.0, "marrow_fat": -40.0,
     "cancellous": 230.0, "posterior_elements": 330.0, "cartilage": 70.0, "metal": 3071.0,
@@ -122,8 +122,8 @@ def _paint_anatomy(canvas: Canvas, rng: np.random.Generator, *, lumen_hu: float,
     trunk = _interp(trunk_z, [(0.0, 10.0, 150.0, 120.0), (0.0, 10.0, 160.0, 122.0), (0.0, 8.0, 175.0, 115.0),
                               (0.0, 5.0, 165.0, 105.0)])
     centre = lambda Z: trunk(Z)[:2]  # noqa: E731
-    for shrink, value, label in ((0.0, H["fat"], None), (20.0, H["muscle"], None),
-                                 (30.0, H["soft_tissue"], _CAVITY)):
+    for shrink, value, label in ((0.0, H["fat"], None), (24.0, H["muscle"], None),
+                                 (33.0, H["soft_tissue"], _CAVITY)):
         axes = lambda Z, s=shrink: (trunk(Z)[2] - s, trunk(Z)[3] - s * 0.9)  # noqa: E731
         paint(canvas, (-180, -130, zg - 10), (180, 140, top),
               ellipse_stack_sdf(zg - 10.0, top, centre, axes), value, label)
@@ -134,19 +134,18 @@ def _paint_anatomy(canvas: Canvas, rng: np.random.Generator, *, lumen_hu: float,
             paint(canvas, (-180, -100, zk - 60), (180, 100, zg + 40),
                   ellipse_stack_sdf(zk - 60.0, zg + 40.0, lambda Z, f=leg: f(Z)[:2],
                                     lambda Z, f=leg, s=shrink: (f(Z)[2] - s, f(Z)[3] - s)), value)
-    # Viscera: a smooth random mixture of soft tissue, fat and a little bowel gas inside the cavity.
-    sl = index_slices(canvas.grid, np.array([-150.0, -120.0, zg]), np.array([150.0, 130.0, top]))
-    if sl is not None:
-        block_shape = canvas.hu[sl].shape
-        coarse = tuple(max(2, n // 6) for n in block_shape)
-        # One smooth field: high values are visceral fat, the lowest tail bowel gas.
-        field = ndimage.zoom(rng.standard_normal(coarse).astype(np.float32),
-                             [n / c for n, c in zip(block_shape, coarse)], order=1)
-        field = field[tuple(slice(0, n) for n in block_shape)]
-        cavity = canvas.labels[sl] == _CAVITY
-        mix = np.where(field > 0.35, np.float32(H["fat"]), np.float32(H["soft_tissue"] + 0.2 * enh))
-        mix = np.where(field < -1.45, np.float32(H["gas"]), mix)
-        canvas.hu[sl] = np.where(cavity, mix, canvas.hu[sl])
+    # Two smooth random fields (6-voxel correlation): one mixes the viscera (soft tissue, fat, a
+    # little bowel gas), the other adds the mild inhomogeneity real tissue and bone show.
+    coarse = tuple(max(2, n // 6) for n in canvas.grid.shape)
+    fields = ndimage.zoom(rng.standard_normal((2, *coarse)).astype(np.float32),
+                          [1.0] + [n / c for n, c in zip(canvas.grid.shape, coarse)], order=1)
+    fields = fields[(slice(None), *(slice(0, n) for n in canvas.grid.shape))]
+    field, texture = fields[0], fields[1]
+    cavity = canvas.labels == _CAVITY
+    mix = np.where(field > 0.0, np.float32(H["fat"]), np.float32(H["soft_tissue"] + 0.2 * enh))
+    mix = np.where(field < -1.6, np.float32(H["gas"]), mix)
+    canvas.hu[cavity] = mix[cavity]
+    del mix, field
     # Organs.
     liver = _interp((10.0, -90.0), [(-75.0, -5.0, 80.0, 85.0), (-85.0, 5.0, 35.0, 40.0)])
     paint(canvas, (-170, -100, -90), (10, 100, 10), ellipse_stack_sdf(-90.0, 10.0, lambda Z: liver(Z)[:2],
@@ -169,6 +168,10 @@ def _paint_anatomy(canvas: Canvas, rng: np.random.Generator, *, lumen_hu: float,
                                                                          lambda Z, f=para: f(Z)[2:]), H["muscle"])
     _paint_spine(canvas, L, top)
     _paint_pelvis_and_femurs(canvas, L)
+    # Texture: ±8 HU (1 SD) in soft tissue, ±45 HU in bone, none in air.
+    amplitude = np.where(canvas.hu > 150, np.float32(45.0), np.where(canvas.hu > -500, np.float32(8.0),
+                                                                     np.float32(0.0)))
+    canvas.hu += amplitude * texture
 
 
 def _paint_spine(canvas: Canvas, L: dict, top: float) -> None:

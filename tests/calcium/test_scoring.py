@@ -301,3 +301,29 @@ def test_resample3mm_slabs():
     with pytest.raises(MethodError):
         score(hu, np.ones(hu.shape, np.int32), spacing=(0.7, 1.0, 1.0),
               options=ScoringOptions(slice_normalisation="resample3mm"))
+
+
+def test_window8bit_per_slice_minmax_uses_imagej_scaling():
+    hu = np.zeros((1, 8, 8), dtype=np.int16)
+    hu[0, 0, 0] = -1000                                   # slice min
+    hu[0, 7, 7] = 1047                                    # slice max: 256/(2047+1) = 0.125 per HU
+    hu[0, 1:3, 1:3] = 168                                 # floor(1168·0.125) = 146 > 145
+    hu[0, 4:6, 4:6] = 167                                 # floor(1167·0.125) = 145: not calcium
+    r = score(hu, np.ones(hu.shape, np.int32), method="window8bit:per_slice_minmax=true")
+    assert r.total.n_calcium_voxels == 4                  # the lone 1047 HU max pixel is < 1 mm²
+    row = r.thresholds["aorta"]["per_slice"][0]
+    assert row == [0, pytest.approx(-1000 + 146 * 2048 / 256)]
+
+
+def test_mass_from_calibration_rods_and_options_record():
+    from vascalc.calcium import CalibrationReference
+    hu, v = e9_volume()
+    rods = CalibrationReference((100.0, 400.0), (130.0, 520.0), water_hu=0.0)   # 1.3 HU per mg/cm³
+    r = score(hu, v, calibration=rods, options=ScoringOptions(keep_calcium_mask=True))
+    assert rods.mg_per_cm3_per_hu == pytest.approx(1 / 1.3)
+    assert r.total.mass_mg == pytest.approx(800.0 / 1.3 / 1000.0)   # c·ΣHU·v/1000
+    assert r.method["mass_calibration_mg_per_cm3_per_hu"] == pytest.approx(1 / 1.3)
+    assert r.calcium_mask is not None and r.calcium_mask.sum() == 16
+    assert r.method["options"]["wall_mm"] == 1.0 and r.method["policy"] == "agatston"
+    roi = CalibrationReference.from_roi(hu.astype(float), {400.0: hu == 400}, water_hu=0.0)
+    assert roi.mean_hu == (400.0,) and roi.mg_per_cm3_per_hu == pytest.approx(1.0)

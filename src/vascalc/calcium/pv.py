@@ -67,7 +67,7 @@ def cluster_pv(hu: np.ndarray, clusters: np.ndarray, n_clusters: int, cluster_ve
                scope: str = "vessel", min_ring_voxels: int = 20, clip: bool = False,
                object_model: str = "lesion", calibration_a: float = 0.0,
                calibration_b: float = 1.0, min_region_voxels: float = 2.0,
-               mask_vessel: np.ndarray | None = None) -> ClusterPV:
+               mask_vessel: np.ndarray | None = None, near_vessel: np.ndarray | None = None) -> ClusterPV:
     """Integrated-intensity and volume-fraction scores of every cluster (A.7) on a crop.
 
     Region R_c: voxels within the ellipsoid of half-sizes r_i = max(``region_mm``,
@@ -144,17 +144,22 @@ def cluster_pv(hu: np.ndarray, clusters: np.ndarray, n_clusters: int, cluster_ve
     if background == "compartments" and mask_vessel is not None and rc.size:
         inside_all = mask_vessel[idx] == cluster_vessel[c]
         in_stat, in_n, _ = _grouped(c[ring & inside_all], values[ring & inside_all], n, np.median)
-        out_stat, out_n, _ = _grouped(c[ring & ~inside_all], values[ring & ~inside_all], n, np.median)
+        outside = ring & ~inside_all
+        if near_vessel is not None:
+            # tissue just outside the vessel (same distance from the wall as the region's outer part),
+            # not whatever lies farther away in the ring
+            close = outside & (near_vessel[idx] == cluster_vessel[c])
+            close_stat, close_n, _ = _grouped(c[close], values[close], n, np.median)
+        out_stat, out_n, _ = _grouped(c[outside], values[outside], n, np.median)
+        if near_vessel is not None:
+            use_close = close_n >= min_ring_voxels
+            out_stat = np.where(use_close, close_stat, out_stat)
+            out_n = np.where(use_close, close_n, out_n)
         # a compartment with too few ring voxels borrows the other one, then the whole ring
         in_ok, out_ok = in_n >= min_ring_voxels, out_n >= min_ring_voxels
         s_in = np.where(in_ok, in_stat, np.where(out_ok, out_stat, ring_bkg))
         s_out = np.where(out_ok, out_stat, np.where(in_ok, in_stat, ring_bkg))
         inside_r = inside_all[in_region]
-        import os
-        if os.environ.get("PVDEBUG"):
-            fr = np.bincount(rc, weights=inside_r.astype(float), minlength=n)[1:] / np.maximum(region_count, 1)
-            for k in range(n_clusters):
-                print("DBG", k + 1, "in", round(float(in_stat[k]), 1), int(in_n[k]), "out", round(float(out_stat[k]), 1), int(out_n[k]), "frac_in_R", round(float(fr[k]), 2), "nR", int(region_count[k]))
         bkg_vox = np.where(inside_r, s_in[rc - 1], s_out[rc - 1])
     elif background == "inpaint" and rc.size:
         sigma = (0.0,) + tuple(float(r / sp) for r, sp in zip(reach_r[1:], spacing[1:]))
@@ -171,6 +176,12 @@ def cluster_pv(hu: np.ndarray, clusters: np.ndarray, n_clusters: int, cluster_ve
             dd = den[lz, ly, lx]
             ok = dd > 1e-3
             bkg_vox[sel[ok]] = num[lz[ok], ly[ok], lx[ok]] / dd[ok]
+    # voxels far below their own background (bowel gas, lung, air next to a vessel) carry no
+    # calcium blur but would swamp the integral; they are left out of R with their background
+    floor = np.maximum(4.0 * noise[rc - 1], 100.0)
+    keep_r = ~(rv < bkg_vox - floor)
+    rc, rv, bkg_vox = rc[keep_r], rv[keep_r], bkg_vox[keep_r]
+    region_count = np.bincount(rc, minlength=n)[1:]
     with np.errstate(invalid="ignore", divide="ignore"):
         net_vox = rv - bkg_vox
         net = np.bincount(rc, weights=np.nan_to_num(net_vox), minlength=n)[1:].astype(float)

@@ -163,7 +163,9 @@ def score_calcium(
         warnings.append("the CT has NaN values near the vessels; they are never counted as calcium")
 
     # ---- ROI (A.1) ---------------------------------------------------------------------------------
-    assignment = assign_nearest_vessel(lab, ids, boxes, spacing, options.wall_mm)
+    # distances are kept out to the PV background band as well as the wall
+    band_mm = max(options.wall_mm, options.pv_region_mm + options.pv_ring_mm)
+    assignment = assign_nearest_vessel(lab, ids, boxes, spacing, band_mm)
     roi = assignment.distance_mm <= options.wall_mm * (1 + TOL) + 1e-6
     excluded = None
     if bone_mask is not None:
@@ -316,10 +318,12 @@ def score_calcium(
         if label < lut.size:
             lut[label] = index
     mask_index = lut[lab] if n_clusters else None
+    near_index = np.where(assignment.distance_mm <= band_mm, assignment.vessel, 0) if n_clusters else None
     pv = cluster_pv(hu_f, clusters_crop, n_clusters, cluster_vessel, owner, excluded, cand, spacing,
                     options.pv_region_mm, options.pv_ring_mm, s_obj, rho_cal, options.pv_background,
                     options.pv_background_scope, options.pv_min_ring_voxels, options.pv_clip_fraction,
-                    options.pv_object, cal_a, cal_b, options.pv_min_region_voxels, mask_index)
+                    options.pv_object, cal_a, cal_b, options.pv_min_region_voxels, mask_index,
+                    near_index)
 
     # ---- mass calibration (A.6) -------------------------------------------------------------------------
     c_ha = options.mass_calibration_mg_per_cm3_per_hu

@@ -10,7 +10,6 @@ from rich.console import Console
 from rich.table import Table
 
 from vascalc.calcium import ScoringOptions
-from vascalc.errors import InputError
 
 app = typer.Typer(help="Calcium in the aorta and its branches on CT and CTA.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -56,7 +55,9 @@ def score(
     output: Path = typer.Option(..., "-o", "--output", help="Output folder (must not exist or be empty)."),
     vessels: list[str] = typer.Option([], "--vessels", "-v", help=(
         "Vessel masks: label map, TotalSegmentator multilabel file or folder of masks. One for all "
-        "inputs, one per input (same order), or a template with {case}.")),
+        "inputs, one per input (same order), or a template with {case}. Omitted: segment the CT.")),
+    segmenter: str = typer.Option("auto", "--segmenter", help=(
+        "Without --vessels: auto | builtin | totalsegmentator | model:PATH (a `vascalc train seg2d` folder).")),
     vessel_names: Optional[Path] = typer.Option(None, "--vessel-names", help="Names table (JSON/CSV id,name) for a plain label map."),
     method: str = typer.Option("agatston", "--method", "-m", help="agatston | hu=<N> | window8bit[:lo=,hi=,threshold=] | adaptive[:k=,scope=]"),
     series: Optional[str] = typer.Option(None, "--series", help="SeriesInstanceUID to take from a folder with several series."),
@@ -76,11 +77,10 @@ def score(
     from vascalc.api import score_ct_cohort
 
     options = scoring_options(wall_mm, min_area_mm2, connectivity, slice_normalisation, mass_calibration, force, strict)
-    if not vessels:
-        raise InputError("no vessel masks given: pass --vessels (a label map, TotalSegmentator output file or folder)")
     with console.status("scoring…") as status:
         outcomes = score_ct_cohort(
-            inputs, output, vessels=vessels, vessel_names=vessel_names, method=method, series_uid=series,
+            inputs, output, vessels=vessels, vessel_names=vessel_names, segmenter=segmenter, method=method,
+            series_uid=series,
             resample_masks=resample_masks, resample_tilt=resample_tilt, resample_uneven=resample_uneven,
             options=options, qc=qc, progress=lambda message: status.update(message),
         )

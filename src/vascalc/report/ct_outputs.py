@@ -8,6 +8,7 @@ Files (all on the input's grid; names are fixed so that cohort tools can find th
 ``lesions.csv``             one row per 3-D calcium cluster
 ``calcium_lesions.nii.gz``  int32 lesion label map (cluster ids of ``lesions.csv``)
 ``vessel_masks.nii.gz``     the vessel label map that was scored (+ ``vessel_masks.json``)
+``segmentation/``           one ``<name>.nii.gz`` per structure, when vascalc segmented the CT
 ``qc_*.png``                coronal / sagittal MIPs and an axial mosaic for a visual check
 ``report.html``             the scores, warnings and QC pictures on one page
 ==========================  ===============================================================
@@ -46,6 +47,13 @@ def write_ct_outputs(result: CtResult, out_dir: Path, qc: bool = True) -> list[P
     written.append(save_labels_nifti(result.vessels.labels, grid, out_dir / "vessel_masks.nii.gz"))
     written.append(write_json({str(k): v for k, v in sorted(result.vessels.names.items())},
                               out_dir / "vessel_masks.json"))
+    if result.vessel_source.get("kind") == "segmenter":
+        # masks made by vascalc: one file per structure, as TotalSegmentator writes them (Slicer, ITK-SNAP)
+        masks_dir = out_dir / "segmentation"
+        masks_dir.mkdir()
+        for label, name in sorted(result.vessels.names.items()):
+            written.append(save_labels_nifti((result.vessels.labels == label).astype(np.uint8), grid,
+                                             masks_dir / f"{name}.nii.gz"))
     if qc:
         arteries = {i: n for i, n in result.vessels.names.items() if taxonomy.is_scored_artery(n)}
         qc_images = write_ct_qc(result.volume.hu, grid, result.vessels.labels, arteries,

@@ -106,8 +106,9 @@ def _vessel_labelmap(labels: LabelMap, keep_absent: bool) -> tuple[np.ndarray, d
 
 def score_ct(
     image: str | Path | Volume,
-    vessels: str | Path | LabelMap,
+    vessels: str | Path | LabelMap | None = None,
     *,
+    segmenter: str = "auto",
     method: str = "agatston",
     vessel_names: dict[int, str] | str | Path | None = None,
     series_uid: str | None = None,
@@ -125,7 +126,10 @@ def score_ct(
     ----------
     image : path of a DICOM folder/file, NIfTI, NRRD or MHA/MHD, or a loaded :class:`Volume`.
     vessels : label map file (+ ``vessel_names``), TotalSegmentator multilabel file, folder of
-        TotalSegmentator-style binary masks, or a :class:`LabelMap` on the volume's grid.
+        TotalSegmentator-style binary masks, or a :class:`LabelMap` on the volume's grid. ``None``:
+        the masks are made from the CT by ``segmenter`` (:func:`vascalc.anatomy.segment.segment`).
+    segmenter : ``auto`` | ``builtin`` | ``totalsegmentator`` | ``model:PATH`` (used only when
+        ``vessels`` is None).
     method : detection policy (``agatston``, ``hu=<N>``, ``window8bit[:…]``, ``adaptive[:…]``;
         SCORING.md A.2).
     options : lesion, wall, normalisation and mass options (:class:`ScoringOptions`).
@@ -149,18 +153,26 @@ def score_ct(
     timings["load_ct_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    report("reading vessel masks")
-    if isinstance(vessels, LabelMap):
+    if vessels is None:
+        from vascalc.anatomy.segment import segment
+
+        report(f"segmenting vessels and landmarks ({segmenter})")
+        labels = segment(volume, backend=segmenter)
+        source = {"kind": "segmenter", "backend": segmenter}
+        timings["segment_s"] = time.perf_counter() - start
+    elif isinstance(vessels, LabelMap):
         labels = vessels
         source = {"kind": "labelmap_object"}
     else:
+        report("reading vessel masks")
         vessels_path = Path(vessels)
         if not vessels_path.exists():
             raise InputError(f"vessel masks not found: {vessels_path}")
         labels = load_labelmap(vessels_path, volume.grid, names=vessel_names, resample=resample_masks)
         source = {"kind": "folder" if vessels_path.is_dir() else "file", "name": vessels_path.name}
     source["structures_present"] = labels.present_names()
-    names_given_by_user = isinstance(vessels, LabelMap) or vessel_names is not None or Path(vessels).is_dir()
+    names_given_by_user = vessels is not None and (
+        isinstance(vessels, LabelMap) or vessel_names is not None or Path(vessels).is_dir())
     vessel_array, artery_names, bone = _vessel_labelmap(labels, keep_absent=names_given_by_user)
     source["arteries_scored"] = [n for _, n in sorted(artery_names.items())]
     source["arteries_empty"] = [n for n in source["arteries_scored"] if n not in source["structures_present"]]
@@ -185,6 +197,10 @@ def score_ct(
     timings["score_s"] = time.perf_counter() - start
 
     warnings = [f"{name}: mask is empty (structure absent), scores are zero" for name in source["arteries_empty"]]
+    if labels.uncertain_slices:
+        source["uncertain_slices"] = {n: list(s) for n, s in sorted(labels.uncertain_slices.items()) if s}
+        warnings += [f"{name}: segmentation uncertain in {len(s)} slice(s) (no evidence: metal, no contrast…); "
+                     "check the QC pictures" for name, s in source["uncertain_slices"].items()]
     return CtResult(
         case_id=case_id or default_case,
         volume=volume,

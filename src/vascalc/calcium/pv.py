@@ -181,6 +181,7 @@ def cluster_pv(hu: np.ndarray, clusters: np.ndarray, n_clusters: int, cluster_ve
     floor = np.maximum(4.0 * noise[rc - 1], 100.0)
     keep_r = ~(rv < bkg_vox - floor)
     rc, rv, bkg_vox = rc[keep_r], rv[keep_r], bkg_vox[keep_r]
+    rz, ry, rx = rz[keep_r], ry[keep_r], rx[keep_r]
     region_count = np.bincount(rc, minlength=n)[1:]
     with np.errstate(invalid="ignore", divide="ignore"):
         net_vox = rv - bkg_vox
@@ -193,12 +194,21 @@ def cluster_pv(hu: np.ndarray, clusters: np.ndarray, n_clusters: int, cluster_ve
     # each cluster's net values as one contiguous, descending run (for the half-level search)
     order = np.lexsort((-np.nan_to_num(net_vox), rc))
     rc_sorted, net_sorted = rc[order], np.nan_to_num(net_vox[order])
+    pos_sorted = np.stack([rz[order], ry[order], rx[order]], axis=1)
     bounds = np.searchsorted(rc_sorted, np.arange(n + 1))
     own_hu = np.full(n_clusters, np.nan)
+    cross = np.zeros((1, 3, 3), dtype=bool)
+    cross[0, 1, :] = cross[0, :, 1] = True
     for k in range(1, n):
         run = net_sorted[bounds[k]:bounds[k + 1]]
         if run.size and np.isfinite(net[k - 1]) and net[k - 1] > 0:
-            own_hu[k - 1] = bkg[k - 1] + self_consistent_object_hu(run, 0.0, net[k - 1], noise[k - 1])
+            tol = max(3.0 * noise[k - 1], 0.05 * run[0])
+            top = pos_sorted[bounds[k]:bounds[k + 1]][run >= run[0] - tol]
+            lo = top.min(axis=0)
+            plateau = np.zeros(tuple(top.max(axis=0) - lo + 3), dtype=bool)
+            plateau[tuple((top - lo + 1).T)] = True
+            resolved = bool(ndi.binary_erosion(plateau, cross).any())
+            own_hu[k - 1] = bkg[k - 1] + self_consistent_object_hu(run, 0.0, net[k - 1], noise[k - 1], resolved)
     v = float(np.prod(spacing))
     with np.errstate(invalid="ignore", divide="ignore"):
         if object_model == "lesion":
@@ -221,7 +231,7 @@ def cluster_pv(hu: np.ndarray, clusters: np.ndarray, n_clusters: int, cluster_ve
 
 
 def self_consistent_object_hu(values_desc: np.ndarray, background_hu: float, net_hu_voxels: float,
-                              noise_sd_hu: float = 0.0) -> float:
+                              noise_sd_hu: float = 0.0, resolved: bool | None = None) -> float:
     """Object HU H of one blurred calcification from its region values (descending) [T].
 
     A blurred edge crosses the half level S_bkg + (H − S_bkg)/2 at the true boundary, so the voxel
@@ -229,8 +239,11 @@ def self_consistent_object_hu(values_desc: np.ndarray, background_hu: float, net
     A fixed point is an n whose level J/(2n) + S_bkg lies between the n-th and (n+1)-th values
     (descending). The blurred plateau of a large object gives spurious fixed points at small n and
     background noise at large n, so the largest n whose level stays above 3 noise SDs is taken.
-    A resolved object (≥ 4 voxels within max(3 SD, 5 %) of the peak) uses the median of that
-    plateau instead, because curvature moves the half level of a compact object inwards.
+    A resolved object uses the median of its plateau (values within max(3 SD, 5 %) of the peak)
+    instead, because curvature moves the half level of a compact object inwards. ``resolved`` says
+    whether the object is resolved (:func:`cluster_pv` tests for plateau voxels whose in-plane
+    neighbours are all on the plateau, which a thin wall plaque never has); None falls back to
+    "at least 4 plateau voxels".
     Objects smaller than the blur have no fixed point (all their values sit below any consistent half level);
     then n maximising (x_n − S_bkg)·n, the closest approach, is used, which makes H larger than the
     blurred peak, as it must be.
@@ -240,7 +253,9 @@ def self_consistent_object_hu(values_desc: np.ndarray, background_hu: float, net
     # small convex object sits inside its edge by about σ²/R, so the plateau is the better reading)
     tol = max(3.0 * noise_sd_hu, 0.05 * x[0])
     plateau = x[x >= x[0] - tol]
-    if plateau.size >= 4:
+    if resolved is None:
+        resolved = plateau.size >= 4
+    if resolved:
         return float(background_hu + np.median(plateau))
     i = np.arange(1, x.size + 1)
     level = net_hu_voxels / (2.0 * i)

@@ -11,7 +11,7 @@ from scipy.spatial import cKDTree
 
 from vascalc.errors import GeometryError, InputError
 from vascalc.imaging.grid import Grid
-from vascalc.imaging.volume import ScanInfo, Volume
+from vascalc.imaging.volume import ScanInfo
 from vascalc.phantoms import physics
 from vascalc.phantoms.geometry import Canvas, WallSector, axis_coords_mm, index_slices, paint_capsule, render_fraction
 from vascalc.phantoms.types import PlaqueSpec

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from vascalc.calcium import (CalibrationReference, ScoringOptions, integrated_intensity, score_calcium,
+from vascalc.calcium import (CalibrationReference, integrated_intensity, score_calcium,
                              volume_fraction_mass)
 from vascalc.calcium.pv import self_consistent_object_hu
 from vascalc.imaging.grid import Grid

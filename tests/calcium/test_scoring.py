@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from vascalc.anatomy.regions import RegionSplit
-from vascalc.calcium import ScoringOptions, parse_method, score_calcium
+from vascalc.calcium import ScoringOptions, score_calcium
 from vascalc.errors import MethodError
 from vascalc.imaging.grid import Grid
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-from vascalc.calcium.roi import margin_voxels, pad_box
+from vascalc.calcium.roi import pad_box
 
 
 def integrated_intensity(region_hu: np.ndarray, background_hu: float, object_hu: float,
@@ -265,7 +265,8 @@ def self_consistent_object_hu(values_desc: np.ndarray, background_hu: float, net
         count = int(i[ok][-1])
     else:
         count = int(i[np.argmax(x * i)])
-    return float(background_hu + net_hu_voxels / count)
+    # blur never raises the maximum: H is at least the peak (less 2 noise SDs for the noise on it)
+    return float(background_hu + max(net_hu_voxels / count, x[0] - 2.0 * noise_sd_hu))
 
 
 def _grouped(keys: np.ndarray, values: np.ndarray, n: int, stat) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

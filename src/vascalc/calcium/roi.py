@@ -85,7 +85,18 @@ def eroded_lumen(labels: np.ndarray, label: int, box: tuple[slice, ...], spacing
 
 
 def bone_exclusion(bone: np.ndarray, spacing: tuple[float, float, float], margin_mm: float) -> np.ndarray:
-    """Voxels within ``margin_mm`` of bone (bone included) (A.1)."""
-    if margin_mm <= 0:
+    """Voxels within ``margin_mm`` of bone (bone included) (A.1).
+
+    The EDT runs only on the bone's bounding box grown by the margin: nothing outside it can be
+    that close to bone.
+    """
+    if margin_mm <= 0 or not bone.any():
         return bone.copy()
-    return ndi.distance_transform_edt(~bone, sampling=spacing) <= margin_mm * (1 + TOL)
+    box = []
+    for axis in range(3):
+        hit = np.flatnonzero(bone.any(axis=tuple(a for a in range(3) if a != axis)))
+        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    sub = pad_box(tuple(box), margin_voxels(margin_mm, spacing), bone.shape)
+    out = np.zeros(bone.shape, dtype=bool)
+    out[sub] = ndi.distance_transform_edt(~bone[sub], sampling=spacing) <= margin_mm * (1 + TOL)
+    return out

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -144,8 +145,9 @@ def score_calcium(
     all_boxes = ndi.find_objects(labels_int, max_label=max(ids))
     full_boxes = [all_boxes[i - 1] if i - 1 < len(all_boxes) else None for i in ids]
     present = [b is not None for b in full_boxes]
+    # the PV region and ring reach (1 + ring/region)·r from the calcium; inpainting adds a 3σ halo
     pv_reach = float(np.max(region_reach_mm(spacing, options.pv_region_mm, options.pv_min_region_voxels))) \
-        * (1.0 + options.pv_ring_mm / options.pv_region_mm) * 2.0   # ring plus the inpainting halo
+        * (1.0 + options.pv_ring_mm / options.pv_region_mm + (3.0 if options.pv_background == "inpaint" else 0.0))
     reach = options.wall_mm + max(options.bone_margin_mm, pv_reach)
     if options.slice_normalisation == "resample3mm":
         reach = max(reach, 3.0)  # slabs at the crop edge must be whole
@@ -312,7 +314,8 @@ def score_calcium(
     if n_clusters and calibration is None:
         warnings.append(f"integrated/volume-fraction scores assume calcium of {rho_cal:g} mg/cm³ HA reads "
                         f"{s_obj:g} HU (no calibration rods given): treat those masses as approximate")
-    # undilated-mask vessel index per crop voxel: the "inside" compartment of the PV background
+    # label id → vessel index (0 = not scored); per crop voxel it is the undilated-mask vessel, the
+    # "inside" compartment of the PV background
     lut = np.zeros(int(lab.max()) + 1 if lab.size else 1, dtype=np.int16)
     for index, label in enumerate(ids, start=1):
         if label < lut.size:
@@ -348,11 +351,7 @@ def score_calcium(
     slice_s = grid.index_to_lps(np.stack([slice_idx, np.full(nz, nyx[0]), np.full(nz, nyx[1])], axis=1))[:, 2]
 
     mz, my, mx = np.nonzero(lab)
-    lut = np.zeros(int(lab.max()) + 1 if lab.size else 1, dtype=np.int64)
-    for index, label in enumerate(ids, start=1):
-        if label < lut.size:
-            lut[label] = index
-    mv = lut[lab[mz, my, mx]]
+    mv = lut[lab[mz, my, mx]].astype(np.int64)
     mask_sel = mv > 0
     mz, my, mx, mv = mz[mask_sel], my[mask_sel], mx[mask_sel], mv[mask_sel]
     rz, ry, rx = np.nonzero(owner)
@@ -494,7 +493,6 @@ def _nanmedian(values: np.ndarray) -> float | None:
 
 
 def _with_risk(score: StructureScore, risk) -> StructureScore:
-    from dataclasses import replace
     return replace(score, risk=risk)
 
 

@@ -36,10 +36,11 @@ def _root(
 
 
 def _register() -> None:
-    from vascalc.cli import ct, demo
+    from vascalc.cli import ct, demo, phantom
 
     app.command("demo")(demo.demo)
     app.add_typer(ct.app, name="ct")
+    app.add_typer(phantom.app, name="phantom", help="Digital phantoms with exact calcium truth.")
 
 
 _register()

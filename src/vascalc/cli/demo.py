@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -34,11 +33,9 @@ def demo(
     with console.status("generating phantom…"):
         phantom = make_vascular_phantom(seed=seed)
         write_phantom(phantom, out / "phantom", masks=False)
-    table_path = out / "phantom" / "labels.json"
-    names = {int(k): v for k, v in json.loads(table_path.read_text())["labels"].items()}
     with console.status("scoring…") as status:
         outcome = score_ct_cohort([out / "phantom" / "ct.nii.gz"], out / "result",
-                                  vessels=[str(out / "phantom" / "labels.nii.gz")], vessel_names=names,
+                                  vessels=[str(out / "phantom" / "labels.nii.gz")], vessel_names=out / "phantom" / "labels.json",
                                   method=method, progress=lambda message: status.update(message))[0]
     result = outcome.result
     truth = phantom.truth.get("structures", {})

@@ -61,14 +61,18 @@ def _triple(text: str | None, what: str, cast=float):
 @app.command("ct")
 def ct(
     output: Path = typer.Option(..., "-o", "--output", help="New or empty output folder."),
-    kind: Kind = typer.Option(Kind.vascular, "--kind", help="vascular (abdomen–pelvis–legs), chest (coronary) or inserts (QRM-like)."),
+    kind: Kind = typer.Option(Kind.vascular, "--kind",
+                              help="vascular (abdomen–pelvis–legs), chest (coronary) or inserts (QRM-like)."),
     seed: int = typer.Option(0, "--seed", help="Random seed: same seed and options → identical files."),
-    contrast: bool = typer.Option(False, "--contrast/--no-contrast", help="Contrast-enhanced lumen (350 HU) or not (40 HU)."),
+    contrast: bool = typer.Option(False, "--contrast/--no-contrast",
+                                  help="Contrast-enhanced lumen (350 HU) or not (40 HU)."),
     lumen_hu: float | None = typer.Option(None, "--lumen-hu", help="Lumen HU (overrides --contrast)."),
     size: Size = typer.Option(Size.small, "--size", help="Grid preset: small (fast demo) or full (512² in-plane)."),
     shape: str | None = typer.Option(None, "--shape", help="Grid shape 'nz,ny,nx' (overrides --size)."),
-    spacing: str | None = typer.Option(None, "--spacing", help="Voxel spacing 'dz,dy,dx' in mm; dz is the slice increment."),
-    slice_thickness: float | None = typer.Option(None, "--slice-thickness", help="Reconstructed slice thickness (mm); default = increment."),
+    spacing: str | None = typer.Option(None, "--spacing",
+                                       help="Voxel spacing 'dz,dy,dx' in mm; dz is the slice increment."),
+    slice_thickness: float | None = typer.Option(None, "--slice-thickness",
+                                                 help="Reconstructed slice thickness (mm); default = increment."),
     noise: float = typer.Option(15.0, "--noise", help="Noise SD (HU)."),
     psf_fwhm: float = typer.Option(1.0, "--psf-fwhm", help="In-plane PSF FWHM (mm)."),
     supersample: int = typer.Option(4, "--supersample", help="Partial-volume samples per voxel edge."),
@@ -112,7 +116,8 @@ def xray(
     seed: int = typer.Option(0, "--seed", help="Random seed of the phantom and of the quantum noise."),
     plaque_rate: float = typer.Option(1.5, "--plaque-rate", help="Scale of the random plaque counts (0 = no calcium)."),
     pixel_spacing: float = typer.Option(0.5, "--pixel-spacing", help="Radiograph pixel size (mm)."),
-    photons: float = typer.Option(2.0e4, "--photons", help="Photons per pixel (sets quantum noise)."),
+    photons: float = typer.Option(2.0e6, "--photons",
+                                  help="Photons per pixel before the body (sets quantum noise)."),
     blur_fwhm: float = typer.Option(0.6, "--blur-fwhm", help="Detector blur FWHM (mm)."),
 ) -> None:
     """Write a lateral lumbar radiograph (radiograph.png) with true L1–L4 positions and Kauppila grades."""

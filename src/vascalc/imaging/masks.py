@@ -142,7 +142,8 @@ def nifti_label_table(path: Path) -> dict[int, str] | None:
 
 
 def read_names_table(names: Mapping[int, str] | str | Path) -> dict[int, str]:
-    """``{id: name}`` from a mapping, a JSON file (``{"1": "aorta"}`` or ``{"aorta": 1}``) or a
+    """``{id: name}`` from a mapping, a JSON file (``{"1": "aorta"}``, ``{"aorta": 1}`` or
+    ``{"labels": {"1": "aorta"}, …}`` as vascalc writes them) or a
     CSV/TSV file with id and name columns (a header row is optional). Id 0 (background) is dropped."""
     if isinstance(names, Mapping):
         raw = list(names.items())
@@ -160,6 +161,8 @@ def read_names_table(names: Mapping[int, str] | str | Path) -> dict[int, str]:
                 raise InputError(f"{path.name}: not valid JSON ({exc})") from exc
             if not isinstance(data, dict):
                 raise InputError(f"{path.name}: expected a JSON object {{\"1\": \"aorta\", …}}")
+            if isinstance(data.get("labels"), dict):  # {"labels": {...}, …}: vascalc's own tables
+                data = data["labels"]
             raw = list(data.items())
             if raw and all(isinstance(v, int) for _, v in raw):
                 raw = [(v, k) for k, v in raw]

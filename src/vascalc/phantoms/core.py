@@ -227,7 +227,8 @@ def render_ct(canvas: Canvas, sectors: list[tuple[WallSector, float, float]], ph
         ids[sl] = np.where(better, index, ids[sl])
         c0 = max(0, int(np.floor((z_fine[0] - support - z_centres[0]) / dz)))
         c1 = min(nz, int(np.ceil((z_fine[-1] + support - z_centres[0]) / dz)) + 1)
-        W = physics.ssp_weights(z_centres[c0:c1], z_fine, dz * len(frac) / len(z_fine), thickness_mm=phys.slice_thickness_mm,
+        W = physics.ssp_weights(z_centres[c0:c1], z_fine, dz * len(frac) / len(z_fine),
+                                thickness_mm=phys.slice_thickness_mm,
                                 blur_fwhm_mm=phys.ssp_blur_fwhm_mm)
         # W integrates the SSP over each fine interval; the object is constant on it → weight × value.
         contrib = np.tensordot(W.astype(np.float32), fine_z, axes=(1, 0))

@@ -52,8 +52,8 @@ def write_phantom(phantom: Phantom, out_dir: Path | str, *, dicom: bool = False,
     ``ct.nii.gz`` (int16 HU), ``labels.nii.gz`` + ``labels.json`` (every structure),
     ``vessels.nii.gz``/``landmarks.nii.gz`` with their ``.json`` names tables, ``calcium_fraction.nii.gz``
     (float32 true calcium fraction), ``plaque_ids.nii.gz`` (int16), ``truth.json``; with ``masks``
-    a TotalSegmentator-style ``masks/<name>.nii.gz`` per structure, plus ``iliac_artery_left/right``
-    (common + external iliac); with ``dicom`` the CT as a DICOM series in ``dicom/``.
+    a TotalSegmentator-style ``masks/<name>.nii.gz`` per structure, with ``iliac_artery_left/right``
+    (common + external iliac) in place of the finer iliac labels so that no two masks overlap; with ``dicom`` the CT as a DICOM series in ``dicom/``.
     """
     out = _prepare(out_dir)
     grid = phantom.volume.grid
@@ -76,8 +76,12 @@ def write_phantom(phantom: Phantom, out_dir: Path | str, *, dicom: bool = False,
         mdir = out / "masks"
         mdir.mkdir()
         ids = lab.ids_by_name
+        grouped = {part for parts in ILIAC_GROUPS.values() for part in parts}
+        # one file per structure without overlaps, as TotalSegmentator writes them: its iliac label is
+        # common + external iliac, so the finer parts stay in labels.nii.gz only
         for name, label in ids.items():
-            written.append(_save_nifti((lab.labels == label).astype(np.uint8), grid, mdir / f"{name}.nii.gz"))
+            if name not in grouped:
+                written.append(_save_nifti((lab.labels == label).astype(np.uint8), grid, mdir / f"{name}.nii.gz"))
         for group, parts in ILIAC_GROUPS.items():
             members = [ids[p] for p in parts if p in ids]
             if members:

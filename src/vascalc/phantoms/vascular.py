@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import asdict
 
 import numpy as np
-from scipy import ndimage
 
 from vascalc.errors import InputError
 from vascalc.imaging.labelmap import LabelMap
@@ -174,10 +173,11 @@ def _paint_anatomy(canvas: Canvas, rng: np.random.Generator, *, lumen_hu: float,
                   ids["inferior_vena_cava"])
     # Muscles: psoas (to the hip) and paraspinal.
     for side in (1, -1):
-        psoas = _interp((-44.0, -130.0, -218.0, zh + 20), [(30.0 * side, 45.0, 8.0, 8.0), (40.0 * side, 45.0, 18.0, 16.0),
-                                                           (50.0 * side, 37.0, 22.0, 18.0), (70.0 * side, -10.0, 18.0, 18.0)])
-        paint(canvas, (-100, -40, zh + 20), (100, 70, -44), ellipse_stack_sdf(zh + 20, -44.0, lambda Z, f=psoas: f(Z)[:2],
-                                                                              lambda Z, f=psoas: f(Z)[2:]), H["muscle"])
+        psoas = _interp((-44.0, -130.0, -218.0, zh + 20),
+                        [(30.0 * side, 45.0, 8.0, 8.0), (40.0 * side, 45.0, 18.0, 16.0),
+                         (50.0 * side, 37.0, 22.0, 18.0), (70.0 * side, -10.0, 18.0, 18.0)])
+        paint(canvas, (-100, -40, zh + 20), (100, 70, -44),
+              ellipse_stack_sdf(zh + 20, -44.0, lambda Z, f=psoas: f(Z)[:2], lambda Z, f=psoas: f(Z)[2:]), H["muscle"])
         para = _interp((top, -250.0), [(28.0 * side, 100.0, 24.0, 20.0), (22.0 * side, 105.0, 18.0, 14.0)])
         paint(canvas, (-60, 70, -250), (60, 130, top), ellipse_stack_sdf(-250.0, top, lambda Z, f=para: f(Z)[:2],
                                                                          lambda Z, f=para: f(Z)[2:]), H["muscle"])
@@ -297,7 +297,8 @@ def make_vascular_phantom(seed: int = 0, *, shape: tuple[int, int, int] = (100, 
     hu, fraction, ids, voxelised = render_ct(canvas, sectors, phys, rng, streaks=streaks)
     records = plaque_records(sectors_specs, voxelised, phys, bone_labels, grid,
                              [LABEL_IDS[n] for n in BONE_NAMES] + [LABEL_IDS["metal_implant"]])
-    names = {i: n for n, i in LABEL_IDS.items()}
+    # The implant's name is listed only when the phantom has one that carries a label (the screw).
+    names = {i: n for n, i in LABEL_IDS.items() if n != "metal_implant" or metal == "screw"}
     params = {"seed": seed, "shape": list(shape), "spacing_mm": list(spacing_mm), "lumen_hu": lumen_hu,
               "plaques": plaques if isinstance(plaques, str) else [asdict(p) for p in plaques],
               "plaque_rate": plaque_rate, "metal": metal, "physics": asdict(phys)}
@@ -313,7 +314,8 @@ def make_vascular_phantom(seed: int = 0, *, shape: tuple[int, int, int] = (100, 
                          "iliac_artery_right": ["common_iliac_artery_right", "external_iliac_artery_right"]},
         "structures": structure_truth(list(VESSEL_NAMES), records),
         "plaques": records,
-        "vessels": {v.name: {"centreline_lps_mm": [list(p) for p in v.points], "lumen_radius_mm": list(v.lumen_radius_mm),
+        "vessels": {v.name: {"centreline_lps_mm": [list(p) for p in v.points],
+                             "lumen_radius_mm": list(v.lumen_radius_mm),
                              "wall_mm": v.wall_mm} for v in vessels},
         "landmarks": {"vertebrae": L["vertebrae"], "sacrum_z_range_mm": [L["sacrum_bottom_mm"], L["sacrum_top_mm"]],
                       "z_aortic_bifurcation_mm": L["z_bifurcation_mm"], "z_femoral_heads_mm": L["z_hip_mm"]},

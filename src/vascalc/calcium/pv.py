@@ -63,7 +63,7 @@ def region_reach_mm(spacing: tuple[float, float, float], region_mm: float, min_v
 def cluster_pv(hu: np.ndarray, clusters: np.ndarray, n_clusters: int, cluster_vessel: np.ndarray,
                vessel: np.ndarray, excluded: np.ndarray | None, candidates: np.ndarray,
                spacing: tuple[float, float, float], region_mm: float, ring_mm: float,
-               object_hu: float, density_mg_cm3: float, background: str = "inpaint",
+               object_hu: float, density_mg_cm3: float, background: str = "compartments",
                scope: str = "vessel", min_ring_voxels: int = 20, clip: bool = False,
                object_model: str = "lesion", calibration_a: float = 0.0,
                calibration_b: float = 1.0, min_region_voxels: float = 2.0,
@@ -76,16 +76,16 @@ def cluster_pv(hu: np.ndarray, clusters: np.ndarray, n_clusters: int, cluster_ve
     without calcium candidates or excluded voxels; with ``scope="vessel"`` only ring voxels in the
     ROI of c's own vessel are used when at least ``min_ring_voxels`` exist.
 
-    Background [T]: ``median``/``mean`` give one S_bkg per cluster from the ring (A.7 as written);
+    Background [T]: ``median``/``mean`` give one S_bkg per cluster from the ring (A.7 as written).
     ``compartments`` (default) uses two: the ring median inside the cluster's own undilated vessel
     mask (lumen and wall: the tissue the calcium displaced) for region voxels inside that mask, and
-    the ring median outside it (peri-vascular tissue) for the others. Because blur preserves
-    integrals, the blurred background summed over R equals this sharp two-compartment model summed
-    over R, while one constant S_bkg is biased by the mix of lumen and fat in R. ``inpaint`` estimates the background *voxel by voxel* inside R by normalised
-    convolution (Gaussian, σ_i = r_i) of the surrounding calcium-free voxels, so a plaque straddling
-    lumen (≈40 HU) and peri-vascular fat (≈−100 HU) is compared with the tissue actually beside each
-    of its voxels; a constant S_bkg would bias the integral by N·(mean local background − S_bkg).
-    The reported ``background_hu`` is then the mean inpainted background over R.
+    the median of ring voxels outside the mask but within ``near_vessel``'s band of the vessel
+    (peri-vascular tissue at the same depth) for the others. Because blur preserves integrals, the
+    blurred background summed over R equals this sharp two-compartment model summed over R, while
+    one constant S_bkg is biased by N·(mean local background − S_bkg) when R mixes lumen (≈40 HU)
+    and fat (≈−100 HU). ``inpaint`` fills R voxel by voxel by in-plane normalised convolution
+    (Gaussian, σ_i = r_i) of the surrounding calcium-free voxels. Region voxels far below their
+    background (gas, air) are dropped from R. ``background_hu`` reports the mean background over R.
 
     Integrated intensity (R17) with ``object_model="lesion"`` [T]: S_obj is each cluster's own HU
     from :func:`self_consistent_object_hu` and ρ = (S_obj − a)/b from the calibration line

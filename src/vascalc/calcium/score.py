@@ -6,7 +6,11 @@ Order of work (all on the crop around the dilated vessels):
    contrast guard for ``agatston``.
 3. 2-D lesions (one ``ndimage.label`` call with an in-plane structuring element), minimum area,
    calcium mask = kept lesions; 3-D clusters split by vessel.
-4. Scores from the sparse list of calcium voxels with ``bincount``/sorting, never voxel loops.
+4. Partial-volume-aware mass and volume per cluster (``pv.cluster_pv``, one small EDT per cluster).
+5. Scores from the sparse list of calcium voxels with ``bincount``/sorting, never voxel loops.
+
+Measured: 0.6 s for a 512×512×400 int16 CT with a 25 mm aorta through all slices, 60 plaques and a
+vertebra on 2 cores (``benchmarks/bench_scoring.py``).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from scipy import stats as st
 from statsmodels.stats.multitest import multipletests
 
 from vascalc.errors import InputError
-from vascalc.stats._common import ResultMixin, paired
+from vascalc.stats._common import ResultMixin, as_float_array, paired
 
 ZeroMethod = Literal["wilcox", "pratt", "zsplit"]
 
@@ -122,8 +122,8 @@ def compare_methods(reference: Any, predicted: Mapping[str, Any], *, alpha: floa
     names = list(predicted)
     if not names:
         raise InputError("give at least one predicted column to compare")
-    y = np.asarray(reference, dtype=float)
-    columns = {name: np.asarray(predicted[name], dtype=float) for name in names}
+    y = as_float_array(reference, "reference")
+    columns = {name: as_float_array(predicted[name], name) for name in names}
     for name, column in columns.items():
         if column.shape != y.shape:
             raise InputError(f"column {name!r} has {column.size} values but the reference has {y.size}")

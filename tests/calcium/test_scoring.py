@@ -272,7 +272,7 @@ def test_lesion_ids_deterministic_and_json():
     a = score(hu, v, grid=grid)
     b = score(hu, v, grid=grid)
     assert np.array_equal(a.lesion_labels, b.lesion_labels)
-    assert a.lesion_labels.dtype == np.int32 and a.lesion_labels.shape == hu.shape
+    assert a.lesion_labels.dtype == np.uint16 and a.lesion_labels.shape == hu.shape
     assert [l.id for l in a.lesions] == [1, 2]
     first = [np.flatnonzero(a.lesion_labels.ravel() == l.id)[0] for l in a.lesions]
     assert first == sorted(first)                        # ordered by first voxel

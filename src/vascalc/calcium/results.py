@@ -130,7 +130,8 @@ class CalciumResult:
     """Everything one scoring run produced (SCORING.md A).
 
     ``structures``: one per scored vessel (in label-id order, empty ones flagged ``present=False``)
-    followed by region parts; ``total``: sums over vessels; ``lesion_labels``: int32 (z, y, x) map of
+    followed by region parts; ``total``: sums over vessels; ``lesion_labels``: uint16 (int32 past 65 535
+    clusters) (z, y, x) map of
     3-D cluster ids (0 = none) ordered by (structure, first voxel in raster order); ``thresholds``:
     per structure, the threshold and its derivation; ``method``: policy and every parameter.
     """

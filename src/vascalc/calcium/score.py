@@ -470,7 +470,8 @@ def score_calcium(
     # ---- lesions and label map ------------------------------------------------------------------------
     lesions = _lesions(cl, n_clusters, cluster_vessel, vessel_names, cz, cy, cx, l2, cv, chu, origin, grid,
                        voxel_mm3, pixel_mm2, bands, pv, n_vessels)
-    lesion_labels = np.zeros(shape, dtype=np.int32)
+    # uint16 whenever the ids fit: the full-grid map is then half the size of an int32 one
+    lesion_labels = np.zeros(shape, dtype=np.uint16 if n_clusters < 2 ** 16 else np.int32)
     lesion_labels[cz + origin[0], cy + origin[1], cx + origin[2]] = cl
     calcium_mask = None
     if options.keep_calcium_mask:

@@ -177,7 +177,12 @@ def cohen_kappa_table(table: Any, *, weights: Weights = "none", confidence: floa
     # statsmodels fixes its interval at 95 %; the same SE gives any confidence level.
     z = z_quantile(confidence)
     kappa, se = float(sm.kappa), float(sm.std_kappa)
-    return CohenKappaResult(weights, kappa, se, kappa - z * se, kappa + z * se, confidence, se0, float(sm.z_value) if se0 else nan,
+    low, high = kappa - z * se, kappa + z * se
+    if low < -1 or high > 1:
+        # The Wald interval can leave κ's range near perfect agreement; report it inside [−1, 1], flagged.
+        flags.append("ci_clipped")
+        low, high = max(low, -1.0), min(high, 1.0)
+    return CohenKappaResult(weights, kappa, se, low, high, confidence, se0, float(sm.z_value) if se0 else nan,
                             float(sm.pvalue_two_sided) if se0 else nan, p_o, p_e, n, 0, categories, table_out,
                             tuple(flags))
 
@@ -210,8 +215,8 @@ def multirater_kappa(counts: Any, *, method: Literal["fleiss", "randolph"] = "fl
     """Fleiss' κ or Randolph's free-marginal κ from a subjects × categories count table (§D.7.2–3).
 
     q for Randolph is the number of columns = categories offered (build the table with
-    :func:`category_counts` and the declared categories). Needs ≥ 3 subjects and the same number of
-    raters (≥ 2) for each. CI: percentile bootstrap over subjects (``n_bootstrap`` resamples,
+    :func:`category_counts` and the declared categories). Needs ≥ 2 subjects (≥ 3 for the CI) and
+    the same number of raters (≥ 2) for each. CI: percentile bootstrap over subjects (``n_bootstrap`` resamples,
     ``seed``); ``n_bootstrap=0`` skips it.
     """
     check_confidence(confidence)
@@ -220,7 +225,7 @@ def multirater_kappa(counts: Any, *, method: Literal["fleiss", "randolph"] = "fl
     c = np.asarray(counts, dtype=float)
     if c.ndim != 2 or c.shape[1] < 2:
         raise InputError(f"count table must be subjects × categories with ≥ 2 categories, got shape {c.shape}")
-    require_n(c.shape[0], 3, "multirater κ")
+    require_n(c.shape[0], 2, "multirater κ")
     raters = c.sum(axis=1)
     if not np.all(raters == raters[0]) or raters[0] < 2:
         raise InputError("every subject must be rated by the same number (≥ 2) of raters")
@@ -242,7 +247,9 @@ def multirater_kappa(counts: Any, *, method: Literal["fleiss", "randolph"] = "fl
                                      c.shape[0], n_r, q, ("chance_agreement_is_1",))
     kappa = float(_sm_fleiss_kappa(c, method=method))
     low = high = nan
-    if n_bootstrap:
+    if n_bootstrap and c.shape[0] < 3:
+        flags.append("ci_needs_3_subjects")
+    elif n_bootstrap:
         rng = np.random.default_rng(seed)
         idx = rng.integers(0, c.shape[0], size=(n_bootstrap, c.shape[0]))
         boot_share = c[idx].sum(axis=1) / (c.shape[0] * n_r)
@@ -252,6 +259,7 @@ def multirater_kappa(counts: Any, *, method: Literal["fleiss", "randolph"] = "fl
             flags.append(f"bootstrap_undefined_resamples:{n_bootstrap - boot.size}")
         alpha = 1 - confidence
         low, high = (float(v) for v in np.quantile(boot, [alpha / 2, 1 - alpha / 2]))
+    bootstrapped = bool(n_bootstrap) and c.shape[0] >= 3
     return MultiraterKappaResult(method, kappa, low, high, confidence,
-                                 "percentile_bootstrap" if n_bootstrap else "none", int(n_bootstrap), int(seed),
+                                 "percentile_bootstrap" if bootstrapped else "none", int(n_bootstrap), int(seed),
                                  p_bar, p_e, int(c.shape[0]), n_r, int(q), tuple(flags))

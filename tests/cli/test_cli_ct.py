@@ -136,3 +136,17 @@ def test_demo_writes_a_real_report(tmp_path):
     aorta = next(s for s in data["structures"] if s["name"] == "aorta")
     assert aorta["calcium_volume_mm3"] > 0 and truth["structures"]["aorta"]["calcium_volume_mm3"] > 0
     assert (tmp_path / "demo" / "result" / "qc_coronal_mip.png").stat().st_size > 10_000
+
+
+def test_stats_agreement_through_the_root_command(tmp_path):
+    """Bland & Altman 1986 PEFR (SCORING.md E.4): bias of mini-Wright − Wright = 2.117647."""
+    wright = [494, 395, 516, 434, 476, 557, 413, 442, 650, 433, 417, 656, 267, 478, 178, 423, 427]
+    mini = [512, 430, 520, 428, 500, 600, 364, 380, 658, 445, 432, 626, 260, 477, 259, 350, 451]
+    csv = tmp_path / "pefr.csv"
+    csv.write_text("wright,mini\n" + "\n".join(f"{w},{m}" for w, m in zip(wright, mini)) + "\n")
+    proc = run_cli("stats", "agreement", csv, "--reference", "wright", "--predicted", "mini", "-o", tmp_path / "st")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((tmp_path / "st" / "agreement.json").read_text())
+    assert json.dumps(data).count("2.1176470588") >= 1
+    assert_one_line_error(run_cli("stats", "agreement", csv, "--reference", "nope", "--predicted", "mini",
+                                  "-o", tmp_path / "st2"), "nope")

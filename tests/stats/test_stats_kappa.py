@@ -125,3 +125,14 @@ def test_multirater_input_errors():
         multirater_kappa([[2, 1], [3, 0], [1, 1]])
     with pytest.raises(InputError, match="missing ratings"):
         category_counts([[1, None], [1, 2], [2, 2]])
+
+
+def test_two_rater_free_marginal_analytic_interval():
+    # two raters, 3 categories: 8 subjects agree, 2 disagree → P̄ = 0.8, κ_free = (0.8 − 1/3)/(2/3) = 0.7
+    counts = [[2, 0, 0]] * 4 + [[0, 2, 0]] * 2 + [[0, 0, 2]] * 2 + [[1, 1, 0], [0, 1, 1]]
+    r = multirater_kappa(counts, method="randolph", ci="two_rater_analytic")
+    assert r.kappa == pytest.approx(0.7)
+    half = 1.959964 * np.sqrt(0.8 * 0.2 / 10) / (2 / 3)
+    assert (r.ci_low, r.ci_high) == pytest.approx((0.7 - half, 0.7 + half), abs=1e-6)
+    with pytest.raises(InputError, match="exactly 2 raters"):
+        multirater_kappa(counts, method="fleiss", ci="two_rater_analytic")

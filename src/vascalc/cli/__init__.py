@@ -36,11 +36,12 @@ def _root(
 
 
 def _register() -> None:
-    from vascalc.cli import ct, demo, phantom
+    from vascalc.cli import ct, demo, phantom, stats
 
     app.command("demo")(demo.demo)
     app.add_typer(ct.app, name="ct")
     app.add_typer(phantom.app, name="phantom", help="Digital phantoms with exact calcium truth.")
+    app.add_typer(stats.app, name="stats", help="Agreement statistics: the tables of a validation study.")
 
 
 _register()

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from vascalc.errors import InputError, OutputError
+from vascalc.errors import InputError
 
 app = typer.Typer(help="Agreement statistics: tables with CIs and plots, as in a paper's results section.",
                   no_args_is_help=True)
@@ -62,6 +64,15 @@ def _is_number(value) -> bool:
         return value is None
 
 
+def _label(value) -> str | None:
+    """A category label as text; integral floats lose their ".0"; missing stays None."""
+    if value is None or value != value:  # value != value: NaN
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
 def _check_format(fmt: str) -> None:
     if fmt not in FORMATS:
         raise InputError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
@@ -86,24 +97,28 @@ def _print(tables, report, fmt: str) -> None:
         else:
             console.print(_rich_table(table))
             for note in table.notes:
-                console.print(f"  • {note}", highlight=False)
+                console.print(f"  • {escape(note)}", highlight=False)
 
 
 def _rich_table(table) -> Table:
-    """A terminal table; wide tables are transposed (one column per method) so they fit a terminal."""
+    """A terminal table; wide tables are transposed (one column per method) so they fit a terminal.
+
+    Cells are escaped: band labels such as "[0, 1)" must not be read as rich markup.
+    """
+    title = escape(table.title)
     if len(table.columns) <= 8:
-        rich_table = Table(title=table.title, title_justify="left")
+        rich_table = Table(title=title, title_justify="left")
         for i, column in enumerate(table.columns):
-            rich_table.add_column(column, justify="left" if i == 0 else "right")
+            rich_table.add_column(escape(column), justify="left" if i == 0 else "right")
         for row in table.rows:
-            rich_table.add_row(*row)
+            rich_table.add_row(*map(escape, row))
         return rich_table
-    rich_table = Table(title=table.title, title_justify="left")
-    rich_table.add_column(table.columns[0], justify="left")
+    rich_table = Table(title=title, title_justify="left")
+    rich_table.add_column(escape(table.columns[0]), justify="left")
     for row in table.rows:
-        rich_table.add_column(row[0], justify="right")
+        rich_table.add_column(escape(row[0]), justify="right")
     for i, column in enumerate(table.columns[1:], start=1):
-        rich_table.add_row(column, *(row[i] for row in table.rows))
+        rich_table.add_row(escape(column), *(escape(row[i]) for row in table.rows))
     return rich_table
 
 
@@ -136,7 +151,7 @@ def agreement(
     predicted: list[str] = typer.Option(..., "--predicted", "-p", help="Column of a method's scores; repeat for several methods."),
     category_bands: Optional[str] = typer.Option(None, "--category-bands", help="Lower edges of score categories, e.g. 0,1,100,400: adds linear κ, accuracy and confusion matrices."),
     loa: float = typer.Option(1.96, "--loa-multiplier", help="Limits of agreement = bias ± this × SD (1.96; 2 as in Bland & Altman 1986)."),
-    unit: str = typer.Option("", "--unit", help="Unit of the scores, for the plot axes."),
+    unit: str = typer.Option("", "--unit", help="Unit of the scores (e.g. mm³), shown in the table notes and plot axes."),
     fmt: str = typer.Option("table", "--format", "-f", help="table | md | csv | json (what is printed)."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Folder for tables, JSON and plots (must not exist or be empty)."),
 ) -> None:
@@ -150,7 +165,7 @@ def agreement(
     ref = _numeric(frame, reference)
     methods = {name: _numeric(frame, name) for name in predicted}
     out = _prepare(output, [csv_file])
-    report = agreement_report(ref, methods, reference_name=reference, category_bands=category_bands,
+    report = agreement_report(ref, methods, reference_name=reference, unit=unit, category_bands=category_bands,
                               loa_multiplier=loa)
     _print([report.table, report.comparisons_table], report, fmt)
     if out is None:
@@ -232,3 +247,86 @@ def segmentation(
     if out is not None:
         _write_tables(out, "segmentation", [("", report.table)], report)
         Console(stderr=True).print(f"results written to {out}", highlight=False)
+
+
+@dataclass(frozen=True)
+class _Report:
+    """What ``ordinal`` and ``raters`` write as JSON: the results and their table."""
+
+    results: tuple
+    table: object
+
+    def to_dict(self) -> dict:
+        # imported here so that `vascalc --help` does not load scipy and statsmodels
+        from vascalc.stats._common import clean
+
+        return clean(self)
+
+
+@app.command("ordinal")
+def ordinal(
+    csv_file: Path = typer.Argument(..., help="CSV with one row per case."),
+    outcome: str = typer.Option(..., "--outcome", help="Column of the ordered outcome (e.g. severity 1, 2, 3)."),
+    predictor: list[str] = typer.Option(..., "--predictor", help="Numeric predictor column; repeatable."),
+    unit: list[str] = typer.Option([], "--unit", help="Unit of each predictor, in the same order (e.g. mL)."),
+    categories: Optional[str] = typer.Option(None, "--categories", help="Outcome categories in order, comma-separated (default: sorted values)."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table | md | csv | json (what is printed)."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Folder for the table and JSON (must not exist or be empty)."),
+) -> None:
+    """Proportional-odds (ordinal logistic) regression: B, 95 % CI, Wald, p, odds ratio (as SPSS PLUM)."""
+    from vascalc.stats.ordinal import proportional_odds
+    from vascalc.stats.tables import ordinal_table
+
+    _check_format(fmt)
+    if unit and len(unit) != len(predictor):
+        raise InputError(f"give one --unit per --predictor ({len(predictor)}), or none")
+    frame = _read_csv(csv_file, [outcome, *predictor])
+    values = frame[outcome].tolist()
+    declared = None
+    if categories:
+        declared = [c.strip() for c in categories.split(",")]
+        values = [None if v != v else str(v).strip() for v in values]  # v != v: NaN
+        if all(_is_number(c) for c in declared):
+            declared = [float(c) for c in declared]
+            values = [None if v is None else float(v) for v in values]
+    out = _prepare(output, [csv_file])
+    result = proportional_odds(values, {name: _numeric(frame, name) for name in predictor},
+                               units=dict(zip(predictor, unit)), categories=declared)
+    report = _Report((result,), ordinal_table(result, outcome))
+    _print([report.table], report, fmt)
+    if out is not None:
+        _write_tables(out, "ordinal", [("", report.table)], report)
+
+
+@app.command("raters")
+def raters(
+    csv_file: Path = typer.Argument(..., help="CSV with one row per subject and one column per rater."),
+    rater: list[str] = typer.Option(..., "--rater", help="Column of one rater's category; give ≥ 2."),
+    categories: Optional[str] = typer.Option(None, "--categories", help="All categories offered to the raters, comma-separated (Randolph's q counts these)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap CI (2000 resamples)."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table | md | csv | json (what is printed)."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Folder for the table and JSON (must not exist or be empty)."),
+) -> None:
+    """Fleiss' κ and Randolph's free-marginal κ of several raters, with bootstrap CIs."""
+    from vascalc.stats.kappa import category_counts, multirater_kappa
+    from vascalc.stats.tables import multirater_table
+
+    _check_format(fmt)
+    if len(rater) < 2:
+        raise InputError("give at least two --rater columns")
+    frame = _read_csv(csv_file, rater)
+    # A column with a gap is read as floats: 4.0 must still match the category "4".
+    labels = frame[rater].apply(lambda col: col.map(_label))
+    complete = ~frame[rater].isna().any(axis=1)
+    dropped = int((~complete).sum())
+    declared = [c.strip() for c in categories.split(",")] if categories else None
+    counts, _ = category_counts(labels[complete].to_numpy(dtype=object), declared)
+    out = _prepare(output, [csv_file])
+    results = tuple(multirater_kappa(counts, method=m, seed=seed) for m in ("fleiss", "randolph"))
+    table = multirater_table(results)
+    if dropped:
+        table = type(table)(table.title, table.columns, table.rows, table.notes + (f"{dropped} subject(s) with a missing rating left out.",))
+    report = _Report(results, table)
+    _print([report.table], report, fmt)
+    if out is not None:
+        _write_tables(out, "raters", [("", report.table)], report)

@@ -20,7 +20,8 @@ from vascalc.stats.overlap import (OverlapResult, SurfaceDistanceResult, directe
                                    overlap_metrics, surface_distances, surface_voxels)
 from vascalc.stats.tables import (AgreementReport, DetectionReport, MethodAgreement, MethodDetection, ResultsTable,
                                   SegmentationReport, StructureSegmentation, agreement_report, band_labels,
-                                  categorise, detection_report, parse_bands)
+                                  categorise, detection_report, multirater_table, ordinal_table,
+                                  parse_bands)
 from vascalc.stats.tests_paired import (PairedComparison, WilcoxonResult, bonferroni, compare_methods,
                                         wilcoxon_signed_rank)
 
@@ -33,7 +34,7 @@ __all__ = [
     "bland_altman", "bonferroni", "categorise", "category_counts", "cohen_kappa", "cohen_kappa_table",
     "compare_methods", "contingency_table", "delong_components", "detection_report", "diagnostic_accuracy",
     "diagnostic_from_counts", "directed_surface_distances", "error_metrics", "icc", "icc_all", "icc_anova",
-    "icc_two_methods", "koo_li", "landis_koch", "multiclass_metrics", "multirater_kappa", "overlap_metrics",
+    "icc_two_methods", "koo_li", "landis_koch", "multiclass_metrics", "multirater_kappa", "multirater_table", "ordinal_table", "overlap_metrics",
     "pearson", "proportion_ci", "proportional_odds", "roc_auc", "spearman", "surface_distances", "surface_voxels",
     "wilcoxon_signed_rank",
 ]

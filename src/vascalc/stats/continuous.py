@@ -26,8 +26,8 @@ ZeroPolicy = Literal["exclude", "epsilon", "smape"]
 class ErrorMetrics(ResultMixin):
     """Error of ``predicted`` against ``reference`` (SCORING.md §D.3).
 
-    ``mae`` and ``rmse`` are in the unit of the scores; ``mape_percent`` in %, except with the
-    ``epsilon`` policy, which (like scikit-learn) gives a fraction and says so in ``mape_policy``.
+    ``mae`` and ``rmse`` are in the unit of the scores; ``mape_percent`` in % under the policy named
+    in ``mape_policy`` (``exclude`` zero references, ``epsilon`` or ``smape``).
     ``r2_identity`` = 1 − RSS/TSS about the identity line (scikit-learn ``r2_score``; can be
     negative); ``r2_pearson`` = squared Pearson r (R² of an OLS line with intercept).
     """
@@ -70,8 +70,9 @@ def absolute_percentage_errors(reference: Any, predicted: Any, *, zero_reference
     """Per-case APE_i = 100·|y_i − ŷ_i|/|y_i| (S4 eq. 4) and the number of cases left out.
 
     ``zero_reference``: ``exclude`` (default [T]) drops cases with y_i = 0 and counts them; all
-    references zero raises :class:`InputError`. ``epsilon`` divides by max(ε, |y_i|) and returns
-    fractions as scikit-learn does; ``smape`` gives 200|ŷ − y|/(|y| + |ŷ|) with 0/0 := 0.
+    references zero raises :class:`InputError`. ``epsilon`` divides by max(ε, |y_i|) as scikit-learn
+    does (its mean is 100 × ``mean_absolute_percentage_error``: vascalc keeps percent, scikit-learn
+    returns a fraction); ``smape`` gives 200|ŷ − y|/(|y| + |ŷ|) with 0/0 := 0.
     Pairs with a missing value are dropped first.
     """
     y, yhat, _ = paired(reference, predicted, what="APE")
@@ -83,7 +84,7 @@ def absolute_percentage_errors(reference: Any, predicted: Any, *, zero_reference
                              "cases; use zero_reference='smape' or 'epsilon', or report MAE instead")
         return 100.0 * error[~zero] / np.abs(y[~zero]), int(zero.sum())
     if zero_reference == "epsilon":
-        return error / np.maximum(epsilon, np.abs(y)), 0
+        return 100.0 * error / np.maximum(epsilon, np.abs(y)), 0
     if zero_reference == "smape":
         denominator = np.abs(y) + np.abs(yhat)
         safe = np.where(denominator == 0, 1.0, denominator)
@@ -138,10 +139,10 @@ def _constant_flags(y: np.ndarray, yhat: np.ndarray) -> list[str]:
 def pearson(reference: Any, predicted: Any, *, confidence: float = 0.95) -> CorrelationResult:
     """Pearson r, t-test p-value and Fisher-z CI tanh(atanh r ± z·1/√(n−3)) (§D.3; scipy).
 
-    n ≤ 3 → no CI (``ci_needs_n_gt_3``); |r| = 1 → CI [r, r] (``perfect_correlation``); a constant
+    Needs 3 complete pairs; n = 3 → no CI (``ci_needs_n_gt_3``); |r| = 1 → CI [r, r] (``perfect_correlation``); a constant
     column → r undefined (NaN with flag).
     """
-    y, yhat, dropped = paired(reference, predicted, min_n=2, what="Pearson correlation")
+    y, yhat, dropped = paired(reference, predicted, min_n=3, what="Pearson correlation")
     return _correlation("pearson", y, yhat, dropped, confidence)
 
 
@@ -150,11 +151,11 @@ def spearman(reference: Any, predicted: Any, *, confidence: float = 0.95,
     """Spearman ρ (Pearson r of average ranks), t-based p-value and Fisher-z CI (§D.3, [R48]).
 
     SE on the z scale: √((1 + ρ²/2)/(n − 3)) (Bonett & Wright, default) or √(1.06/(n − 3))
-    (Fieller, Hartley & Pearson). Ties get average ranks.
+    (Fieller, Hartley & Pearson). Ties get average ranks. Needs 3 complete pairs; no CI for n = 3.
     """
     if ci_method not in ("bonett_wright", "fieller"):
         raise InputError(f"unknown Spearman CI method {ci_method!r}; use 'bonett_wright' or 'fieller'")
-    y, yhat, dropped = paired(reference, predicted, min_n=2, what="Spearman correlation")
+    y, yhat, dropped = paired(reference, predicted, min_n=3, what="Spearman correlation")
     return _correlation("spearman", y, yhat, dropped, confidence, ci_method)
 
 
@@ -169,7 +170,7 @@ def _correlation(method: str, y: np.ndarray, yhat: np.ndarray, dropped: int, con
     if "constant_reference" in flags or "constant_predicted" in flags:
         return CorrelationResult(method, nan, nan, nan, nan, confidence, ci_method, nan, n, dropped, tuple(flags))
     with warnings.catch_warnings():
-        # n = 2 makes scipy warn that r is exactly ±1; the flag below says it instead.
+        # |r| = 1 makes scipy warn about the p-value; the flag below says it instead.
         warnings.simplefilter("ignore")
         result = st.pearsonr(y, yhat) if method == "pearson" else st.spearmanr(y, yhat)
     r, p = float(result.statistic), float(result.pvalue)

@@ -10,6 +10,7 @@ CI of the multirater κs (§D.7.3 [T]).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any, Literal, Sequence
 
@@ -166,7 +167,11 @@ def cohen_kappa_table(table: Any, *, weights: Weights = "none", confidence: floa
     if np.isclose(p_e, 1.0):
         return CohenKappaResult(weights, nan, nan, nan, nan, confidence, nan, nan, nan, p_o, p_e, n, 0,
                                 categories, table_out, ("chance_agreement_is_1",))
-    sm = _sm_cohens_kappa(t, wt=None if weights == "none" else weights)
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+        # A zero null variance (one rater used a single category) makes statsmodels divide by 0 for
+        # z; that case is flagged below instead of warned about.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        sm = _sm_cohens_kappa(t, wt=None if weights == "none" else weights)
     flags = []
     if not np.isclose(sm.kappa, (p_o - p_e) / (1 - p_e)):
         # Should never happen: statsmodels and §D.7.1 define the same κ; refuse to report either.
@@ -211,13 +216,15 @@ def category_counts(ratings: Any, categories: Sequence | None = None) -> tuple[n
 
 
 def multirater_kappa(counts: Any, *, method: Literal["fleiss", "randolph"] = "fleiss", confidence: float = 0.95,
-                     n_bootstrap: int = 2000, seed: int = 0) -> MultiraterKappaResult:
+                     n_bootstrap: int = 2000, seed: int = 0,
+                     ci: Literal["bootstrap", "two_rater_analytic"] = "bootstrap") -> MultiraterKappaResult:
     """Fleiss' κ or Randolph's free-marginal κ from a subjects × categories count table (§D.7.2–3).
 
     q for Randolph is the number of columns = categories offered (build the table with
     :func:`category_counts` and the declared categories). Needs ≥ 2 subjects (≥ 3 for the CI) and
     the same number of raters (≥ 2) for each. CI: percentile bootstrap over subjects (``n_bootstrap`` resamples,
-    ``seed``); ``n_bootstrap=0`` skips it.
+    ``seed``; ``n_bootstrap=0`` skips it), or for Randolph's κ with two raters ``two_rater_analytic``:
+    κ ± z·√(P̄(1 − P̄)/N)/(1 − 1/q) (§D.7.3 option).
     """
     check_confidence(confidence)
     if method not in ("fleiss", "randolph"):
@@ -247,6 +254,14 @@ def multirater_kappa(counts: Any, *, method: Literal["fleiss", "randolph"] = "fl
                                      c.shape[0], n_r, q, ("chance_agreement_is_1",))
     kappa = float(_sm_fleiss_kappa(c, method=method))
     low = high = nan
+    if ci == "two_rater_analytic":
+        if method != "randolph" or n_r != 2:
+            raise InputError("the analytic free-marginal κ interval applies to Randolph's κ with exactly 2 raters")
+        half = z_quantile(confidence) * np.sqrt(p_bar * (1 - p_bar) / c.shape[0]) / (1 - 1 / q)
+        return MultiraterKappaResult(method, kappa, float(kappa - half), float(kappa + half), confidence,
+                                     "two_rater_analytic", 0, seed, p_bar, p_e, int(c.shape[0]), n_r, int(q), ())
+    if ci != "bootstrap":
+        raise InputError(f"unknown multirater κ interval {ci!r}; use 'bootstrap' or 'two_rater_analytic'")
     if n_bootstrap and c.shape[0] < 3:
         flags.append("ci_needs_3_subjects")
     elif n_bootstrap:
@@ -261,5 +276,5 @@ def multirater_kappa(counts: Any, *, method: Literal["fleiss", "randolph"] = "fl
         low, high = (float(v) for v in np.quantile(boot, [alpha / 2, 1 - alpha / 2]))
     bootstrapped = bool(n_bootstrap) and c.shape[0] >= 3
     return MultiraterKappaResult(method, kappa, low, high, confidence,
-                                 "percentile_bootstrap" if bootstrapped else "none", int(n_bootstrap), int(seed),
+                                 "percentile_bootstrap" if bootstrapped else "none", int(n_bootstrap) if bootstrapped else 0, int(seed),
                                  p_bar, p_e, int(c.shape[0]), n_r, int(q), tuple(flags))

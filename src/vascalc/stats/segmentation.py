@@ -45,7 +45,7 @@ def segmentation_report(predicted: Path | str, reference: Path | str, *, hd95: L
     Files: a binary mask each (one structure, named after the reference file), or two label maps
     (values > 1 present) compared label by label (``label_<id>``). Folders: every reference
     structure is compared; one missing from the predicted folder counts as an empty prediction and
-    is flagged. Masks must share shape and spacing (:class:`GeometryError` otherwise).
+    is flagged; predicted structures without a reference are listed in the notes. Masks must share shape and spacing (:class:`GeometryError` otherwise).
     """
     pred, ref = Path(predicted), Path(reference)
     for path in (pred, ref):
@@ -53,7 +53,7 @@ def segmentation_report(predicted: Path | str, reference: Path | str, *, hd95: L
             raise InputError(f"{path.name}: no such file or folder")
     if pred.is_dir() != ref.is_dir():
         raise InputError("give two mask files or two folders of masks, not one of each")
-    results = []
+    results, notes = [], []
     if ref.is_dir():
         ref_files = {image_stem(p): p for p in sorted(ref.iterdir()) if p.is_file() and image_suffix(p)}
         pred_files = {image_stem(p): p for p in sorted(pred.iterdir()) if p.is_file() and image_suffix(p)}
@@ -62,6 +62,10 @@ def segmentation_report(predicted: Path | str, reference: Path | str, *, hd95: L
         if not set(ref_files) & set(pred_files):
             raise InputError("the predicted and reference folders share no structure name; masks are matched by "
                              "file name (e.g. aorta.nii.gz in both)")
+        extra = sorted(set(pred_files) - set(ref_files))
+        if extra:
+            notes.append(f"{len(extra)} predicted structure(s) without a reference mask not compared: "
+                         + ", ".join(extra[:10]) + (" …" if len(extra) > 10 else ""))
         for name, ref_path in ref_files.items():
             ref_array, ref_grid = _read_mask(ref_path)
             if name in pred_files:
@@ -87,4 +91,4 @@ def segmentation_report(predicted: Path | str, reference: Path | str, *, hd95: L
         else:
             results.append(compare_structure(image_stem(ref), pred_array, ref_array, ref_grid.spacing_mm, hd95=hd95,
                                              aggregation=aggregation))
-    return segmentation_table(results, hd95)
+    return segmentation_table(results, hd95, notes)

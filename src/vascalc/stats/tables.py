@@ -23,7 +23,8 @@ from vascalc.stats.continuous import CorrelationResult, ErrorMetrics, error_metr
 from vascalc.stats.diagnostic import (DiagnosticResult, MulticlassResult, RocAucResult, diagnostic_accuracy,
                                       multiclass_metrics, roc_auc)
 from vascalc.stats.icc import ICCResult, icc_two_methods
-from vascalc.stats.kappa import CohenKappaResult, cohen_kappa
+from vascalc.stats.kappa import CohenKappaResult, MultiraterKappaResult, cohen_kappa
+from vascalc.stats.ordinal import OrdinalResult
 from vascalc.stats.overlap import OverlapResult, SurfaceDistanceResult
 from vascalc.stats.tests_paired import PairedComparison, compare_methods
 
@@ -126,6 +127,7 @@ class AgreementReport(ResultMixin):
     """Agreement of one or more methods with a reference; ``table`` and ``comparisons_table`` are formatted."""
 
     reference: str
+    unit: str
     methods: tuple[MethodAgreement, ...]
     versus_reference: tuple[PairedComparison, ...]
     between_methods: tuple[PairedComparison, ...]
@@ -135,14 +137,15 @@ class AgreementReport(ResultMixin):
 
 
 def agreement_report(reference: Any, predicted: Mapping[str, Any], *, reference_name: str = "reference",
-                     category_bands: Sequence[float] | str | None = None, loa_multiplier: float = 1.96,
+                     unit: str = "", category_bands: Sequence[float] | str | None = None, loa_multiplier: float = 1.96,
                      confidence: float = 0.95, alpha: float = 0.05) -> AgreementReport:
     """All continuous-agreement statistics of each predicted column vs the reference (§D.3–D.7).
 
     Per method: MAE, RMSE, MAPE (zero references excluded, counted), r2_identity, r2_pearson,
     Bland–Altman bias and LoA with CIs (absolute and %), Pearson and Spearman with CIs, ICC(A,1) and
     ICC(C,1) with CIs; with ``category_bands`` also linear-weighted κ and accuracy over the bands.
-    Wilcoxon tests vs the reference and between methods are Bonferroni-corrected (§D.6).
+    Wilcoxon tests vs the reference and between methods are Bonferroni-corrected (§D.6). ``unit``
+    (e.g. "mm³", "AAC-24 points") is the unit of MAE, RMSE, bias and limits, recorded and shown.
     """
     if not predicted:
         raise InputError("give at least one predicted column")
@@ -169,13 +172,13 @@ def agreement_report(reference: Any, predicted: Mapping[str, Any], *, reference_
             icc_consistency=icc_two_methods(reference, values, "ICC(C,1)", confidence=confidence),
             kappa_linear=kappa, categories=classes))
     versus, between = compare_methods(reference, predicted, alpha=alpha)
-    table = _agreement_table(reference_name, methods, versus, edges, confidence)
+    table = _agreement_table(reference_name, methods, versus, edges, confidence, unit)
     comparisons = _comparisons_table(between) if between else None
-    return AgreementReport(reference_name, tuple(methods), versus, between, edges, table, comparisons)
+    return AgreementReport(reference_name, unit, tuple(methods), versus, between, edges, table, comparisons)
 
 
 def _agreement_table(reference_name: str, methods: list[MethodAgreement], versus: tuple[PairedComparison, ...],
-                     edges: tuple[float, ...] | None, confidence: float) -> ResultsTable:
+                     edges: tuple[float, ...] | None, confidence: float, unit: str = "") -> ResultsTable:
     pct = f"{confidence * 100:g} % CI"
     columns = ["method", "n", "MAE", "RMSE", "MAPE %", f"bias ({pct})", "limits of agreement",
                "bias % of mean", "r2_identity", "r2_pearson", f"Pearson r ({pct})", f"Spearman ρ ({pct})",
@@ -200,9 +203,13 @@ def _agreement_table(reference_name: str, methods: list[MethodAgreement], versus
             row += [fmt_ci(k.kappa, k.ci_low, k.ci_high), fmt_ci(acc.estimate, acc.ci_low, acc.ci_high)]
         rows.append(tuple(row))
         flags = sorted(set(e.flags + ba.flags + m.pearson.flags + m.spearman.flags + m.icc_agreement.flags
-                           + test.test.flags + ((m.kappa_linear.flags) if m.kappa_linear else ())))
+                           + tuple(f"wilcoxon {f} (normal approximation)" if f == "ties" else f"wilcoxon {f}"
+                                   for f in test.test.flags)
+                           + tuple(f"kappa {f}" for f in (m.kappa_linear.flags if m.kappa_linear else ()))))
         if flags:
             notes.append(f"{m.name}: " + ", ".join(flags))
+    if unit:
+        notes.append(f"MAE, RMSE, bias and limits of agreement in {unit}.")
     notes += [f"Differences are predicted − {reference_name}; limits of agreement = bias ± "
               f"{methods[0].bland_altman.multiplier:g} SD; MAPE excludes zero reference values.",
               "r2_identity = 1 − RSS/TSS about the identity line; r2_pearson = squared Pearson r.",
@@ -314,7 +321,8 @@ class SegmentationReport(ResultMixin):
     table: ResultsTable
 
 
-def segmentation_table(structures: Sequence[StructureSegmentation], hd95_convention: str) -> SegmentationReport:
+def segmentation_table(structures: Sequence[StructureSegmentation], hd95_convention: str,
+                       extra_notes: Sequence[str] = ()) -> SegmentationReport:
     """Format per-structure overlap and distance results as a paper table (§D.1–D.2)."""
     columns = ("structure", "Dice", "IoU", "volumetric similarity", "sensitivity", "precision", "HD mm",
                f"HD95 mm ({hd95_convention})", "reference voxels", "predicted voxels")
@@ -327,7 +335,31 @@ def segmentation_table(structures: Sequence[StructureSegmentation], hd95_convent
         flags = sorted(set(o.flags + d.flags))
         if flags:
             notes.append(f"{s.structure}: " + ", ".join(flags))
+    notes.extend(extra_notes)
     notes.append("Distances between boundary voxels in mm using the voxel spacing; HD95 convention "
                  f"'{hd95_convention}' (monai: max of the two directed 95th percentiles; medpy: pooled).")
     return SegmentationReport(tuple(structures), hd95_convention,
                               ResultsTable("Segmentation agreement", columns, tuple(rows), tuple(notes)))
+
+
+def ordinal_table(result: OrdinalResult, outcome_name: str = "outcome") -> ResultsTable:
+    """The coefficient table of a proportional-odds model, as SPSS PLUM prints it (§D.10)."""
+    pct = f"{result.confidence * 100:g} % CI"
+    rows = tuple((c.name, c.unit, fmt(c.b, 3), fmt(c.se, 3), f"{fmt(c.ci_low, 3)} to {fmt(c.ci_high, 3)}",
+                  fmt(c.wald_chi2, 2), fmt_p(c.p_value), f"{c.odds_ratio:.4g}") for c in result.coefficients)
+    notes = [f"logit P({outcome_name} ≤ j) = θ_j − B·x; B > 0: higher categories more likely. "
+             f"n = {result.n}, categories " + " < ".join(map(str, result.categories)) + "."]
+    if result.flags:
+        notes.append(", ".join(result.flags))
+    return ResultsTable(f"Proportional-odds regression of {outcome_name}",
+                        ("predictor", "unit", "B", "SE", f"B ({pct})", "Wald χ²", "p", "odds ratio"), rows, tuple(notes))
+
+
+def multirater_table(results: Sequence[MultiraterKappaResult]) -> ResultsTable:
+    """Fleiss' and Randolph's κ side by side (§D.7.2–3)."""
+    rows = tuple((r.method, fmt_ci(r.kappa, r.ci_low, r.ci_high), fmt(r.p_bar), fmt(r.p_expected), str(r.n_subjects),
+                  str(r.n_raters), str(r.n_categories), r.ci_method.replace("_", " ")) for r in results)
+    notes = tuple(f"{r.method}: " + ", ".join(r.flags) for r in results if r.flags)
+    notes += (f"Bootstrap CIs: {results[0].n_bootstrap} resamples of subjects, seed {results[0].seed}.",)
+    return ResultsTable("Agreement among raters", ("κ", "κ (95 % CI)", "observed agreement P̄", "chance agreement",
+                                                   "subjects", "raters", "categories", "CI"), rows, notes)

@@ -1,0 +1,747 @@
+"""Model-free segmentation of the aorta, iliac and femoral arteries (and visceral origins) from CT.
+
+The arteries are found as tubes, not as voxels: the aorta is seeded where a round soft-tissue (or,
+on CTA, bright) disc sits in front of the spine, then followed slice by slice by casting rays from
+its centre to the first fat / lumen-edge / bone sample; below the bifurcation two smaller tubes are
+followed the same way down the pelvis and thighs. Each slice of each vessel is therefore a centre
+and a star-shaped outline in millimetres, drawn at the full resolution of the scan at the end, so
+the search runs on an in-plane downsampled copy (≈ 2 mm) and stays fast.
+
+Masks are lumen + wall (the wall is where calcium sits, SCORING.md C): on non-contrast CT the
+soft-tissue/fat edge *is* the outer wall; on CTA the bright-lumen edge is grown outwards by the
+wall thickness. Bone (given, or thresholded here) is removed from every vessel mask after a small
+dilation, so calcium scoring never counts vertebra, pelvis or femur. Slices where the evidence is
+missing (metal streaks, a lost track) are left empty and listed in ``uncertain_slices`` — the
+segmenter does not invent a vessel there.
+
+Orientation: any axis-aligned grid is handled by reading the array in a canonical frame
+(axis 0 superior, axis 1 posterior, axis 2 patient-left, from :class:`Grid` ``direction``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from vascalc.errors import InputError
+from vascalc.imaging import LabelMap, Volume
+
+VESSEL_LABELS: dict[int, str] = {
+    1: "aorta", 2: "iliac_artery_left", 3: "iliac_artery_right", 4: "femoral_artery_left",
+    5: "femoral_artery_right", 6: "renal_artery_left", 7: "renal_artery_right", 8: "celiac_trunk",
+    9: "superior_mesenteric_artery",
+}
+_ID = {n: i for i, n in VESSEL_LABELS.items()}
+
+#: Aortic lumen median above this means a contrast (CTA) scan (HU).
+CONTRAST_LUMEN_HU = 120.0
+#: Fat/soft-tissue edge: between fat (≈ −100 HU) and blood/wall (≈ 40 HU), nearer the wall so
+#: that thin, partial-volume fat planes (−20 … 0 HU at 3 mm) still separate the aorta from the IVC.
+FAT_EDGE_HU = -15.0
+#: Wall grown outside the bright lumen on CTA (mm): aortic wall ≈ 2 mm, iliac/femoral ≈ 1.5 mm.
+WALL_MM = {"aorta": 2.0, "iliac": 1.5, "femoral": 1.5, "branch": 1.2}
+#: Outer radius cap of the iliac/femoral arteries (mm; common iliac ≈ 10–14 mm across with wall).
+ILIAC_MAX_RADIUS_MM = 7.5
+_N_RAYS = 32
+_ANGLES = np.linspace(0.0, 2.0 * np.pi, _N_RAYS, endpoint=False)
+_UNIT = np.stack([np.sin(_ANGLES), np.cos(_ANGLES)], axis=1)  # (dy, dx): 0 = +x (left), π/2 = +y (posterior)
+
+
+@dataclass(frozen=True, eq=False)
+class VesselResult:
+    """Vessel masks of :func:`segment_vessels`.
+
+    ``labels``: LabelMap on the volume's grid with the names of :data:`VESSEL_LABELS` (one label
+    per voxel; an empty name = looked for, not found). ``uncertain_slices``: per name, the slice
+    indices (axis 0 of the volume array) where the evidence was missing and nothing was drawn
+    (also in ``labels.uncertain_slices``). ``contrast_detected``: aortic lumen median >
+    :data:`CONTRAST_LUMEN_HU`. ``lumen_hu_median``: that median (NaN when no aorta was found).
+    ``elapsed_s``: wall-clock runtime. ``notes``: what was found or not, in words.
+    """
+
+    labels: LabelMap
+    uncertain_slices: dict[str, tuple[int, ...]]
+    contrast_detected: bool
+    lumen_hu_median: float
+    elapsed_s: float
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+# ----------------------------------------------------------------------------------------------
+# orientation and resolution
+# ----------------------------------------------------------------------------------------------
+
+def _canonical_frame(direction: np.ndarray) -> tuple[tuple[int, int, int], tuple[bool, bool, bool]]:
+    """Axis permutation and flips taking a (z, y, x) array to (superior, posterior, left) order.
+
+    ``direction``: 3×3, columns = LPS unit vectors of the x, y, z index axes (as :class:`Grid`).
+    Oblique grids are read by their dominant component.
+    """
+    dominant = [int(np.argmax(np.abs(direction[:, 2 - a]))) for a in range(3)]  # LPS component per array axis
+    if sorted(dominant) != [0, 1, 2]:
+        raise InputError("the volume's direction matrix has no clear axial orientation; resample it to an axial grid")
+    perm = tuple(dominant.index(2 - c) for c in range(3))
+    flips = tuple(bool(direction[2 - c, 2 - perm[c]] < 0) for c in range(3))
+    return perm, flips
+
+
+def _to_canonical(arr: np.ndarray, perm, flips) -> np.ndarray:
+    out = np.transpose(arr, perm)
+    return out[tuple(slice(None, None, -1) if f else slice(None) for f in flips)]
+
+
+def _from_canonical(arr: np.ndarray, perm, flips) -> np.ndarray:
+    out = arr[tuple(slice(None, None, -1) if f else slice(None) for f in flips)]
+    return np.transpose(out, np.argsort(perm))
+
+
+def _block_mean(hu: np.ndarray, f: int) -> np.ndarray:
+    """In-plane block mean by an integer factor (edges cropped to a multiple of ``f``)."""
+    if f == 1:
+        return hu.astype(np.float32)
+    nz, ny, nx = hu.shape
+    a = hu[:, : ny // f * f, : nx // f * f].astype(np.float32)
+    return a.reshape(nz, ny // f, f, nx // f, f).mean(axis=(2, 4))
+
+
+# ----------------------------------------------------------------------------------------------
+# bone and body (private fallbacks when the landmark segmenter gives none)
+# ----------------------------------------------------------------------------------------------
+
+def _slicewise_fill(mask: np.ndarray) -> np.ndarray:
+    return ndimage.binary_fill_holes(mask, structure=np.array([[[0, 0, 0], [0, 0, 0], [0, 0, 0]],
+                                                               [[0, 1, 0], [1, 1, 1], [0, 1, 0]],
+                                                               [[0, 0, 0], [0, 0, 0], [0, 0, 0]]], bool))
+
+
+def threshold_bones(hu_small: np.ndarray, spacing_mm, *, threshold_hu: float = 180.0,
+                    min_volume_mm3: float = 3000.0) -> np.ndarray:
+    """Skeleton mask by threshold: components of HU > ``threshold_hu`` larger than ``min_volume_mm3``
+    (vessel calcium is small and isolated; bones are large), marrow filled slice by slice."""
+    raw = hu_small > threshold_hu
+    lab, n = ndimage.label(raw)
+    if n == 0:
+        return raw
+    sizes = np.bincount(lab.ravel())[1:] * float(np.prod(spacing_mm))
+    keep = np.concatenate([[False], sizes >= min_volume_mm3])
+    return _slicewise_fill(keep[lab])
+
+
+def threshold_body(hu_small: np.ndarray) -> np.ndarray:
+    """Body mask: HU > −400, holes (bowel gas, lungs) filled slice by slice."""
+    return _slicewise_fill(hu_small > -400)
+
+
+# ----------------------------------------------------------------------------------------------
+# the tube tracker
+# ----------------------------------------------------------------------------------------------
+
+@dataclass
+class _Ctx:
+    img: np.ndarray          # smoothed HU, canonical small grid (z, y, x)
+    bone: np.ndarray         # bool, canonical small grid
+    spacing: np.ndarray      # (dz, dy, dx) mm of the small grid
+    contrast: bool
+    edge_hu: float           # inside = HU above this (fat edge, or half-lumen on CTA)
+
+
+def _cast_rays(ctx: _Ctx, z: int, centre_mm: np.ndarray, r_max_mm: float, step_mm: float = 0.5) -> np.ndarray:
+    """Distance (mm) along each ray from ``centre_mm`` (y, x) to the first sample outside the tube
+    (below ``edge_hu`` or in bone); NaN where the ray stays inside up to ``r_max_mm``."""
+    radii = np.arange(step_mm, r_max_mm + step_mm, step_mm)
+    pts = centre_mm[None, None, :] + radii[None, :, None] * _UNIT[:, None, :]  # (rays, samples, 2) mm
+    idx = pts / ctx.spacing[1:]
+    coords = [idx[..., 0].ravel(), idx[..., 1].ravel()]
+    vals = ndimage.map_coordinates(ctx.img[z], coords, order=1, mode="nearest").reshape(pts.shape[:2])
+    bone = ndimage.map_coordinates(ctx.bone[z].astype(np.uint8), coords, order=0, mode="constant",
+                                   cval=0).reshape(pts.shape[:2]).astype(bool)
+    outside = (vals < ctx.edge_hu) | bone
+    hit = outside.any(axis=1)
+    first = np.argmax(outside, axis=1)
+    out = np.where(hit, radii[first] - 0.5 * step_mm, np.nan)
+    return out
+
+
+@dataclass
+class _Fit:
+    centre_mm: np.ndarray
+    radii_mm: np.ndarray     # per ray, outer boundary (before wall growth)
+    radius_mm: float
+    hit_fraction: float
+    inside_hu: float
+
+
+def _robust_radius(r: np.ndarray) -> float:
+    """Tube radius from ray lengths: the length shared (±15 %) by the most rays, the shorter one
+    on ties — rays escaping through an attached organ (IVC, a branch, a muscle) are long or
+    endless and scattered, while the true wall ends many rays at one distance."""
+    hits = np.sort(r[np.isfinite(r)])
+    if hits.size == 0:
+        return float("nan")
+    support = (np.abs(hits[None, :] - hits[:, None]) <= 0.15 * hits[:, None] + 0.5).sum(axis=1)
+    best = int(np.argmax(support))  # first maximum = shortest radius among ties
+    near = hits[np.abs(hits - hits[best]) <= 0.15 * hits[best] + 0.5]
+    return float(np.median(near))
+
+
+def _circle_fit(points: np.ndarray, c0: np.ndarray, r0: float, free_radius: bool) -> tuple[np.ndarray, float]:
+    """Geometric least-squares circle through ``points`` (n, 2) mm, Gauss-Newton from (c0, r0);
+    the radius is held at ``r0`` when the points cover too little of the circle to fix it."""
+    c, r = c0.astype(float).copy(), float(r0)
+    for _ in range(6):
+        d = points - c
+        dist = np.maximum(np.hypot(d[:, 0], d[:, 1]), 1e-6)
+        res = dist - r
+        jc = -d / dist[:, None]
+        jac = np.column_stack([jc, -np.ones(len(points))]) if free_radius else jc
+        step, *_ = np.linalg.lstsq(jac, -res, rcond=None)
+        c = c + step[:2]
+        if free_radius:
+            r = float(np.clip(r + step[2], 0.7 * r0, 1.3 * r0))
+        if np.hypot(*step[:2]) < 0.05:
+            break
+    return c, r
+
+
+def _fit_tube(ctx: _Ctx, z: int, centre_mm: np.ndarray, r_prior_mm: float, n_iter: int = 3) -> _Fit | None:
+    """Re-centre a tube near ``centre_mm`` on slice ``z``. Rays are cast to the first non-tube
+    sample; the hits that agree on one radius (the wall) get a circle fitted through them, the
+    others (escaping through an attached IVC, branch or muscle) are ignored; repeated from the
+    new centre."""
+    c = np.asarray(centre_mm, float).copy()
+    r_max = 2.0 * r_prior_mm + 4.0
+    for _ in range(n_iter):
+        r = _cast_rays(ctx, z, c, r_max)
+        if np.count_nonzero(np.isfinite(r)) < _N_RAYS // 4:
+            return None
+        rad = _robust_radius(r)
+        good = np.isfinite(r) & (np.abs(r - rad) <= 0.3 * rad + 0.5)
+        if np.count_nonzero(good) < 6:
+            return None
+        pts = c + r[good, None] * _UNIT[good]
+        # the hits fix the radius only when they span more than half the circle
+        spread = np.hypot(*(_UNIT[good].mean(axis=0)))
+        c_new, _ = _circle_fit(pts, c, rad, free_radius=spread < 0.3)
+        if np.hypot(*(c_new - c)) > rad:  # a wild step: keep the safer mean-shift move
+            c_new = c + np.clip(2.0 * (np.where(good, r, rad)[:, None] * _UNIT).mean(axis=0), -0.5 * rad, 0.5 * rad)
+        moved = np.hypot(*(c_new - c))
+        c = c_new
+        if moved < 0.3:
+            break
+    r = _cast_rays(ctx, z, c, r_max)
+    if np.count_nonzero(np.isfinite(r)) < _N_RAYS // 4:
+        return None
+    rad = _robust_radius(r)
+    ok = np.isfinite(r) & (r > 0.7 * rad) & (r < 1.3 * rad)
+    radii = np.where(ok, r, rad)
+    # smooth the outline around the circle (3-tap circular mean) and keep it near-round
+    radii = np.clip((np.roll(radii, 1) + radii + np.roll(radii, -1)) / 3.0, 0.85 * rad, 1.15 * rad)
+    yi, xi = np.round(c / ctx.spacing[1:]).astype(int)
+    ny, nx = ctx.img.shape[1:]
+    if not (0 <= yi < ny and 0 <= xi < nx) or ctx.bone[z, yi, xi] or ctx.img[z, yi, xi] < ctx.edge_hu or rad < 1.5:
+        return None
+    core = ctx.img[z, max(yi - 1, 0): yi + 2, max(xi - 1, 0): xi + 2]
+    return _Fit(c, radii, float(np.mean(radii)), float(ok.mean()), float(np.median(core)))
+
+
+def _smooth_track(fits: dict[int, _Fit], size: int = 5) -> dict[int, _Fit]:
+    """Median-filter centres and per-ray radii along z over runs of consecutive slices: a tube
+    changes slowly, single-slice leaks into a neighbour do not."""
+    out: dict[int, _Fit] = {}
+    zs = sorted(fits)
+    if len(zs) < 3:
+        return dict(fits)
+    cen = np.array([fits[z].centre_mm for z in zs])
+    rad = np.array([fits[z].radii_mm for z in zs])
+    cen = ndimage.median_filter(cen, size=(3, 1), mode="nearest")
+    rad = ndimage.median_filter(rad, size=(size, 1), mode="nearest")
+    # the calibre changes slowly along a tube: keep each slice within ±15 % of the local trend
+    trend = ndimage.median_filter(rad.mean(axis=1), size=3 * size, mode="nearest")
+    rad = np.clip(rad, 0.85 * trend[:, None], 1.15 * trend[:, None])
+    for i, z in enumerate(zs):
+        f = fits[z]
+        out[z] = _Fit(cen[i], rad[i], float(rad[i].mean()), f.hit_fraction, f.inside_hu)
+    return out
+
+
+def _track(ctx: _Ctx, z0: int, fit0: _Fit, direction: int, *, r_range_mm: tuple[float, float], max_shift_mm: float,
+           stop: callable | None = None, metal_slices: np.ndarray | None = None,
+           max_gap_mm: float = 9.0, min_hits: float = 0.45,
+           z_limit: int | None = None, r_cap_mm: float | None = None, lateral: np.ndarray | None = None) -> tuple[dict[int, _Fit], list[int], int | None]:
+    """Follow a tube from slice ``z0`` one slice at a time in ``direction`` (+1 up, −1 down).
+
+    Returns ({slice: fit}, uncertain slices, slice where ``stop`` fired or None). Slices on metal
+    or with a failed fit are skipped (predicted centre carried on) and listed as uncertain; the
+    track ends after ``max_gap_mm`` of consecutive failures (those trailing slices are dropped)."""
+    fits: dict[int, _Fit] = {}
+    uncertain: list[int] = []
+    pending: list[int] = []
+    prev = fit0
+    velocity = np.zeros(2)
+    nz = ctx.img.shape[0]
+    dz = ctx.spacing[0]
+    z = z0 + direction
+    while 0 <= z < nz and (z_limit is None or (z - z_limit) * direction <= 0):
+        pred = prev.centre_mm + velocity
+        if stop is not None and stop(z, pred, prev):
+            return fits, uncertain + pending, z
+        if metal_slices is not None and metal_slices[z]:
+            pending.append(z)
+            z += direction
+            if len(pending) * dz > 3 * max_gap_mm:
+                break
+            continue
+        fit = _fit_tube(ctx, z, pred, prev.radius_mm)
+        if fit is not None and r_cap_mm is not None and fit.radius_mm > r_cap_mm:
+            # an artery lying against its vein or a muscle has no edge there: anatomy caps it, and
+            # the iliac/femoral artery is the lateral (antero-lateral) tube of the artery-vein pair
+            centre = fit.centre_mm
+            if lateral is not None:
+                reach = _cast_rays(ctx, z, centre, 4.0 * r_cap_mm)
+                i = int(np.argmax(_UNIT @ lateral))
+                b = reach[i]
+                if np.isfinite(b) and b > r_cap_mm:
+                    centre = centre + (b - r_cap_mm) * _UNIT[i]
+            radii = np.full(_N_RAYS, r_cap_mm)
+            fit = _Fit(centre, radii, r_cap_mm, fit.hit_fraction, fit.inside_hu)
+        good = (fit is not None and r_range_mm[0] <= fit.radius_mm <= r_range_mm[1]
+                and abs(fit.radius_mm - prev.radius_mm) <= 0.35 * prev.radius_mm + 1.5
+                and np.hypot(*(fit.centre_mm - pred)) <= max_shift_mm * (1 + len(pending))
+                and fit.hit_fraction >= min_hits)
+        if not good:
+            pending.append(z)
+            if len(pending) * dz > max_gap_mm:
+                pending = [p for p in pending if metal_slices is not None and metal_slices[p]]
+                break
+        else:
+            uncertain.extend(pending)
+            pending = []
+            step = fit.centre_mm - prev.centre_mm
+            velocity = 0.5 * velocity + 0.5 * np.clip(step, -max_shift_mm, max_shift_mm) * 0.5
+            fits[z] = fit
+            prev = fit
+        z += direction
+    return fits, uncertain + pending, None
+
+
+# ----------------------------------------------------------------------------------------------
+# seeds
+# ----------------------------------------------------------------------------------------------
+
+def _disc_kernel(r_px: float, r_in: float = 0.0) -> np.ndarray:
+    n = int(np.ceil(r_px))
+    yy, xx = np.mgrid[-n: n + 1, -n: n + 1]
+    d = np.hypot(yy, xx)
+    k = ((d <= r_px) & (d >= r_in)).astype(np.float32)
+    return k / k.sum()
+
+
+def _spine_reference(bone: np.ndarray, body: np.ndarray, spacing) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per slice: body centre x (px), anterior edge y (px) of the spine near the midline, and
+    whether a spine was seen. The spine is bone within ±25 mm of the midline behind the body centre."""
+    nz, ny, nx = bone.shape
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    area = body.sum(axis=(1, 2)).astype(float)
+    safe = np.maximum(area, 1)
+    cx = (body * xx).sum(axis=(1, 2)) / safe
+    cy = (body * yy).sum(axis=(1, 2)) / safe
+    band = (np.abs(xx[None] - cx[:, None, None]) * spacing[2] < 25) & (yy[None] > cy[:, None, None] - 10 / spacing[1])
+    spine = bone & band
+    has = spine.sum(axis=(1, 2)) * spacing[1] * spacing[2] > 150
+    ant = np.where(has, np.argmax(spine.any(axis=2), axis=1), -1)
+    return cx, ant.astype(float), has
+
+
+def _find_aorta_seed(ctx: _Ctx, body: np.ndarray, spine_x, spine_ant, has_spine) -> list[tuple[float, int, np.ndarray, float]]:
+    """Candidate (score, slice, centre_mm, radius_mm) of the aorta: a disc of tube-like HU with a
+    ring of non-tube around it, 10–35 mm across, just in front of (or left of) the vertebral body."""
+    nz, ny, nx = ctx.img.shape
+    sy, sx = ctx.spacing[1:]
+    zs = np.flatnonzero(has_spine)
+    if zs.size == 0:
+        return []
+    inside = ((ctx.img > ctx.edge_hu) & ~ctx.bone).astype(np.float32)
+    if not ctx.contrast:
+        inside *= (ctx.img < 150)
+    cands = []
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    for r_mm in (8.0, 10.0, 12.0, 14.0):
+        disc = _disc_kernel(r_mm / sx)
+        ring = _disc_kernel((r_mm + 5.0) / sx, r_mm / sx + 1.0)
+        d = ndimage.convolve(inside[zs], disc[None], mode="constant")
+        a = ndimage.convolve(inside[zs], ring[None], mode="constant")
+        score = d - a
+        for j, z in enumerate(zs):
+            # prior: the aorta lies within 60 mm in front of the spine's anterior edge, 35 mm
+            # right .. 50 mm left of the midline (the thoracic aorta sits beside the body)
+            dy = (spine_ant[z] - yy) * sy
+            dx = (xx - spine_x[z]) * sx
+            prior = (dy > -35) & (dy < 60) & (dx > -35) & (dx < 50) & body[z]
+            # the aortic wall lies on (or just in front of / left of) the vertebral body: a bowel
+            # loop or the IVC further away loses 0.01 per mm
+            off = np.hypot(np.maximum(np.abs(dy - r_mm - 3.0) - 8.0, 0), np.maximum(np.abs(dx - 10.0) - 15.0, 0))
+            s = np.where(prior, score[j] - 0.01 * off, -np.inf)
+            k = int(np.argmax(s))
+            if np.isfinite(s.flat[k]):
+                cands.append((float(s.flat[k]), int(z), np.array([k // nx * sy, k % nx * sx]), r_mm))
+    cands.sort(key=lambda c: -c[0])
+    return cands
+
+
+def _split(ctx: _Ctx, z: int, centre_mm: np.ndarray, r_mm: float) -> dict[str, _Fit] | None:
+    """Two tubes (left, right) below the aortic bifurcation, or None while there is still one:
+    small-tube fits started either side of the aortic centre converge to one centre inside the
+    aorta, and to two distinct centres once the iliacs have parted."""
+    fit = _fit_tube(ctx, z, centre_mm, r_mm)
+    if fit is not None:
+        # touching iliacs: one blob, much wider than deep, centred between them
+        raw = _cast_rays(ctx, z, fit.centre_mm, 3.0 * r_mm + 4.0)
+        raw = np.where(np.isfinite(raw), raw, 3.0 * r_mm + 4.0)
+        q = _N_RAYS // 4
+        ray = lambda i: float(np.mean(raw[[(i - 1) % _N_RAYS, i, (i + 1) % _N_RAYS]]))  # noqa: E731
+        lat_l, lat_r, half_depth = ray(0), ray(2 * q), 0.5 * (ray(q) + ray(3 * q))
+        if min(lat_l, lat_r) >= 1.6 * half_depth and half_depth < 0.8 * r_mm and 2.0 <= half_depth:
+            h = half_depth
+            mk = lambda c: _Fit(c, np.full(_N_RAYS, h), h, 1.0, fit.inside_hu)  # noqa: E731
+            return {"left": mk(fit.centre_mm + np.array([0.0, lat_l - h])),
+                    "right": mk(fit.centre_mm - np.array([0.0, lat_r - h]))}
+    off = np.array([0.0, 0.45 * r_mm])
+    left = _fit_tube(ctx, z, centre_mm + off, 0.5 * r_mm)
+    right = _fit_tube(ctx, z, centre_mm - off, 0.5 * r_mm)
+    if left is None or right is None:
+        return None
+    gap = float(np.hypot(*(left.centre_mm - right.centre_mm)))
+    if (left.centre_mm[1] > right.centre_mm[1] and gap >= 0.9 * (left.radius_mm + right.radius_mm)
+            and max(left.radius_mm, right.radius_mm) < 0.8 * r_mm and min(left.hit_fraction, right.hit_fraction) >= 0.5
+            and 2.0 <= min(left.radius_mm, right.radius_mm) and gap < 3.0 * r_mm + 10.0):
+        return {"left": left, "right": right}
+    return None
+
+
+def _find_and_track_aorta(ctx: _Ctx, body, spine_x, spine_ant, has_spine, metal_slices):
+    """Seed and follow the aorta; returns (fits, uncertain, bifurcation slice, iliac seeds) or None."""
+    cands = _find_aorta_seed(ctx, body, spine_x, spine_ant, has_spine)
+    dz = ctx.spacing[0]
+    best = None
+    tried: list[int] = []
+    for score, z0, c0, r0 in cands:
+        if len(tried) >= 6:
+            break
+        if any(abs(z0 - t) * dz < 20 for t in tried) or score < 0.2:
+            continue
+        tried.append(z0)
+        fit0 = _fit_tube(ctx, z0, c0, r0)
+        if fit0 is None or not (5.0 <= fit0.radius_mm <= 22.0) or fit0.hit_fraction < 0.5:
+            continue
+        split: dict[str, _Fit] = {}
+
+        def stop(z, pred, prev, split=split):
+            if has_spine[z] or z < z0:  # the bifurcation lies below the seed
+                s = _split(ctx, z, pred, prev.radius_mm)
+                if s is not None:
+                    split.update(s)
+                    return True
+            return False
+
+        kw = dict(r_range_mm=(5.0, 22.0), max_shift_mm=3.0 + 0.5 * dz, metal_slices=metal_slices)
+        up, unc_up, _ = _track(ctx, z0, fit0, +1, **kw)
+        down, unc_down, bif = _track(ctx, z0, fit0, -1, stop=stop, **kw)
+        fits = {z0: fit0, **up, **down}
+        seeds = {k: (bif, v) for k, v in split.items()}
+        if bif is None:
+            bif, seeds = _bifurcation_by_radius(ctx, fits, z0)
+        if bif is not None:
+            fits = {z: f for z, f in fits.items() if z > bif}
+        length = len(fits) * dz
+        if length >= 50.0 and (best is None or length > best[0]):
+            unc = sorted(z for z in set(unc_up + unc_down) if bif is None or z > bif)
+            best = (length, (_smooth_track(fits), unc, bif, seeds))
+    return None if best is None else best[1]
+
+
+def _bifurcation_by_radius(ctx: _Ctx, fits: dict[int, _Fit], z0: int):
+    """Where the aorta's track, followed caudally, narrows to an iliac (radius < 0.72 × the aorta
+    just above, on three slices) it has slipped into one iliac: that is the bifurcation. The other
+    iliac is looked for mirrored about the last aortic centre. When the track just ends, two tubes
+    are looked for side by side below its end. Returns (first iliac slice, {side: (slice, fit)})."""
+    zs = sorted((z for z in fits if z <= z0), reverse=True)
+    radius = {z: fits[z].radius_mm for z in zs}
+    for i, z in enumerate(zs):
+        above = [radius[u] for u in zs[max(0, i - 8): i]]
+        below = zs[i: i + 3]
+        if len(above) < 3 or len(below) < 3:
+            continue
+        ref = float(np.median(above))
+        if all(radius[u] < 0.72 * ref for u in below):
+            aorta_c = fits[zs[i - 1]].centre_mm
+            followed = fits[z]
+            side = "left" if followed.centre_mm[1] > aorta_c[1] else "right"
+            other = "right" if side == "left" else "left"
+            seeds = {side: (z, followed)}
+            for u in zs[i: i + 4]:
+                f = fits[u]
+                sign = 1.0 if other == "left" else -1.0
+                # mirrored about the aortic centre, or right beside the followed iliac
+                for x in (2 * aorta_c[1] - f.centre_mm[1], f.centre_mm[1] + sign * 2.2 * f.radius_mm):
+                    o = _fit_tube(ctx, u, np.array([f.centre_mm[0], x]), f.radius_mm)
+                    if (o is not None and 2.0 <= o.radius_mm < 1.1 * ref
+                            and np.hypot(*(o.centre_mm - f.centre_mm)) > 0.8 * (o.radius_mm + f.radius_mm)
+                            and sign * (o.centre_mm[1] - f.centre_mm[1]) > 0):
+                        cap = min(o.radius_mm, followed.radius_mm * 1.2)
+                        seeds[other] = (u, _Fit(o.centre_mm, np.minimum(o.radii_mm, cap), cap, o.hit_fraction,
+                                                o.inside_hu))
+                        break
+                if other in seeds:
+                    break
+            return z, seeds
+    if zs and zs[-1] > 0:
+        last = fits[zs[-1]]
+        for u in range(zs[-1] - 1, max(zs[-1] - 5, -1), -1):
+            sp = _split(ctx, u, last.centre_mm, last.radius_mm)
+            if sp is not None:
+                return u, {k: (u, v) for k, v in sp.items()}
+    return None, {}
+
+
+def _femoral_level(bone: np.ndarray, spacing, spine_x, bif_z: int) -> int | None:
+    """Slice of the top of the femoral heads (the iliac → femoral boundary, at the inguinal
+    ligament): the most cranial slice below the bifurcation where lateral bone (> 50 mm from the
+    midline) is ≥ 30 mm thick — the femoral head in its acetabulum; the iliac wings are thinner."""
+    if bif_z <= 0:
+        return None
+    sub = bone[:bif_z]
+    nz, ny, nx = sub.shape
+    xx = np.arange(nx)[None, None, :]
+    lateral = sub & (np.abs(xx - spine_x[:bif_z, None, None]) * spacing[2] > 50)
+    if not lateral.any():
+        return None
+    dist = ndimage.distance_transform_edt(lateral, sampling=(1e4, spacing[1], spacing[2]))
+    thick = dist.max(axis=(1, 2)) >= 15.0
+    zs = np.flatnonzero(thick)
+    return int(zs.max()) if zs.size else None
+
+
+def _visceral_origins(ctx: _Ctx, aorta: dict[int, _Fit], out: np.ndarray, spacing_full, offset_mm, grow_mm: float,
+                      notes: list[str]) -> None:
+    """Origins (first ~12 mm) of the celiac trunk, SMA and renal arteries on CTA: bright offshoots
+    of the aortic lumen, anterior (celiac = the most cranial, SMA = the next) and lateral (renals)."""
+    found: dict[str, list[tuple[int, int, float]]] = {}
+    zs = sorted(aorta)
+    for z in zs:
+        fit = aorta[z]
+        r = _cast_rays(ctx, z, fit.centre_mm, fit.radius_mm + 15.0)
+        long = ~np.isfinite(r) | (r > fit.radius_mm + 6.0)
+        for i in np.flatnonzero(long):
+            ang = _ANGLES[i]
+            if abs(ang - 1.5 * np.pi) <= np.pi / 5:
+                found.setdefault("anterior", []).append((z, i, fit.radius_mm))
+            elif ang <= np.pi / 4 or ang >= 1.75 * np.pi:
+                found.setdefault("left", []).append((z, i, fit.radius_mm))
+            elif abs(ang - np.pi) <= np.pi / 4:
+                found.setdefault("right", []).append((z, i, fit.radius_mm))
+
+    def groups(items):
+        zs_ = sorted({z for z, _, _ in items}, reverse=True)
+        out_g, cur = [], []
+        for z in zs_:
+            if cur and cur[-1] - z > 2:
+                out_g.append(cur)
+                cur = []
+            cur.append(z)
+        if cur:
+            out_g.append(cur)
+        return [g for g in out_g if len(g) * ctx.spacing[0] <= 15.0]  # a branch origin is short in z
+
+    named: dict[str, list[int]] = {}
+    ant = groups(found.get("anterior", []))
+    if ant:
+        named["celiac_trunk"] = ant[0]
+        if len(ant) > 1:
+            named["superior_mesenteric_artery"] = ant[1]
+    for side in ("left", "right"):
+        g = groups(found.get(side, []))
+        if g:
+            named[f"renal_artery_{side}"] = g[0]
+    for name, zlist in named.items():
+        key = {"celiac_trunk": "anterior", "superior_mesenteric_artery": "anterior"}.get(name, name.rsplit("_", 1)[-1])
+        for z, i, r_a in found[key]:
+            if z not in zlist:
+                continue
+            fit = aorta[z]
+            for t in np.arange(r_a, r_a + 12.0, 1.0):
+                c = fit.centre_mm + t * _UNIT[i]
+                blob = _Fit(c, np.full(_N_RAYS, 2.5), 2.5, 1.0, 0.0)
+                _draw(out, _ID[name], z, blob, grow_mm, spacing_full, offset_mm)
+    notes.append("visceral origins found: " + (", ".join(sorted(named)) or "none"))
+
+
+# ----------------------------------------------------------------------------------------------
+# drawing at full resolution
+# ----------------------------------------------------------------------------------------------
+
+def _draw(out: np.ndarray, label: int, z_full: int, fit: _Fit, grow_mm: float, spacing_full, origin_offset_mm) -> None:
+    """Paint the star-shaped outline (radii + ``grow_mm``) of ``fit`` into slice ``z_full``."""
+    sy, sx = spacing_full
+    c = fit.centre_mm + origin_offset_mm
+    rmax = float(fit.radii_mm.max()) + grow_mm + 1.0
+    y0, y1 = int(np.floor((c[0] - rmax) / sy)), int(np.ceil((c[0] + rmax) / sy)) + 1
+    x0, x1 = int(np.floor((c[1] - rmax) / sx)), int(np.ceil((c[1] + rmax) / sx)) + 1
+    ny, nx = out.shape[1:]
+    y0, x0, y1, x1 = max(y0, 0), max(x0, 0), min(y1, ny), min(x1, nx)
+    if y0 >= y1 or x0 >= x1:
+        return
+    yy, xx = np.mgrid[y0:y1, x0:x1]
+    vy, vx = yy * sy - c[0], xx * sx - c[1]
+    ang = np.mod(np.arctan2(vy, vx), 2 * np.pi)
+    pos = ang / (2 * np.pi) * _N_RAYS
+    i0 = np.floor(pos).astype(int) % _N_RAYS
+    w = pos - np.floor(pos)
+    rad = fit.radii_mm[i0] * (1 - w) + fit.radii_mm[(i0 + 1) % _N_RAYS] * w + grow_mm
+    inside = np.hypot(vy, vx) <= rad
+    win = out[z_full, y0:y1, x0:x1]
+    win[inside & (win == 0)] = label
+
+
+# ----------------------------------------------------------------------------------------------
+# the public function
+# ----------------------------------------------------------------------------------------------
+
+def segment_vessels(volume: Volume, *, bones: np.ndarray | None = None, body: np.ndarray | None = None,
+                    contrast: bool | None = None) -> VesselResult:
+    """Aorta, iliac and femoral arteries (lumen + wall) of a CT or CTA, model-free.
+
+    ``bones``/``body``: optional boolean masks on the volume's grid (e.g. from
+    :mod:`vascalc.anatomy.builtin.landmarks`); a threshold skeleton/body is made when missing.
+    ``contrast``: force CTA (True) or non-contrast (False) handling; None = detect (aortic lumen
+    median > 120 HU). Returns :class:`VesselResult`; see the module docstring for the method.
+    Renal, celiac and SMA origins are looked for on CTA only (bright offshoots of the aortic wall).
+    """
+    t0 = time.perf_counter()
+    notes: list[str] = []
+    grid = volume.grid
+    if min(grid.shape) < 3:
+        raise InputError(f"a 3-D CT with at least 3 slices per axis is needed, got shape {grid.shape}")
+    perm, flips = _canonical_frame(grid.direction_matrix)
+    hu = _to_canonical(volume.hu, perm, flips)
+    sp_full = np.asarray(grid.spacing_mm, float)[list(perm)]
+    f = max(1, int(round(2.0 / float(min(sp_full[1], sp_full[2])))))
+    small = _block_mean(hu, f)
+    sp = sp_full * np.array([1.0, f, f])
+    # block centre of small pixel i sits at full-res index i*f + (f-1)/2
+    offset_mm = np.array([(f - 1) / 2 * sp_full[1], (f - 1) / 2 * sp_full[2]])
+    if bones is not None:
+        if bones.shape != volume.shape:
+            raise InputError(f"bones mask shape {bones.shape} does not match the volume {volume.shape}")
+        bone_c = _to_canonical(np.asarray(bones, bool), perm, flips)
+        bone_small = _block_mean(bone_c, f) > 0.25 if f > 1 else bone_c.copy()
+    else:
+        bone_small = threshold_bones(small, sp)
+        notes.append("bones: threshold skeleton (HU > 180, components > 3 cm³)")
+    if body is not None:
+        if body.shape != volume.shape:
+            raise InputError(f"body mask shape {body.shape} does not match the volume {volume.shape}")
+        body_small = _block_mean(_to_canonical(np.asarray(body, bool), perm, flips), f) > 0.5
+    else:
+        body_small = threshold_body(small)
+    # light smoothing against noise; 3-mm pixels are smooth enough already (thin fat planes
+    # between the aorta and its neighbours would be blurred away)
+    sigma = (0.0, 1.0 / sp[1], 1.0 / sp[2])
+    img = ndimage.gaussian_filter(small, sigma=sigma) if sigma[1] >= 0.45 else small
+    metal_slices = (small > 2000).any(axis=(1, 2))
+    if metal_slices.any():
+        # streaks run well beyond the metal itself: widen by ~15 mm
+        metal_slices = ndimage.binary_dilation(metal_slices, iterations=max(1, int(round(15.0 / sp[0]))))
+    spine_x, spine_ant, has_spine = _spine_reference(bone_small, body_small, sp)
+
+    # contrast: try CTA first when not forced (a bright round aorta is unmistakable)
+    results = None
+    for is_contrast in ([contrast] if contrast is not None else [True, False]):
+        edge = 150.0 if is_contrast else FAT_EDGE_HU
+        ctx = _Ctx(img, bone_small, sp, bool(is_contrast), edge)
+        aorta = _find_and_track_aorta(ctx, body_small, spine_x, spine_ant, has_spine, metal_slices)
+        if aorta is None:
+            continue
+        lumen = float(np.median([a.inside_hu for a in aorta[0].values()]))
+        if contrast is None and is_contrast and lumen <= CONTRAST_LUMEN_HU + 80:
+            continue  # bright "tube" was not a contrast-filled aorta
+        if is_contrast:
+            # refine the edge at half-way between the lumen and the wall
+            ctx = _Ctx(img, bone_small, sp, True, 0.5 * (lumen + 40.0))
+            aorta = _find_and_track_aorta(ctx, body_small, spine_x, spine_ant, has_spine, metal_slices) or aorta
+        results = (ctx, aorta, lumen)
+        break
+
+    labels_c = np.zeros(hu.shape, np.uint8)
+    uncertain: dict[str, set[int]] = {n: set() for n in VESSEL_LABELS.values()}
+    lumen_hu = float("nan")
+    contrast_detected = False
+    if results is None:
+        notes.append("no aorta found: no round tube in front of the spine was followed over ≥ 50 mm")
+    else:
+        ctx, (aorta_fits, aorta_unc, bif_z, iliac_seeds), lumen_hu = results
+        contrast_detected = lumen_hu > CONTRAST_LUMEN_HU
+        grow = {k: (v if ctx.contrast else 0.0) for k, v in WALL_MM.items()}
+        for z, fit in aorta_fits.items():
+            _draw(labels_c, _ID["aorta"], z, fit, grow["aorta"], sp_full[1:], offset_mm)
+        uncertain["aorta"].update(aorta_unc)
+        zs = sorted(aorta_fits)
+        notes.append(f"aorta: slices {zs[0]}–{zs[-1]} (canonical, superior = high), "
+                     f"lumen median {lumen_hu:.0f} HU, {'contrast' if contrast_detected else 'non-contrast'}")
+        if bif_z is None:
+            notes.append("no aortic bifurcation found in the scan: iliac and femoral arteries not followed")
+        else:
+            fem_z = _femoral_level(bone_small, sp, spine_x, bif_z)
+            for side, (zs0, seed) in iliac_seeds.items():
+                kw = dict(r_range_mm=(2.0, 14.0), max_shift_mm=4.0 + 0.5 * sp[0], metal_slices=metal_slices,
+                          max_gap_mm=12.0, min_hits=0.3, r_cap_mm=ILIAC_MAX_RADIUS_MM - grow["iliac"],
+                          lateral=np.array([-0.5, 0.87 if side == "left" else -0.87]))
+                fits, unc, _ = _track(ctx, zs0, seed, -1, **kw)
+                up, unc_up, _ = _track(ctx, zs0, seed, +1, z_limit=bif_z, **kw)
+                fits = _smooth_track({zs0: seed, **fits, **up}, size=3)
+                for z, fit in fits.items():
+                    part = "femoral" if (fem_z is not None and z < fem_z) else "iliac"
+                    _draw(labels_c, _ID[f"{part}_artery_{side}"], z, fit, grow[part], sp_full[1:], offset_mm)
+                for z in unc + unc_up:
+                    part = "femoral" if (fem_z is not None and z < fem_z) else "iliac"
+                    uncertain[f"{part}_artery_{side}"].add(z)
+            for side in ("left", "right"):
+                if side not in iliac_seeds:
+                    notes.append(f"{side} iliac artery not found below the bifurcation")
+            notes.append(f"bifurcation at canonical slice {bif_z}; femoral level "
+                         f"{'not found' if fem_z is None else fem_z}")
+        if not ctx.contrast:
+            notes.append("renal, celiac and SMA origins are not looked for on non-contrast CT (absent)")
+        else:
+            _visceral_origins(ctx, aorta_fits, labels_c, sp_full[1:], offset_mm, grow["branch"], notes)
+
+    # bone never inside a vessel: remove the (dilated) skeleton at full resolution
+    if labels_c.any():
+        if bones is not None:
+            bone_full = bone_c
+        else:
+            bone_full = np.repeat(np.repeat(bone_small, f, axis=1), f, axis=2)
+            pad = [(0, 0), (0, hu.shape[1] - bone_full.shape[1]), (0, hu.shape[2] - bone_full.shape[2])]
+            bone_full = np.pad(bone_full, pad, mode="edge") & (hu > 100)
+        zz, yy, xx = np.nonzero(labels_c)
+        lo = np.maximum([zz.min(), yy.min() - 4, xx.min() - 4], 0)
+        hi = np.array([zz.max() + 1, yy.max() + 5, xx.max() + 5])
+        box = tuple(slice(a, b) for a, b in zip(lo, hi))
+        it = max(1, int(round(1.5 / min(sp_full[1], sp_full[2]))))
+        near_bone = ndimage.binary_dilation(bone_full[box], structure=ndimage.generate_binary_structure(3, 1)
+                                            * np.array([0, 1, 0], bool)[:, None, None], iterations=it)
+        near_bone |= bone_full[box]
+        labels_c[box][near_bone] = 0
+    # a slice counts as uncertain only where no mask of that vessel was drawn
+    drawn = {n: set(np.flatnonzero((labels_c == i).any(axis=(1, 2))).tolist()) for i, n in VESSEL_LABELS.items()}
+    nz = hu.shape[0]
+    to_index = (lambda z: nz - 1 - z) if flips[0] else (lambda z: z)
+    if perm[0] != 0:
+        notes.append("uncertain slice indices refer to the canonical superior axis (the grid is not axial-first)")
+    unc_out = {n: tuple(sorted(to_index(z) for z in s - drawn[n])) for n, s in uncertain.items() if s - drawn[n]}
+    labels = _from_canonical(labels_c, perm, flips).copy()
+    lm = LabelMap(labels=labels, grid=grid, names=dict(VESSEL_LABELS), uncertain_slices=unc_out)
+    return VesselResult(labels=lm, uncertain_slices=unc_out, contrast_detected=bool(contrast_detected),
+                        lumen_hu_median=lumen_hu, elapsed_s=time.perf_counter() - t0, notes=tuple(notes))

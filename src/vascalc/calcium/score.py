@@ -22,7 +22,7 @@ from dataclasses import replace
 import numpy as np
 from scipy import ndimage as ndi
 
-from vascalc.anatomy.regions import RegionSplit
+from vascalc.anatomy.regions import RegionRange, RegionSplit
 from vascalc.calcium.categories import risk_categories
 from vascalc.calcium.options import (DEFAULT_HU_PER_MG_CM3, DEFAULT_REFERENCE_DENSITY_MG_CM3,
                                      CalibrationReference, ScoringOptions)
@@ -96,7 +96,7 @@ def score_calcium(
     method: Policy | str = "agatston",
     options: ScoringOptions = ScoringOptions(),
     bone_mask: np.ndarray | None = None,
-    region_splits: Sequence[RegionSplit] = (),
+    region_splits: Sequence[RegionSplit | RegionRange] = (),
     kvp: float | None = None,
     slice_thickness_mm: float | None = None,
     calibration: CalibrationReference | None = None,
@@ -434,11 +434,37 @@ def score_calcium(
             None if slab is None else slab["v"] == index, cluster_ids[cluster_vessel[1:] == index],
             present[index - 1]))
 
+    def _range_scores(span: RegionRange) -> list[StructureScore]:
+        """One record over several vessels between two planes (e.g. lowest renal origin → knee)."""
+        indices = [vessel_names.index(n) + 1 for n in span.structures if n in vessel_names]
+        if not indices:
+            return []
+        lo = -np.inf if span.s_low_mm is None else span.s_low_mm
+        hi = np.inf if span.s_high_mm is None else span.s_high_mm
+
+        def inside(values: np.ndarray) -> np.ndarray:
+            return (values >= lo) & (values < hi)
+
+        m_sel, r_sel = np.isin(mv, indices), np.isin(rv, indices)
+        m_s = grid.index_to_lps(np.stack([mz + origin[0], my + origin[1], mx + origin[2]], axis=1)[m_sel])[:, 2] \
+            if m_sel.any() else np.zeros(0)
+        r_s = grid.index_to_lps(np.stack([rz[r_sel] + origin[0], ry[r_sel] + origin[1], rx[r_sel] + origin[2]], axis=1))[:, 2] \
+            if r_sel.any() else np.zeros(0)
+        rz_part = rz[r_sel][inside(r_s)]
+        slab_sel = None if slab is None else np.isin(slab["v"], indices) & inside(slab["s"](grid))
+        pv_clusters = cluster_ids[np.isin(cluster_vessel[1:], indices) & inside(cluster_s)]
+        return [summarise(span.name, "region", None, np.isin(cv, indices) & inside(c_s), int(inside(m_s).sum()),
+                          int(rz_part.size), np.bincount(rz_part, minlength=nz) > 0, slab_sel, pv_clusters,
+                          bool(inside(m_s).any()))]
+
     # region parts: voxel-wise by the plane; clusters' PV scores go to the part holding their centroid
     cluster_s = np.zeros(n_clusters)
     if n_clusters:
         cluster_s = np.bincount(cl, weights=c_s, minlength=n_clusters + 1)[1:] / np.maximum(cl_count, 1)
     for split in region_splits:
+        if isinstance(split, RegionRange):
+            structures.extend(_range_scores(split))
+            continue
         if split.structure not in vessel_names:
             continue
         index = vessel_names.index(split.structure) + 1

@@ -64,6 +64,9 @@ def score(
     resample_masks: bool = typer.Option(False, "--resample-masks", help="Resample masks (nearest neighbour) when their grid differs."),
     resample_tilt: bool = typer.Option(False, "--resample-tilt", help="Resample a gantry-tilted series onto an untilted grid."),
     resample_uneven: bool = typer.Option(False, "--resample-uneven", help="Interpolate a series with uneven slice spacing."),
+    region: list[str] = typer.Option(["thoracic_abdominal"], "--region", help=(
+        "Named parts to score as well (repeatable): thoracic_abdominal (at T12/L1), infrarenal "
+        "(below the lowest renal artery origin), renal_to_knee (the aorta-to-patella study's range).")),
     wall_mm: float = typer.Option(1.0, "--wall-mm", help="Dilation of the vessel masks to take in the wall (mm)."),
     min_area_mm2: float = typer.Option(1.0, "--min-area-mm2", help="Minimum 2-D lesion area (mm²)."),
     connectivity: int = typer.Option(8, "--connectivity", help="2-D lesion connectivity: 8 or 4."),
@@ -80,7 +83,7 @@ def score(
     with console.status("scoring…") as status:
         outcomes = score_ct_cohort(
             inputs, output, vessels=vessels, vessel_names=vessel_names, segmenter=segmenter, method=method,
-            series_uid=series,
+            series_uid=series, regions=tuple(region),
             resample_masks=resample_masks, resample_tilt=resample_tilt, resample_uneven=resample_uneven,
             options=options, qc=qc, progress=lambda message: status.update(message),
         )

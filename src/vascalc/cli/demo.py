@@ -36,7 +36,8 @@ def demo(
     with console.status("scoring…") as status:
         outcome = score_ct_cohort([out / "phantom" / "ct.nii.gz"], out / "result",
                                   vessels=[str(out / "phantom" / "labels.nii.gz")], vessel_names=out / "phantom" / "labels.json",
-                                  method=method, progress=lambda message: status.update(message))[0]
+                                  method=method, regions=("thoracic_abdominal", "infrarenal", "renal_to_knee"),
+                                  progress=lambda message: status.update(message))[0]
     result = outcome.result
     truth = phantom.truth.get("structures", {})
     table = Table(title=f"vascalc demo — phantom seed {seed}, method {method}")

@@ -46,7 +46,7 @@ class Seg2DConfig:
 
     size_px: int = 256
     epochs: int = 40
-    batch_size: int = 8
+    batch_size: int = 4
     learning_rate: float = 1e-3
     n_folds: int = 4
     gap_slices: int = 2

@@ -16,7 +16,7 @@ import numpy as np
 
 from vascalc import __version__
 from vascalc.anatomy import taxonomy
-from vascalc.anatomy.regions import thoracic_abdominal_split
+from vascalc.anatomy.regions import NAMED_REGIONS, named_regions
 from vascalc.calcium import CalciumResult, ScoringOptions, parse_method, score_calcium
 from vascalc.errors import InputError, MaskError
 from vascalc.imaging import LabelMap, Volume, load_labelmap, load_volume
@@ -116,7 +116,7 @@ def score_ct(
     resample_tilt: bool = False,
     resample_uneven: bool = False,
     options: ScoringOptions | None = None,
-    split_thoracic_abdominal: bool = True,
+    regions: tuple[str, ...] = ("thoracic_abdominal",),
     case_id: str | None = None,
     progress: ProgressCallback | None = None,
 ) -> CtResult:
@@ -180,11 +180,11 @@ def score_ct(
     if not any(n in source["structures_present"] for n in artery_names.values()):
         raise MaskError("every artery mask is empty (" + ", ".join(sorted(artery_names.values())) +
                         "): there is no vessel to score in")
-    region_splits = []
-    if split_thoracic_abdominal:
-        split = thoracic_abdominal_split(labels, volume.grid)
-        if split is not None:
-            region_splits.append(split)
+    unknown = [r for r in regions if r not in NAMED_REGIONS]
+    if unknown:
+        raise InputError(f"unknown region {unknown[0]!r}; choose from {', '.join(NAMED_REGIONS)}")
+    region_splits, region_notes = named_regions(tuple(regions), labels, volume.grid,
+                                                tuple(n for _, n in sorted(artery_names.items())))
     timings["load_masks_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -197,6 +197,7 @@ def score_ct(
     timings["score_s"] = time.perf_counter() - start
 
     warnings = [f"{name}: mask is empty (structure absent), scores are zero" for name in source["arteries_empty"]]
+    warnings += [note for note in region_notes if not note.startswith("region thoracic_abdominal")]
     if labels.uncertain_slices:
         source["uncertain_slices"] = {n: list(s) for n, s in sorted(labels.uncertain_slices.items()) if s}
         warnings += [f"{name}: segmentation uncertain in {len(s)} slice(s) (no evidence: metal, no contrast…); "

@@ -221,10 +221,30 @@ def _midline_x(body: np.ndarray) -> np.ndarray:
     return ndi.median_filter(xs, size=7, mode="nearest")
 
 
-def _bone_work(h: np.ndarray, body: np.ndarray, xc: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
+def _homogeneous_bright(h: np.ndarray) -> np.ndarray:
+    """Voxels of 150–700 HU whose 3×3×3 neighbourhood varies by < 40 HU (SD): contrast-filled
+    lumen and enhancing organs. Bone at 3 mm mixes cortex and marrow and is rarely that even."""
+    m = ndi.uniform_filter(h, 3)
+    sd = np.sqrt(np.maximum(ndi.uniform_filter(h * h, 3) - m * m, 0.0))
+    return (sd < 40.0) & (h > BONE_THRESHOLD_HU) & (h < 700.0)
+
+
+def _is_contrast(volume: Volume, h: np.ndarray, body: np.ndarray, sp: tuple[float, float, float]) -> bool:
+    """Contrast-enhanced when tagged so, or when ≥ 300 cm³ of the body is homogeneous and bright."""
+    if volume.info.contrast_agent:
+        return True
+    return float((_homogeneous_bright(h) & body).sum() * np.prod(sp)) >= 300_000.0
+
+
+def _bone_work(h: np.ndarray, body: np.ndarray, xc: np.ndarray, spacing: tuple[float, float, float],
+               contrast: bool = False) -> np.ndarray:
     raw = (h > BONE_THRESHOLD_HU) & body
+    even = _homogeneous_bright(h) if contrast else np.zeros_like(raw)
+    # contrast lumen and enhancing organs are as bright as bone but even; trabecular bone lost
+    # here comes back below as a hole inside the cortex
+    raw &= ~even
     # trabecular bone next to the cortex is often 100–150 HU: take it when it touches the cortex
-    raw |= (h > BONE_EDGE_HU) & body & ndi.binary_dilation(raw, structure=_PLANE8)
+    raw |= (h > BONE_EDGE_HU) & body & ndi.binary_dilation(raw, structure=_PLANE8) & ~even
     # an osteoporotic cortex dips below threshold in places: close the ring before looking for holes
     closed = ndi.binary_closing(np.pad(raw, ((0, 0), (4, 4), (4, 4))), structure=_PLANE8, iterations=2)[:, 4:-4, 4:-4]
     holes = _fill_holes_2d(closed | raw) & ~raw
@@ -236,8 +256,20 @@ def _bone_work(h: np.ndarray, body: np.ndarray, xc: np.ndarray, spacing: tuple[f
         com = np.asarray(ndi.center_of_mass(holes, lab, idx)).reshape(-1, 3)
         off_mid = np.abs(com[:, 2] - xc[np.clip(com[:, 0].round().astype(int), 0, len(xc) - 1)]) * spacing[2]
         keep = ((mean_hu > HOLE_FILL_HU) & (area_mm2 < MAX_HOLE_AREA_MM2)) | ((off_mid > 25.0) & (area_mm2 < 800.0))
+        if contrast:
+            # marrow is darker than the cortex around it; a contrast lumen is brighter than its rim
+            rim = ndi.grey_dilation(lab, footprint=_PLANE8)
+            rim = np.where((lab == 0) & raw, rim, 0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                rim_hu = np.nan_to_num(np.asarray(ndi.mean(h, rim, idx)), nan=-1e3)
+            keep &= rim_hu - mean_hu > 50.0
         holes = np.isin(lab, idx[keep])
     bone = raw | holes
+    if contrast:
+        # what is left of a lumen is its one-voxel rim (partial volume with fat): hollow and thin,
+        # unlike a filled bone; keep only bone within a voxel of a core that survives an opening
+        cross = ndi.generate_binary_structure(3, 1)
+        bone &= ndi.binary_dilation(ndi.binary_opening(bone, structure=cross), structure=cross)
     lab, n = ndi.label(bone)
     if n:
         sizes = np.bincount(lab.ravel()) * float(np.prod(spacing))
@@ -312,6 +344,23 @@ DISC_PROMINENCE = 0.4
 DISC_MIN_SPACING_MM = 18.0
 #: A slice belongs to the sacrum region when the bone joined to the column is this wide (alae + ilia).
 SACRAL_WIDTH_MM = 200.0
+
+
+def _drop_prevertebral_calcium(bone: np.ndarray, y_front: np.ndarray, dx_mm: np.ndarray,
+                               sp: tuple[float, float, float]) -> np.ndarray:
+    """Remove thin bright structures in front of the vertebral bodies (aortic / iliac wall calcium).
+
+    A plaque of the posterior aortic wall often touches the anterior cortex at 3 mm; it is thin, a
+    vertebral body is not, so an opening (one voxel) in the prevertebral zone removes the plaque
+    and keeps the body. Calcium must never be labelled bone: it would be excluded from scoring.
+    """
+    yy = np.arange(bone.shape[1])[None, :, None]
+    depth_mm = (yy - np.nan_to_num(y_front, nan=-1e6)[:, None, None]) * sp[1]
+    zone = (depth_mm <= 9.0) & (np.abs(dx_mm) <= 45.0)[:, None, :] & np.isfinite(y_front)[:, None, None]
+    if not zone.any():
+        return bone
+    thick = ndi.binary_opening(bone, structure=ndi.generate_binary_structure(3, 1))
+    return bone & ~(zone & ~thick)
 
 
 def _find_discs(profile: np.ndarray, z_range: tuple[int, int], dz_mm: float) -> np.ndarray:
@@ -473,13 +522,16 @@ def segment_bones(volume: Volume) -> LandmarkResult:
     nz, ny, nx = h.shape
     body = _body_work(h)
     xc = _midline_x(body)
-    bone = _bone_work(h, body, xc, sp)
+    contrast = _is_contrast(volume, h, body, sp)
+    bone = _bone_work(h, body, xc, sp, contrast)
     dx_mm = (np.arange(nx)[None, :] - xc[:, None]) * sp[2]
+    col = _spine_column(bone, body, xc, sp)
+    bone = _drop_prevertebral_calcium(bone, col.y_front, dx_mm, sp)
     col = _spine_column(bone, body, xc, sp)
     discs = _find_discs(col.profile, col.z_range, sp[0])
     joined = _joined_width_mm(bone, col.column, sp[2])
     k_s = _sacral_disc(discs, joined, col.z_range, sp[0]) if len(discs) else None
-    notes: list[str] = []
+    notes: list[str] = ["contrast-enhanced scan: even, bright regions (lumen, organs) kept out of bone"] if contrast else []
     z0, z1 = col.z_range
     markers = np.zeros(h.shape, np.int32)
     names: dict[int, str] = {}

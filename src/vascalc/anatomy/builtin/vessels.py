@@ -41,8 +41,8 @@ CONTRAST_LUMEN_HU = 120.0
 #: Fat/soft-tissue edge: between fat (≈ −100 HU) and blood/wall (≈ 40 HU), nearer the wall so
 #: that thin, partial-volume fat planes (−20 … 0 HU at 3 mm) still separate the aorta from the IVC.
 FAT_EDGE_HU = -15.0
-#: Wall grown outside the bright lumen on CTA (mm): aortic wall ≈ 2 mm, iliac/femoral ≈ 1.5 mm.
-WALL_MM = {"aorta": 2.0, "iliac": 1.5, "femoral": 1.5, "branch": 1.2}
+#: Wall grown outside the bright lumen on CTA (mm): aortic wall ≈ 2–3 mm, iliac/femoral ≈ 1.5 mm.
+WALL_MM = {"aorta": 2.5, "iliac": 1.5, "femoral": 1.5, "branch": 1.2}
 #: Outer radius cap of the iliac/femoral arteries (mm; common iliac ≈ 10–14 mm across with wall).
 ILIAC_MAX_RADIUS_MM = 7.5
 _N_RAYS = 32
@@ -117,17 +117,39 @@ def _slicewise_fill(mask: np.ndarray) -> np.ndarray:
                                                                [[0, 0, 0], [0, 0, 0], [0, 0, 0]]], bool))
 
 
-def threshold_bones(hu_small: np.ndarray, spacing_mm, *, threshold_hu: float = 180.0,
-                    min_volume_mm3: float = 3000.0) -> np.ndarray:
-    """Skeleton mask by threshold: components of HU > ``threshold_hu`` larger than ``min_volume_mm3``
-    (vessel calcium is small and isolated; bones are large), marrow filled slice by slice."""
-    raw = hu_small > threshold_hu
+def threshold_bones(hu_small: np.ndarray, spacing_mm, *, threshold_hu: float = 180.0, cortex_hu: float | None = None,
+                    min_volume_mm3: float = 3000.0, reach_mm: float = 6.0) -> np.ndarray:
+    """Skeleton mask by threshold: components of HU > ``threshold_hu`` larger than
+    ``min_volume_mm3`` (isolated vessel calcium is small), marrow filled slice by slice.
+
+    With ``cortex_hu`` (for CTA, e.g. 400) only voxels within ``reach_mm`` of dense bone
+    (HU > ``cortex_hu``) count: that keeps a contrast-filled aorta (≈ 200–500 HU, homogeneous,
+    no cortex) out of the skeleton even where it touches a vertebra."""
+    if cortex_hu is None:
+        raw = hu_small > threshold_hu
+        lab, n = ndimage.label(raw)
+        if n == 0:
+            return raw
+        sizes = np.bincount(lab.ravel())[1:] * float(np.prod(spacing_mm))
+        return _slicewise_fill(np.concatenate([[False], sizes >= min_volume_mm3])[lab])
+    dense = hu_small > cortex_hu
+    lab, n = ndimage.label(dense)
+    if n == 0:
+        return np.zeros(hu_small.shape, bool)
+    sizes = np.bincount(lab.ravel())[1:] * float(np.prod(spacing_mm))
+    keep = np.concatenate([[False], sizes >= 0.1 * min_volume_mm3])[lab]
+    it = max(1, int(round(reach_mm / float(min(spacing_mm[1], spacing_mm[2])))))
+    near = ndimage.binary_dilation(keep, structure=np.array([[[0, 0, 0], [0, 0, 0], [0, 0, 0]],
+                                                             [[0, 1, 0], [1, 1, 1], [0, 1, 0]],
+                                                             [[0, 0, 0], [0, 0, 0], [0, 0, 0]]], bool),
+                                   iterations=it)
+    raw = (hu_small > threshold_hu) & near
     lab, n = ndimage.label(raw)
     if n == 0:
         return raw
     sizes = np.bincount(lab.ravel())[1:] * float(np.prod(spacing_mm))
-    keep = np.concatenate([[False], sizes >= min_volume_mm3])
-    return _slicewise_fill(keep[lab])
+    bone = np.concatenate([[False], sizes >= min_volume_mm3])[lab]
+    return _slicewise_fill(bone)
 
 
 def threshold_body(hu_small: np.ndarray) -> np.ndarray:
@@ -267,6 +289,31 @@ def _smooth_track(fits: dict[int, _Fit], size: int = 5) -> dict[int, _Fit]:
     return out
 
 
+def _reseed(ctx: _Ctx, z: int, pred_mm: np.ndarray, r_mm: float, reach_mm: float) -> np.ndarray:
+    """Start point for the fit on slice ``z``: the most interior tube-like pixel near the
+    prediction (distance-to-edge minus half the distance from the prediction), so that a tube
+    that moved by several millimetres between slices is picked up from inside, not from the fat."""
+    sy, sx = ctx.spacing[1:]
+    half = reach_mm + r_mm
+    y0, y1 = int(np.floor((pred_mm[0] - half) / sy)), int(np.ceil((pred_mm[0] + half) / sy)) + 1
+    x0, x1 = int(np.floor((pred_mm[1] - half) / sx)), int(np.ceil((pred_mm[1] + half) / sx)) + 1
+    ny, nx = ctx.img.shape[1:]
+    y0, x0, y1, x1 = max(y0, 0), max(x0, 0), min(y1, ny), min(x1, nx)
+    if y0 >= y1 or x0 >= x1:
+        return pred_mm
+    inside = (ctx.img[z, y0:y1, x0:x1] > ctx.edge_hu) & ~ctx.bone[z, y0:y1, x0:x1]
+    if not inside.any():
+        return pred_mm
+    depth = np.minimum(ndimage.distance_transform_edt(inside, sampling=(sy, sx)), r_mm)
+    yy, xx = np.mgrid[y0:y1, x0:x1]
+    away = np.hypot(yy * sy - pred_mm[0], xx * sx - pred_mm[1])
+    score = np.where(away <= reach_mm, depth - 0.5 * away, -np.inf)
+    k = np.unravel_index(int(np.argmax(score)), score.shape)
+    if not np.isfinite(score[k]):
+        return pred_mm
+    return np.array([(k[0] + y0) * sy, (k[1] + x0) * sx])
+
+
 def _track(ctx: _Ctx, z0: int, fit0: _Fit, direction: int, *, r_range_mm: tuple[float, float], max_shift_mm: float,
            stop: callable | None = None, metal_slices: np.ndarray | None = None,
            max_gap_mm: float = 9.0, min_hits: float = 0.45,
@@ -294,7 +341,7 @@ def _track(ctx: _Ctx, z0: int, fit0: _Fit, direction: int, *, r_range_mm: tuple[
             if len(pending) * dz > 3 * max_gap_mm:
                 break
             continue
-        fit = _fit_tube(ctx, z, pred, prev.radius_mm)
+        fit = _fit_tube(ctx, z, _reseed(ctx, z, pred, prev.radius_mm, max_shift_mm), prev.radius_mm)
         if fit is not None and r_cap_mm is not None and fit.radius_mm > r_cap_mm:
             # an artery lying against its vein or a muscle has no edge there: anatomy caps it, and
             # the iliac/femoral artery is the lateral (antero-lateral) tube of the artery-vein pair
@@ -320,7 +367,7 @@ def _track(ctx: _Ctx, z0: int, fit0: _Fit, direction: int, *, r_range_mm: tuple[
             uncertain.extend(pending)
             pending = []
             step = fit.centre_mm - prev.centre_mm
-            velocity = 0.5 * velocity + 0.5 * np.clip(step, -max_shift_mm, max_shift_mm) * 0.5
+            velocity = 0.5 * velocity + 0.5 * np.clip(step, -max_shift_mm, max_shift_mm)
             fits[z] = fit
             prev = fit
         z += direction
@@ -521,7 +568,12 @@ def _femoral_level(bone: np.ndarray, spacing, spine_x, bif_z: int) -> int | None
     dist = ndimage.distance_transform_edt(lateral, sampling=(1e4, spacing[1], spacing[2]))
     thick = dist.max(axis=(1, 2)) >= 15.0
     zs = np.flatnonzero(thick)
-    return int(zs.max()) if zs.size else None
+    if zs.size == 0:
+        return None
+    # the thick bone starts at the acetabular roof, ≈ 20–30 mm above the femoral head's top; the
+    # iliac → femoral boundary (inguinal ligament) is taken at the head's centre, ≈ 45 mm lower
+    z = int(zs.max()) - int(round(45.0 / spacing[0]))
+    return z if z > 0 else None
 
 
 def _visceral_origins(ctx: _Ctx, aorta: dict[int, _Fit], out: np.ndarray, spacing_full, offset_mm, grow_mm: float,
@@ -637,9 +689,11 @@ def segment_vessels(volume: Volume, *, bones: np.ndarray | None = None, body: np
             raise InputError(f"bones mask shape {bones.shape} does not match the volume {volume.shape}")
         bone_c = _to_canonical(np.asarray(bones, bool), perm, flips)
         bone_small = _block_mean(bone_c, f) > 0.25 if f > 1 else bone_c.copy()
+        bone_cta = bone_small
     else:
         bone_small = threshold_bones(small, sp)
-        notes.append("bones: threshold skeleton (HU > 180, components > 3 cm³)")
+        bone_cta = threshold_bones(small, sp, cortex_hu=400.0)
+        notes.append("bones: threshold skeleton (HU > 180 near HU > 400, components > 3 cm³)")
     if body is not None:
         if body.shape != volume.shape:
             raise InputError(f"body mask shape {body.shape} does not match the volume {volume.shape}")
@@ -654,12 +708,14 @@ def segment_vessels(volume: Volume, *, bones: np.ndarray | None = None, body: np
     if metal_slices.any():
         # streaks run well beyond the metal itself: widen by ~15 mm
         metal_slices = ndimage.binary_dilation(metal_slices, iterations=max(1, int(round(15.0 / sp[0]))))
-    spine_x, spine_ant, has_spine = _spine_reference(bone_small, body_small, sp)
+    bone_plain = bone_small
 
     # contrast: try CTA first when not forced (a bright round aorta is unmistakable)
     results = None
     for is_contrast in ([contrast] if contrast is not None else [True, False]):
         edge = 150.0 if is_contrast else FAT_EDGE_HU
+        bone_small = bone_cta if is_contrast else bone_plain
+        spine_x, spine_ant, has_spine = _spine_reference(bone_small, body_small, sp)
         ctx = _Ctx(img, bone_small, sp, bool(is_contrast), edge)
         aorta = _find_and_track_aorta(ctx, body_small, spine_x, spine_ant, has_spine, metal_slices)
         if aorta is None:
@@ -695,7 +751,7 @@ def segment_vessels(volume: Volume, *, bones: np.ndarray | None = None, body: np
         else:
             fem_z = _femoral_level(bone_small, sp, spine_x, bif_z)
             for side, (zs0, seed) in iliac_seeds.items():
-                kw = dict(r_range_mm=(2.0, 14.0), max_shift_mm=4.0 + 0.5 * sp[0], metal_slices=metal_slices,
+                kw = dict(r_range_mm=(2.0, 14.0), max_shift_mm=4.0 + 1.0 * sp[0], metal_slices=metal_slices,
                           max_gap_mm=12.0, min_hits=0.3, r_cap_mm=ILIAC_MAX_RADIUS_MM - grow["iliac"],
                           lateral=np.array([-0.5, 0.87 if side == "left" else -0.87]))
                 fits, unc, _ = _track(ctx, zs0, seed, -1, **kw)

@@ -1,0 +1,102 @@
+"""``vascalc train``: train segmentation models (registered by the lead as ``vascalc train``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from vascalc.errors import InputError
+
+app = typer.Typer(
+    name="train",
+    help="Train segmentation models.\n\nExample: vascalc train seg2d --images slices/ -o /tmp/model --epochs 30",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _train() -> None:
+    """Train segmentation models (k-fold cross-validation, fold ensembles)."""
+
+
+def _window(text: str | None) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise InputError(f"--window must be two HU values 'lo,hi', e.g. -200,1000; got {text!r}") from None
+    if not hi > lo:
+        raise InputError(f"--window needs lo < hi, got {text!r}")
+    return lo, hi
+
+
+def _labels(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise InputError(f"--mask-labels must be label ids 'a,b,…', e.g. 52; got {text!r}") from None
+
+
+@app.command("seg2d")
+def seg2d(
+    images: list[str] = typer.Option(..., "--images", "-i",
+                                     help="Folder, glob or files of images: *_img.png slices or CT volumes (.nii.gz …)."),
+    masks: list[str] | None = typer.Option(None, "--masks", "-m",
+                                           help="Folder, glob or files of masks (default: *_mask/*_seg files beside the images)."),
+    output: Path = typer.Option(..., "-o", "--output", help="New or empty model folder."),
+    folds: int = typer.Option(4, "--folds", help="Cross-validation folds (= ensemble members)."),
+    epochs: int = typer.Option(40, "--epochs", help="Training epochs per fold."),
+    size: int = typer.Option(256, "--size", help="Square network input in pixels (slices are padded and resized)."),
+    batch_size: int = typer.Option(4, "--batch-size", help="Slices per optimiser step."),
+    learning_rate: float = typer.Option(1e-3, "--lr", help="Adam learning rate."),
+    window: str | None = typer.Option(None, "--window",
+                                      help="HU window 'lo,hi' (volumes: training window, default -200,1000; "
+                                           "PNG: window used on CTs at inference, default -1000,3000)."),
+    mask_labels: str | None = typer.Option(None, "--mask-labels", help="Label ids counted as foreground in multilabel masks, e.g. 52."),
+    label: str = typer.Option("aorta", "--label", help="Canonical name of the segmented structure (generic 'vessels' → aorta)."),
+    backbone: str = typer.Option("resnet34", "--backbone", help="ResNet encoder: resnet10, resnet18, resnet34, resnet50."),
+    gap: int = typer.Option(2, "--gap", help="Slices dropped from training each side of a contiguous validation block."),
+    seed: int = typer.Option(0, "--seed", help="Random seed: same data, options and seed → same models."),
+    flip: bool = typer.Option(False, "--flip/--no-flip", help="Left-right flip augmentation (off: it mirrors anatomy)."),
+    time_budget: float | None = typer.Option(None, "--time-budget", help="Stop training after this many seconds in all (split over folds)."),
+    description: str = typer.Option("", "--description", help="Free text describing the training data (saved in the model)."),
+) -> None:
+    """Train a 2-D U-Net (ResNet encoder) with k-fold cross-validation and save the fold ensemble.
+
+    Writes model.json, fold_<k>.pt and cv_report.json/md (per-fold Dice beside S4's 83.4 %) into
+    the model folder; use it with 'vascalc ct score --segmenter model:FOLDER'.
+    """
+    from vascalc.learn import load_slices, require_monai
+    from vascalc.learn.infer import canonical_label
+    from vascalc.learn.models import NetworkSpec
+    from vascalc.learn.seg2d import Seg2DConfig, train_seg2d
+
+    require_monai("vascalc train seg2d")
+    if output.exists() and any(output.iterdir()):
+        raise InputError(f"{output}: folder exists and is not empty; choose a new model folder")
+    for name, value in (("--folds", folds - 1), ("--epochs", epochs), ("--size", size - 15), ("--batch-size", batch_size)):
+        if value < 1:
+            raise InputError(f"{name} is too small")
+    slices = load_slices(images if len(images) > 1 else images[0], (masks if len(masks) > 1 else masks[0]) if masks else None,
+                         window=_window(window), mask_labels=_labels(mask_labels))
+    config = Seg2DConfig(
+        size_px=size, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, n_folds=folds,
+        gap_slices=gap, seed=seed, flip_lr=flip, label_name=canonical_label(label),
+        network=NetworkSpec(backbone=backbone), time_budget_s=time_budget,
+    )
+    typer.echo(f"{len(slices)} slices from {slices.n_cases} case(s); {folds}-fold cross-validation, "
+               f"{backbone} U-Net, {size} px, {epochs} epochs")
+    report = train_seg2d(slices, output, config, description=description, on_progress=typer.echo)
+    mean, oof = report["mean_over_folds"], report["out_of_fold_pooled"]
+    typer.echo(
+        f"mean of folds: per-slice mean Dice {100 * mean['per_slice_mean_dice']:.1f} %, global Dice "
+        f"{100 * mean['global_dice']:.1f} % (S4: 83.4 % per-slice mean); out-of-fold pooled "
+        f"{100 * oof['per_slice_mean_dice']:.1f} % / {100 * oof['global_dice']:.1f} %"
+    )
+    typer.echo(f"model and cv_report.md written to {output}")

@@ -16,7 +16,6 @@ The ``total`` task needs ``Dataset297_TotalSegmentator_total_3mm_1559subj`` (fas
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import os
 import tempfile

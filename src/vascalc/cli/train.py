@@ -52,7 +52,7 @@ def seg2d(
     output: Path = typer.Option(..., "-o", "--output", help="New or empty model folder."),
     folds: int = typer.Option(4, "--folds", help="Cross-validation folds (= ensemble members)."),
     epochs: int = typer.Option(40, "--epochs", help="Training epochs per fold."),
-    size: int = typer.Option(256, "--size", help="Square network input in pixels (slices are padded and resized)."),
+    size: int = typer.Option(256, "--size", help="Square network input in pixels, a multiple of 32 (slices are padded and resized)."),
     batch_size: int = typer.Option(4, "--batch-size", help="Slices per optimiser step."),
     learning_rate: float = typer.Option(1e-3, "--lr", help="Adam learning rate."),
     window: str | None = typer.Option(None, "--window",
@@ -80,16 +80,13 @@ def seg2d(
     require_monai("vascalc train seg2d")
     if output.exists() and any(output.iterdir()):
         raise InputError(f"{output}: folder exists and is not empty; choose a new model folder")
-    for name, value in (("--folds", folds - 1), ("--epochs", epochs), ("--size", size - 15), ("--batch-size", batch_size)):
-        if value < 1:
-            raise InputError(f"{name} is too small")
-    slices = load_slices(images if len(images) > 1 else images[0], (masks if len(masks) > 1 else masks[0]) if masks else None,
-                         window=_window(window), mask_labels=_labels(mask_labels))
     config = Seg2DConfig(
         size_px=size, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, n_folds=folds,
         gap_slices=gap, seed=seed, flip_lr=flip, label_name=canonical_label(label),
         network=NetworkSpec(backbone=backbone), time_budget_s=time_budget,
     )
+    slices = load_slices(images if len(images) > 1 else images[0], (masks if len(masks) > 1 else masks[0]) if masks else None,
+                         window=_window(window), mask_labels=_labels(mask_labels))
     typer.echo(f"{len(slices)} slices from {slices.n_cases} case(s); {folds}-fold cross-validation, "
                f"{backbone} U-Net, {size} px, {epochs} epochs")
     report = train_seg2d(slices, output, config, description=description, on_progress=typer.echo)

@@ -39,19 +39,24 @@ def predict_volume(
     ensemble = model_dir if isinstance(model_dir, Seg2DEnsemble) else load_ensemble(model_dir)
     cut = ensemble.threshold if threshold is None else float(threshold)
     view = to_display_view(volume.hu, volume.grid)
-    images = normalise_slices(view, ensemble.normalisation, ensemble.window_hu)
-    members = member_probabilities(list(ensemble.networks), images, ensemble.size_px, batch_size)
-    mask = members.mean(axis=0) >= cut
+    networks = list(ensemble.networks)
+    mask = np.zeros(view.shape, dtype=bool)
     uncertain: list[int] = []
-    if len(members) > 1:
-        member_dice = np.stack([per_slice_dice(m >= cut, mask) for m in members])
-        worst = np.nanmin(np.where(np.isnan(member_dice), 1.0, member_dice), axis=0)
-        uncertain = np.flatnonzero(worst < UNCERTAIN_MEMBER_DICE).tolist()
+    # batch by batch: the members' probabilities of a whole CT would take GBs
+    for start in range(0, len(view), batch_size):
+        images = normalise_slices(view[start : start + batch_size], ensemble.normalisation, ensemble.window_hu)
+        members = member_probabilities(networks, images, ensemble.size_px, batch_size)
+        batch_mask = members.mean(axis=0) >= cut
+        mask[start : start + len(images)] = batch_mask
+        if len(members) > 1:
+            member_dice = np.stack([per_slice_dice(m >= cut, batch_mask) for m in members])
+            worst = np.nanmin(np.where(np.isnan(member_dice), 1.0, member_dice), axis=0)
+            uncertain += (start + np.flatnonzero(worst < UNCERTAIN_MEMBER_DICE)).tolist()
     labels = to_display_view(mask.astype(np.uint8), volume.grid)
     name = canonical_label(ensemble.label_name)
     spec = ensemble.metadata["network"]
     note = (
-        f"{name}: 2-D {spec['backbone']} U-Net ensemble of {len(members)} fold model(s), slice by slice, "
+        f"{name}: 2-D {spec['backbone']} U-Net ensemble of {len(networks)} fold model(s), slice by slice, "
         f"input {ensemble.size_px} px, threshold {cut}"
     )
     return LabelMap(

@@ -10,7 +10,8 @@ averaged over slices = 83.4 % in S4. Here:
   deformation, intensity scale/shift/gamma, blur and noise; left-right flips are off by default
   because they move the aorta to the wrong side of the spine;
 * each fold keeps its last-epoch weights (no early stopping on the validation fold, which is used
-  only for reporting); the ensemble is the mean of the fold models' probabilities;
+  only for reporting), with BatchNorm statistics recomputed over its training slices at the end
+  (precise BN); the ensemble is the mean of the fold models' probabilities;
 * determinism: ``torch.manual_seed``, numpy and MONAI seeds per fold and
   ``torch.use_deterministic_algorithms`` — the same data, config and seed give the same weights
   on the same machine and thread count, unless ``time_budget_s`` cuts training short.
@@ -39,7 +40,7 @@ S4_DICE = 0.834
 
 @dataclass(frozen=True)
 class Seg2DConfig:
-    """Training settings. ``size_px``: square network input; ``learning_rate``: Adam step size;
+    """Training settings. ``size_px``: square network input (a multiple of 32); ``learning_rate``: Adam step size;
     ``gap_slices``: slices left out of training each side of a contiguous validation block;
     ``time_budget_s``: optional wall-clock cap for the whole cross-validation (split evenly across
     folds; a fold stops after the epoch that passes its share)."""
@@ -57,6 +58,13 @@ class Seg2DConfig:
     label_name: str = "aorta"
     network: NetworkSpec = field(default_factory=NetworkSpec)
     time_budget_s: float | None = None
+
+    def __post_init__(self) -> None:
+        # the ResNet encoder halves the size five times; the U-Net decoder needs it to divide evenly
+        if self.size_px < 32 or self.size_px % 32:
+            raise InputError(f"the network input size must be a multiple of 32 pixels (e.g. 128, 160, 256), got {self.size_px}")
+        if self.n_folds < 2 or self.epochs < 1 or self.batch_size < 1:
+            raise InputError("folds must be ≥ 2 and epochs and batch size ≥ 1")
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -178,7 +186,7 @@ def train_network(
 ):
     """Train one network on tensors ``(n, 1, s, s)``; returns ``(network, loss_per_epoch)``.
 
-    The network is left in eval mode. ``deadline`` (``time.monotonic()`` value) stops after the
+    The network is left in eval mode with recalibrated BatchNorm statistics. ``deadline`` (``time.monotonic()`` value) stops after the
     epoch that passes it.
     """
     torch = require_torch()
@@ -217,8 +225,28 @@ def train_network(
                 on_epoch(epoch, losses[-1])
             if deadline is not None and time.monotonic() > deadline:
                 break
-        network.eval()
+        _recalibrate_batchnorm(network, images, config.batch_size)
     return network, losses
+
+
+def _recalibrate_batchnorm(network, images, batch_size: int) -> None:
+    """Replace BatchNorm running statistics by their exact average over the (unaugmented) training
+    images with the final weights ("precise BN", Wu & Johnson 2021): with few optimiser steps the
+    exponential running averages still lag the weights, and eval-mode output would be off.
+    Leaves the network in eval mode."""
+    torch = require_torch()
+    norms = [m for m in network.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches below
+    network.train()
+    with torch.no_grad():
+        for start in range(0, len(images), max(batch_size, 2)):
+            network(images[start : start + max(batch_size, 2)].as_subclass(torch.Tensor))
+    for m, momentum in zip(norms, saved):
+        m.momentum = momentum
+    network.eval()
 
 
 def predict_probabilities(networks: list, images: np.ndarray, size_px: int, batch_size: int = 8) -> np.ndarray:

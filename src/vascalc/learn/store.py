@@ -91,7 +91,7 @@ def save_ensemble(model_dir: str | Path, networks: list, config, slices, report:
         "orientation": "axial, radiological display: anterior up, patient right on the image left",
         "fold_files": files,
         "ensemble": "mean of the fold models' sigmoid probabilities, thresholded at 'threshold'",
-        "training_data": slices.describe(),
+        "training_data": {"description": (report or {}).get("description", ""), **slices.describe()},
         "training": config.to_dict(),
         "cross_validation": None if report is None else {
             "split": report["split"],

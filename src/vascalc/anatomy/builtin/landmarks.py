@@ -54,6 +54,10 @@ BONE_EDGE_HU = 100.0
 HOLE_FILL_HU = 75.0
 #: Larger enclosed regions are cavities (the pelvic ring), not marrow.
 MAX_HOLE_AREA_MM2 = 2500.0
+#: On a contrast scan an enclosed region brighter than this is a lumen (even a calcified one).
+CONTRAST_LUMEN_MIN_HU = 260.0
+#: On a contrast scan bone must lie within 2 voxels of a voxel this bright (cortex at 3 mm).
+CONTRAST_CORTEX_HU = 450.0
 #: Bone components smaller than this are not skeleton (vessel calcium, calcified nodes).
 MIN_BONE_VOLUME_MM3 = 1500.0
 
@@ -229,6 +233,29 @@ def _homogeneous_bright(h: np.ndarray) -> np.ndarray:
     return (sd < 40.0) & (h > BONE_THRESHOLD_HU) & (h < 700.0)
 
 
+def _contrast_lumen(h: np.ndarray) -> np.ndarray:
+    """Contrast-filled lumen and enhancing organs, with their partial-volume rim (bool).
+
+    Both they and trabecular bone are even regions of 150–700 HU; a lumen (or organ) is brighter
+    than what surrounds it (wall, fat), marrow is darker than its cortex. Each even region is
+    compared with a 2-voxel shell around it; the bright-centred ones and their rim (below 600 HU,
+    sparing the cortex and dense plaques) are returned.
+    """
+    cores = _homogeneous_bright(h)
+    lab, n = ndi.label(cores)
+    if n == 0:
+        return cores
+    idx = np.arange(1, n + 1)
+    core_hu = np.asarray(ndi.mean(h, lab, idx))
+    grown = ndi.grey_dilation(lab, footprint=np.ones((5, 5, 5), bool))
+    shell = np.where(lab == 0, grown, 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shell_hu = np.nan_to_num(np.asarray(ndi.mean(h, shell, idx)), nan=1e4)
+    lumen = np.isin(lab, idx[core_hu - shell_hu > 50.0])
+    rim = ndi.binary_dilation(lumen, structure=ndi.generate_binary_structure(3, 1), iterations=2)
+    return lumen | (rim & (h < 600.0))
+
+
 def _is_contrast(volume: Volume, h: np.ndarray, body: np.ndarray, sp: tuple[float, float, float]) -> bool:
     """Contrast-enhanced when tagged so, or when ≥ 300 cm³ of the body is homogeneous and bright."""
     if volume.info.contrast_agent:
@@ -239,9 +266,13 @@ def _is_contrast(volume: Volume, h: np.ndarray, body: np.ndarray, sp: tuple[floa
 def _bone_work(h: np.ndarray, body: np.ndarray, xc: np.ndarray, spacing: tuple[float, float, float],
                contrast: bool = False) -> np.ndarray:
     raw = (h > BONE_THRESHOLD_HU) & body
-    even = _homogeneous_bright(h) if contrast else np.zeros_like(raw)
-    # contrast lumen and enhancing organs are as bright as bone but even; trabecular bone lost
-    # here comes back below as a hole inside the cortex
+    even = np.zeros_like(raw)
+    if contrast:
+        even = _contrast_lumen(h)
+        # a small enhanced artery has no even core at 3 mm: bone must also lie near cortex
+        near_cortex = ndi.binary_dilation(h > CONTRAST_CORTEX_HU, structure=ndi.generate_binary_structure(3, 1),
+                                          iterations=2)
+        raw &= near_cortex
     raw &= ~even
     # trabecular bone next to the cortex is often 100–150 HU: take it when it touches the cortex
     raw |= (h > BONE_EDGE_HU) & body & ndi.binary_dilation(raw, structure=_PLANE8) & ~even
@@ -257,12 +288,11 @@ def _bone_work(h: np.ndarray, body: np.ndarray, xc: np.ndarray, spacing: tuple[f
         off_mid = np.abs(com[:, 2] - xc[np.clip(com[:, 0].round().astype(int), 0, len(xc) - 1)]) * spacing[2]
         keep = ((mean_hu > HOLE_FILL_HU) & (area_mm2 < MAX_HOLE_AREA_MM2)) | ((off_mid > 25.0) & (area_mm2 < 800.0))
         if contrast:
-            # marrow is darker than the cortex around it; a contrast lumen is brighter than its rim
+            # marrow is darker than the cortex around it; a contrast lumen is as bright as its rim gets
             rim = ndi.grey_dilation(lab, footprint=_PLANE8)
             rim = np.where((lab == 0) & raw, rim, 0)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                rim_hu = np.nan_to_num(np.asarray(ndi.mean(h, rim, idx)), nan=-1e3)
-            keep &= rim_hu - mean_hu > 50.0
+            rim_max = np.asarray(ndi.maximum(h, rim, idx), dtype=float)
+            keep &= (rim_max - mean_hu > 150.0) & (mean_hu < CONTRAST_LUMEN_MIN_HU)
         holes = np.isin(lab, idx[keep])
     bone = raw | holes
     if contrast:
@@ -298,7 +328,29 @@ class _Column:
     z_range: tuple[int, int]  # first and last slice holding column bone
 
 
-def _spine_column(bone: np.ndarray, body: np.ndarray, xc: np.ndarray, sp: tuple[float, float, float]) -> _Column:
+def _spine_midline_x(bone: np.ndarray, body: np.ndarray, xc: np.ndarray, sp: tuple[float, float, float]) -> np.ndarray:
+    """Left-right position of the spine per slice (index units), refined from the body's centre.
+
+    The body's centre is off the spine when the field of view cuts one flank; the posterior bone
+    within 40 mm of it is the spine (and sacrum), whose median x is used where there is enough.
+    """
+    nz, ny, nx = bone.shape
+    yb = _per_slice_centroid(body, 1)
+    near = (np.abs(np.arange(nx)[None, :] - xc[:, None]) * sp[2] <= 40.0)[:, None, :]
+    post = np.arange(ny)[None, :, None] >= (yb - 15.0 / sp[1])[:, None, None]
+    cand = bone & near & post
+    counts = cand.sum(axis=(1, 2))
+    ok = counts * sp[1] * sp[2] >= 200.0
+    if ok.sum() < 3:
+        return xc
+    xs = np.where(ok, (cand.sum(axis=1) * np.arange(nx)).sum(axis=1) / np.maximum(counts, 1), np.nan)
+    z = np.arange(nz)
+    xs = np.interp(z, z[ok], xs[ok])
+    return ndi.median_filter(xs, size=7, mode="nearest")
+
+
+def _spine_column(bone: np.ndarray, body: np.ndarray, xc: np.ndarray, sp: tuple[float, float, float],
+                  thick_front: bool = False) -> _Column:
     nz, ny, nx = bone.shape
     dx = (np.arange(nx)[None, :] - xc[:, None]) * sp[2]  # (z, x) mm from the midline
     strip = (np.abs(dx) <= 15.0)[:, None, :]
@@ -316,7 +368,13 @@ def _spine_column(bone: np.ndarray, body: np.ndarray, xc: np.ndarray, sp: tuple[
     y_front = np.full(nz, np.nan)
     if not has.any():
         return _Column(column, y_front, np.zeros(nz), (0, -1))
-    first_y = np.where(column.any(axis=2), np.arange(ny)[None, :], ny).min(axis=1).astype(float)
+    front_of = column.any(axis=2)
+    if thick_front:
+        # on a contrast scan the front edge is read on the thick part of the column (vertebral
+        # bodies), which an opening keeps and an enhanced iliac artery lying on it does not
+        thick = ndi.binary_opening(column, structure=_PLANE8, iterations=2)
+        front_of = np.where(thick.any(axis=(1, 2))[:, None], thick.any(axis=2), front_of)
+    first_y = np.where(front_of, np.arange(ny)[None, :], ny).min(axis=1).astype(float)
     first_y[~has] = np.nan
     # a disc slice has no body bone in front: take the most anterior edge of the neighbouring slices
     w = max(3, int(np.ceil(15.0 / sp[0])) | 1)
@@ -340,8 +398,9 @@ def _spine_column(bone: np.ndarray, body: np.ndarray, xc: np.ndarray, sp: tuple[
 #: A disc: bone fraction of the body box at most this, and this much below its neighbours.
 DISC_MAX_FRACTION = 0.3
 DISC_PROMINENCE = 0.4
-#: Closest spacing of two discs (a lower thoracic or lumbar body is ≥ 20 mm high).
-DISC_MIN_SPACING_MM = 18.0
+#: Closest spacing of two discs (a lower thoracic or lumbar body is ≥ 20 mm high; a fused S1/S2
+#: disc remnant may lie 15 mm below L5/S1 and must not hide it).
+DISC_MIN_SPACING_MM = 12.0
 #: A slice belongs to the sacrum region when the bone joined to the column is this wide (alae + ilia).
 SACRAL_WIDTH_MM = 200.0
 
@@ -363,6 +422,59 @@ def _drop_prevertebral_calcium(bone: np.ndarray, y_front: np.ndarray, dx_mm: np.
     return bone & ~(zone & ~thick)
 
 
+def _prune_discs(discs: np.ndarray, profile: np.ndarray, dz_mm: float) -> np.ndarray:
+    """Drop the weaker of two dips that would make a vertebra implausibly short.
+
+    A lower thoracic or lumbar body is 20–35 mm high and its neighbours differ little; a dip that
+    leaves a segment under 15 mm, or under 0.65 × the median segment, is a streak or an oblique
+    end plate (the one with the higher bone fraction of the pair goes).
+    """
+    discs = list(discs)
+    while len(discs) >= 2:
+        gaps = np.diff(discs)
+        median = float(np.median(gaps)) if len(gaps) >= 3 else float(np.max(gaps))
+        short = np.flatnonzero((gaps * dz_mm < 15.0) | (gaps < 0.65 * median))
+        if not len(short):
+            break
+        k = int(short[np.argmin(gaps[short])])
+        a, b = discs[k], discs[k + 1]
+        weaker = k if profile[int(round(a))] > profile[int(round(b))] else k + 1
+        discs.pop(weaker)
+    return np.asarray(discs, dtype=float)
+
+
+def _metal_slices(hu_c: np.ndarray, fz: int, nz: int) -> np.ndarray:
+    """Working-grid slices holding metal (bool per slice), read at the input resolution."""
+    per_slice = (hu_c > METAL_HU).any(axis=(1, 2))
+    pad = (-len(per_slice)) % fz
+    per_slice = np.pad(per_slice, (0, pad))
+    return per_slice.reshape(-1, fz).any(axis=1)[:nz]
+
+
+def _discs_outside_metal(discs: np.ndarray, metal_z: np.ndarray, z_range: tuple[int, int],
+                         dz_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    """Drop disc candidates within 6 mm of a metal slice (its dark streaks fake discs).
+
+    A gap left longer than 1.5 × the usual vertebral height is split evenly. Returns the discs
+    and a bool per slice marking the streaked range, whose levels are then uncertain.
+    """
+    near = ndi.binary_dilation(metal_z, iterations=max(1, int(round(6.0 / dz_mm))))
+    if not near.any() or not len(discs):
+        return discs, near
+    kept = [d for d in discs if not near[int(round(d))]]
+    gaps = np.diff(discs)
+    usual = float(np.percentile(gaps, 75)) if len(gaps) else 0.0
+    out: list[float] = []
+    for a, b in zip(kept[:-1], kept[1:]):
+        out.append(a)
+        if usual > 0 and b - a > 1.5 * usual:
+            k = int(round((b - a) / usual))
+            out.extend(a + (b - a) * np.arange(1, k) / k)
+    if kept:
+        out.append(kept[-1])
+    return np.asarray(out, dtype=float), near
+
+
 def _find_discs(profile: np.ndarray, z_range: tuple[int, int], dz_mm: float) -> np.ndarray:
     """Slice indices (canonical) of the intervertebral discs: minima of the body-box bone fraction."""
     z0, z1 = z_range
@@ -382,7 +494,11 @@ def _find_discs(profile: np.ndarray, z_range: tuple[int, int], dz_mm: float) -> 
         while hi + 1 <= z1 and profile[hi + 1] <= DISC_MAX_FRACTION:
             hi += 1
         centres.append(0.5 * (lo + hi))
-    return np.unique(np.asarray(centres, dtype=float))
+    discs = _prune_discs(np.unique(np.asarray(centres, dtype=float)), profile, dz_mm)
+    # a dip within 12 mm of the end of the column in view leaves a sliver too thin to call a
+    # vertebra; it is more often an end plate cut obliquely than a disc
+    edge = max(1.0, 12.0 / dz_mm)
+    return discs[(discs - z0 >= edge) & (z1 - discs >= edge)]
 
 
 def _joined_width_mm(bone: np.ndarray, column: np.ndarray, dx_mm: float) -> np.ndarray:
@@ -417,6 +533,9 @@ def _sacral_disc(discs: np.ndarray, joined: np.ndarray, z_range: tuple[int, int]
             best = k
     return best
 
+
+#: Above this (HU, at the input resolution) a voxel is metal: screws, stents, prostheses.
+METAL_HU = 1800.0
 
 #: Lateral reach (mm from the midline) beyond which bone labelled as a vertebra is a rib.
 VERTEBRA_MAX_HALF_WIDTH_MM = 60.0
@@ -524,14 +643,20 @@ def segment_bones(volume: Volume) -> LandmarkResult:
     xc = _midline_x(body)
     contrast = _is_contrast(volume, h, body, sp)
     bone = _bone_work(h, body, xc, sp, contrast)
+    xc = _spine_midline_x(bone, body, xc, sp)
     dx_mm = (np.arange(nx)[None, :] - xc[:, None]) * sp[2]
-    col = _spine_column(bone, body, xc, sp)
+    col = _spine_column(bone, body, xc, sp, contrast)
     bone = _drop_prevertebral_calcium(bone, col.y_front, dx_mm, sp)
-    col = _spine_column(bone, body, xc, sp)
+    col = _spine_column(bone, body, xc, sp, contrast)
     discs = _find_discs(col.profile, col.z_range, sp[0])
+    metal_z = _metal_slices(hu_c, f[0], nz)
+    discs, streaked = _discs_outside_metal(discs, metal_z, col.z_range, sp[0])
     joined = _joined_width_mm(bone, col.column, sp[2])
     k_s = _sacral_disc(discs, joined, col.z_range, sp[0]) if len(discs) else None
     notes: list[str] = ["contrast-enhanced scan: even, bright regions (lumen, organs) kept out of bone"] if contrast else []
+    if streaked.any():
+        notes.append(f"metal (> {METAL_HU:.0f} HU) in {int(metal_z.sum())} working slices: disc dips next to it "
+                     "ignored; the levels there are uncertain")
     z0, z1 = col.z_range
     markers = np.zeros(h.shape, np.int32)
     names: dict[int, str] = {}
@@ -608,6 +733,9 @@ def segment_bones(volume: Volume) -> LandmarkResult:
             c -= 0.2
         if not 15.0 <= height_mm <= 55.0:
             c -= 0.2
+        zs = np.arange(max(int(np.floor(a)), 0), min(int(np.ceil(b)) + 1, nz))
+        if streaked[zs].any():
+            c -= 0.3  # disc positions here come from the neighbours, not from the image
         conf[name] = round(max(c, 0.05), 2)
         complete[name] = is_complete
     if k_s is not None:
@@ -679,3 +807,65 @@ def _vertebra_levels(labelmap: LabelMap, frame: _Frame, order: list[str], conf: 
                                  volume_mm3=float(len(idx) * labelmap.grid.voxel_volume_mm3),
                                  confidence=conf.get(name, 0.0), complete=complete.get(name, False)))
     return tuple(out)
+
+
+#: Less air than this (cm³) in either half of the body and the scan is not a chest CT (colon gas
+#: in an abdominal CT reaches a few hundred cm³ in all).
+MIN_LUNG_VOLUME_CM3 = 300.0
+
+
+def segment_heart_region(volume: Volume) -> np.ndarray | None:
+    """Heart region of a chest CT (bool, input grid), or None when the lungs are not in view.
+
+    The region is the soft tissue (−200 to 600 HU, bone excluded) between the lungs, in front of
+    the spine, in the lower 70 % of the lungs' height (the heart sits on the diaphragm; above it
+    the mediastinum holds only the great vessels), reduced to its largest component after an
+    opening that cuts the thin vessel stalks. Lungs: air (< −400 HU) inside the body. Meant as a
+    search region for coronary calcium, not as a contour of the myocardium.
+    """
+    from skimage.morphology import convex_hull_image
+
+    frame = canonical_frame(volume.grid)
+    f = _factors(frame.spacing_mm)
+    hu_c = frame.to_canonical(volume.hu)
+    h = _block_mean(hu_c, f)
+    sp = tuple(float(s * k) for s, k in zip(frame.spacing_mm, f))
+    body = _body_work(h)
+    inner = ndi.binary_erosion(body, structure=_PLANE8, iterations=2)
+    air = (h < -400.0) & inner
+    lab, n = ndi.label(air)
+    if n == 0:
+        return None
+    sizes = np.bincount(lab.ravel()) * float(np.prod(sp)) / 1000.0
+    sizes[0] = 0
+    mean_hu = np.asarray(ndi.mean(h, lab, np.arange(n + 1)))
+    # lungs are big air spaces of aerated tissue (−950 to −600 HU); bowel gas is nearer −1000 HU
+    is_lung = (sizes >= 0.1 * MIN_LUNG_VOLUME_CM3) & (mean_hu > -950.0)
+    is_lung[0] = False
+    lungs = is_lung[lab]
+    xc = _midline_x(body)
+    left = (np.arange(h.shape[2])[None, :] > xc[:, None])[:, None, :]
+    vox_cm3 = float(np.prod(sp)) / 1000.0
+    if min((lungs & left).sum(), (lungs & ~left).sum()) * vox_cm3 < MIN_LUNG_VOLUME_CM3:
+        return None
+    zs = np.flatnonzero(lungs.any(axis=(1, 2)))
+    z_top, z_bot = int(zs[0]), int(zs[-1])
+    z_start = z_top + int(0.3 * (z_bot - z_top))
+    bone = _bone_work(h, body, xc, sp)
+    xc = _spine_midline_x(bone, body, xc, sp)
+    nz, ny, nx = h.shape
+    hull = np.zeros_like(lungs)
+    for z in range(z_start, z_bot + 1):
+        if lungs[z].any():
+            hull[z] = convex_hull_image(lungs[z])
+    region = hull & ~lungs & ~bone & (h > -200.0) & (h < 600.0) & inner
+    # in front of the vertebral bodies: the column's anterior edge, when found
+    col = _spine_column(bone, body, xc, sp)
+    if np.isfinite(col.y_front).any():
+        yf = np.where(np.isfinite(col.y_front), col.y_front, ny)
+        region &= np.arange(ny)[None, :, None] < yf[:, None, None]
+    region = ndi.binary_opening(region, structure=ndi.generate_binary_structure(3, 1), iterations=2)
+    if not region.any():
+        return None
+    region = _fill_holes_2d(_largest_component(region))
+    return np.ascontiguousarray(frame.from_canonical(_upsample(region, f, hu_c.shape)))

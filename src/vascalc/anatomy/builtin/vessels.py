@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import ndimage
+from scipy import ndimage, signal
 
 from vascalc.errors import InputError
 from vascalc.imaging import LabelMap, Volume
@@ -36,13 +36,17 @@ VESSEL_LABELS: dict[int, str] = {
 }
 _ID = {n: i for i, n in VESSEL_LABELS.items()}
 
+#: Metal: implants, stents, screws (HU; cortical bone stays below ≈ 1900).
+METAL_HU = 2000.0
+#: A contrast (CTA) hypothesis is tried only with this much homogeneous bright tissue (mm³).
+ENHANCED_MIN_MM3 = 150_000.0
 #: Aortic lumen median above this means a contrast (CTA) scan (HU).
 CONTRAST_LUMEN_HU = 120.0
 #: Fat/soft-tissue edge: between fat (≈ −100 HU) and blood/wall (≈ 40 HU), nearer the wall so
 #: that thin, partial-volume fat planes (−20 … 0 HU at 3 mm) still separate the aorta from the IVC.
 FAT_EDGE_HU = -15.0
 #: Wall grown outside the bright lumen on CTA (mm): aortic wall ≈ 2–3 mm, iliac/femoral ≈ 1.5 mm.
-WALL_MM = {"aorta": 2.5, "iliac": 1.5, "femoral": 1.5, "branch": 1.2}
+WALL_MM = {"aorta": 2.0, "iliac": 1.5, "femoral": 1.5, "branch": 1.2}
 #: Outer radius cap of the iliac/femoral arteries (mm; common iliac ≈ 10–14 mm across with wall).
 ILIAC_MAX_RADIUS_MM = 7.5
 _N_RAYS = 32
@@ -132,7 +136,7 @@ def threshold_bones(hu_small: np.ndarray, spacing_mm, *, threshold_hu: float = 1
             return raw
         sizes = np.bincount(lab.ravel())[1:] * float(np.prod(spacing_mm))
         return _slicewise_fill(np.concatenate([[False], sizes >= min_volume_mm3])[lab])
-    dense = hu_small > cortex_hu
+    dense = (hu_small > cortex_hu) & (hu_small < METAL_HU)  # metal (a stent in an artery) anchors no bone
     lab, n = ndimage.label(dense)
     if n == 0:
         return np.zeros(hu_small.shape, bool)
@@ -149,7 +153,12 @@ def threshold_bones(hu_small: np.ndarray, spacing_mm, *, threshold_hu: float = 1
         return raw
     sizes = np.bincount(lab.ravel())[1:] * float(np.prod(spacing_mm))
     bone = np.concatenate([[False], sizes >= min_volume_mm3])[lab]
-    return _slicewise_fill(bone)
+    # close gaps in the partial-volumed cortical shell so that the marrow inside gets filled
+    ring = np.zeros((3, 3, 3), bool)
+    ring[1] = ndimage.generate_binary_structure(2, 1)
+    k = max(1, int(round(3.0 / float(min(spacing_mm[1], spacing_mm[2])))))
+    closed = ndimage.binary_closing(np.pad(bone, ((0, 0), (k, k), (k, k))), structure=ring, iterations=k)[:, k:-k, k:-k]
+    return _slicewise_fill(closed | bone)
 
 
 def threshold_body(hu_small: np.ndarray) -> np.ndarray:
@@ -265,6 +274,12 @@ def _fit_tube(ctx: _Ctx, z: int, centre_mm: np.ndarray, r_prior_mm: float, n_ite
     ny, nx = ctx.img.shape[1:]
     if not (0 <= yi < ny and 0 <= xi < nx) or ctx.bone[z, yi, xi] or ctx.img[z, yi, xi] < ctx.edge_hu or rad < 1.5:
         return None
+    # a "tube" walled in by bone on most sides is marrow inside a vertebra, not a vessel
+    edge_pts = (c[None, :] + (radii[:, None] + 1.0) * _UNIT) / ctx.spacing[1:]
+    on_bone = ndimage.map_coordinates(ctx.bone[z].astype(np.uint8), [edge_pts[:, 0], edge_pts[:, 1]], order=0,
+                                      mode="constant", cval=0)
+    if on_bone.mean() > 0.5:
+        return None
     core = ctx.img[z, max(yi - 1, 0): yi + 2, max(xi - 1, 0): xi + 2]
     return _Fit(c, radii, float(np.mean(radii)), float(ok.mean()), float(np.median(core)))
 
@@ -314,8 +329,32 @@ def _reseed(ctx: _Ctx, z: int, pred_mm: np.ndarray, r_mm: float, reach_mm: float
     return np.array([(k[0] + y0) * sy, (k[1] + x0) * sx])
 
 
+@dataclass
+class _Metal:
+    """Metal voxels (HU > :data:`METAL_HU`) of the small grid, to ask whether a vessel position
+    lies within reach of their streaks (15 mm along z, 40 mm in-plane)."""
+
+    zyx_mm: np.ndarray       # (n, 3) positions in mm
+    dz_mm: float
+    reach_mm: tuple[float, float] = (15.0, 40.0)
+
+    @classmethod
+    def find(cls, hu: np.ndarray, spacing_full, offset_mm) -> "_Metal | None":
+        """From the full-resolution canonical HU (thin stent wires vanish in a block mean)."""
+        idx = np.argwhere(hu > METAL_HU)
+        if idx.size == 0:
+            return None
+        return cls(idx * np.asarray(spacing_full)[None, :] - np.array([0.0, *offset_mm])[None, :],
+                   float(spacing_full[0]))
+
+    def near(self, z: int, centre_mm: np.ndarray) -> bool:
+        d = self.zyx_mm
+        return bool(np.any((np.abs(d[:, 0] - z * self.dz_mm) <= self.reach_mm[0])
+                           & (np.hypot(d[:, 1] - centre_mm[0], d[:, 2] - centre_mm[1]) <= self.reach_mm[1])))
+
+
 def _track(ctx: _Ctx, z0: int, fit0: _Fit, direction: int, *, r_range_mm: tuple[float, float], max_shift_mm: float,
-           stop: callable | None = None, metal_slices: np.ndarray | None = None,
+           stop: callable | None = None, metal: "_Metal | None" = None,
            max_gap_mm: float = 9.0, min_hits: float = 0.45,
            z_limit: int | None = None, r_cap_mm: float | None = None, lateral: np.ndarray | None = None) -> tuple[dict[int, _Fit], list[int], int | None]:
     """Follow a tube from slice ``z0`` one slice at a time in ``direction`` (+1 up, −1 down).
@@ -331,14 +370,17 @@ def _track(ctx: _Ctx, z0: int, fit0: _Fit, direction: int, *, r_range_mm: tuple[
     nz = ctx.img.shape[0]
     dz = ctx.spacing[0]
     z = z0 + direction
+    on_metal: set[int] = set()
     while 0 <= z < nz and (z_limit is None or (z - z_limit) * direction <= 0):
-        pred = prev.centre_mm + velocity
+        pred = prev.centre_mm + velocity * (1 + len(pending))
         if stop is not None and stop(z, pred, prev):
             return fits, uncertain + pending, z
-        if metal_slices is not None and metal_slices[z]:
+        if metal is not None and metal.near(z, pred):
+            # streaks: no evidence here; carry the prediction on, draw nothing, mark uncertain
+            on_metal.add(z)
             pending.append(z)
             z += direction
-            if len(pending) * dz > 3 * max_gap_mm:
+            if len(on_metal) * dz > 150.0:
                 break
             continue
         fit = _fit_tube(ctx, z, _reseed(ctx, z, pred, prev.radius_mm, max_shift_mm), prev.radius_mm)
@@ -360,11 +402,21 @@ def _track(ctx: _Ctx, z0: int, fit0: _Fit, direction: int, *, r_range_mm: tuple[
                 and fit.hit_fraction >= min_hits)
         if not good:
             pending.append(z)
-            if len(pending) * dz > max_gap_mm:
-                pending = [p for p in pending if metal_slices is not None and metal_slices[p]]
+            if len([p for p in pending if p not in on_metal]) * dz > max_gap_mm:
+                pending = [p for p in pending if p in on_metal]
                 break
         else:
-            uncertain.extend(pending)
+            # a short gap between two good fits of a continuous tube is bridged by interpolation;
+            # slices on metal stay uncertain and empty
+            for p in pending:
+                if p in on_metal:
+                    uncertain.append(p)
+                    continue
+                w = abs(p - (z - direction * (len(pending) + 1))) / (len(pending) + 1)
+                a = prev
+                fits[p] = _Fit(a.centre_mm + (fit.centre_mm - a.centre_mm) * w,
+                               a.radii_mm + (fit.radii_mm - a.radii_mm) * w,
+                               a.radius_mm + (fit.radius_mm - a.radius_mm) * w, 0.0, a.inside_hu)
             pending = []
             step = fit.centre_mm - prev.centre_mm
             velocity = 0.5 * velocity + 0.5 * np.clip(step, -max_shift_mm, max_shift_mm)
@@ -410,23 +462,23 @@ def _find_aorta_seed(ctx: _Ctx, body: np.ndarray, spine_x, spine_ant, has_spine)
     zs = np.flatnonzero(has_spine)
     if zs.size == 0:
         return []
-    inside = ((ctx.img > ctx.edge_hu) & ~ctx.bone).astype(np.float32)
+    inside = ((ctx.img[zs] > ctx.edge_hu) & ~ctx.bone[zs]).astype(np.float32)
     if not ctx.contrast:
-        inside *= (ctx.img < 150)
+        inside *= (ctx.img[zs] < 150)
     cands = []
     yy, xx = np.mgrid[0:ny, 0:nx]
     for r_mm in (8.0, 10.0, 12.0, 14.0):
         disc = _disc_kernel(r_mm / sx)
         ring = _disc_kernel((r_mm + 5.0) / sx, r_mm / sx + 1.0)
-        d = ndimage.convolve(inside[zs], disc[None], mode="constant")
-        a = ndimage.convolve(inside[zs], ring[None], mode="constant")
+        d = signal.fftconvolve(inside, disc[None], mode="same", axes=(1, 2))
+        a = signal.fftconvolve(inside, ring[None], mode="same", axes=(1, 2))
         score = d - a
         for j, z in enumerate(zs):
             # prior: the aorta lies within 60 mm in front of the spine's anterior edge, 35 mm
             # right .. 50 mm left of the midline (the thoracic aorta sits beside the body)
             dy = (spine_ant[z] - yy) * sy
             dx = (xx - spine_x[z]) * sx
-            prior = (dy > -35) & (dy < 60) & (dx > -35) & (dx < 50) & body[z]
+            prior = (dy > -20) & (dy < 60) & (dx > -35) & (dx < 50) & body[z]
             # the aortic wall lies on (or just in front of / left of) the vertebral body: a bowel
             # loop or the IVC further away loses 0.01 per mm
             off = np.hypot(np.maximum(np.abs(dy - r_mm - 3.0) - 8.0, 0), np.maximum(np.abs(dx - 10.0) - 15.0, 0))
@@ -468,7 +520,7 @@ def _split(ctx: _Ctx, z: int, centre_mm: np.ndarray, r_mm: float) -> dict[str, _
     return None
 
 
-def _find_and_track_aorta(ctx: _Ctx, body, spine_x, spine_ant, has_spine, metal_slices):
+def _find_and_track_aorta(ctx: _Ctx, body, spine_x, spine_ant, has_spine, metal: _Metal | None):
     """Seed and follow the aorta; returns (fits, uncertain, bifurcation slice, iliac seeds) or None."""
     cands = _find_aorta_seed(ctx, body, spine_x, spine_ant, has_spine)
     dz = ctx.spacing[0]
@@ -493,7 +545,7 @@ def _find_and_track_aorta(ctx: _Ctx, body, spine_x, spine_ant, has_spine, metal_
                     return True
             return False
 
-        kw = dict(r_range_mm=(5.0, 22.0), max_shift_mm=3.0 + 0.5 * dz, metal_slices=metal_slices)
+        kw = dict(r_range_mm=(5.0, 22.0), max_shift_mm=3.0 + 0.5 * dz, metal=metal, max_gap_mm=15.0)
         up, unc_up, _ = _track(ctx, z0, fit0, +1, **kw)
         down, unc_down, bif = _track(ctx, z0, fit0, -1, stop=stop, **kw)
         fits = {z0: fit0, **up, **down}
@@ -503,7 +555,8 @@ def _find_and_track_aorta(ctx: _Ctx, body, spine_x, spine_ant, has_spine, metal_
         if bif is not None:
             fits = {z: f for z, f in fits.items() if z > bif}
         length = len(fits) * dz
-        if length >= 50.0 and (best is None or length > best[0]):
+        # ≥ 50 mm of tube, or most of a short scan
+        if length >= min(50.0, 0.6 * ctx.img.shape[0] * dz) and (best is None or length > best[0]):
             unc = sorted(z for z in set(unc_up + unc_down) if bif is None or z > bif)
             best = (length, (_smooth_track(fits), unc, bif, seeds))
     return None if best is None else best[1]
@@ -534,7 +587,7 @@ def _bifurcation_by_radius(ctx: _Ctx, fits: dict[int, _Fit], z0: int):
                 # mirrored about the aortic centre, or right beside the followed iliac
                 for x in (2 * aorta_c[1] - f.centre_mm[1], f.centre_mm[1] + sign * 2.2 * f.radius_mm):
                     o = _fit_tube(ctx, u, np.array([f.centre_mm[0], x]), f.radius_mm)
-                    if (o is not None and 2.0 <= o.radius_mm < 1.1 * ref
+                    if (o is not None and 2.0 <= o.radius_mm < 1.5 * ref
                             and np.hypot(*(o.centre_mm - f.centre_mm)) > 0.8 * (o.radius_mm + f.radius_mm)
                             and sign * (o.centre_mm[1] - f.centre_mm[1]) > 0):
                         cap = min(o.radius_mm, followed.radius_mm * 1.2)
@@ -553,6 +606,31 @@ def _bifurcation_by_radius(ctx: _Ctx, fits: dict[int, _Fit], z0: int):
     return None, {}
 
 
+def _enhanced_volume_mm3(small: np.ndarray, body: np.ndarray, spacing) -> float:
+    """Volume (mm³) of homogeneous bright tissue: 150–700 HU with a local (3×3×3) SD < 40 HU —
+    contrast-filled blood and enhancing organs. Marrow is textured, cortex brighter; a
+    non-contrast scan has almost none of it."""
+    # every other slice is plenty for a volume estimate and halves the cost
+    sub = small[::2]
+    m = ndimage.uniform_filter(sub, 3)
+    sd = np.sqrt(np.maximum(ndimage.uniform_filter(sub * sub, 3) - m * m, 0.0))
+    bright = (sd < 40.0) & (sub > 150.0) & (sub < 700.0) & body[::2]
+    return float(bright.sum()) * 2.0 * float(np.prod(spacing))
+
+
+def _core_sd(small: np.ndarray, fits: dict[int, _Fit], spacing) -> float:
+    """Median over slices of the HU standard deviation in the central half-radius of the tube:
+    contrast-filled blood is even (noise only), trabecular bone is textured."""
+    sds = []
+    for z, f in fits.items():
+        yi, xi = np.round(f.centre_mm / spacing[1:]).astype(int)
+        k = max(1, int(0.5 * f.radius_mm / spacing[1]))
+        core = small[z, max(yi - k, 0): yi + k + 1, max(xi - k, 0): xi + k + 1]
+        if core.size >= 4:
+            sds.append(float(core.std()))
+    return float(np.median(sds)) if sds else float("inf")
+
+
 def _femoral_level(bone: np.ndarray, spacing, spine_x, bif_z: int) -> int | None:
     """Slice of the top of the femoral heads (the iliac → femoral boundary, at the inguinal
     ligament): the most cranial slice below the bifurcation where lateral bone (> 50 mm from the
@@ -565,9 +643,14 @@ def _femoral_level(bone: np.ndarray, spacing, spine_x, bif_z: int) -> int | None
     lateral = sub & (np.abs(xx - spine_x[:bif_z, None, None]) * spacing[2] > 50)
     if not lateral.any():
         return None
-    dist = ndimage.distance_transform_edt(lateral, sampling=(1e4, spacing[1], spacing[2]))
-    thick = dist.max(axis=(1, 2)) >= 15.0
-    zs = np.flatnonzero(thick)
+    # thickness ≥ 30 mm ⇔ the mask survives an in-plane erosion by 15 mm (a box, cheap and separable)
+    ky = max(1, int(round(15.0 / spacing[1])))
+    kx = max(1, int(round(15.0 / spacing[2])))
+    cols = np.flatnonzero(lateral.any(axis=(0, 1)))
+    rows = np.flatnonzero(lateral.any(axis=(0, 2)))
+    crop = lateral[:, max(rows[0] - ky, 0): rows[-1] + ky + 1, max(cols[0] - kx, 0): cols[-1] + kx + 1]
+    core = ndimage.minimum_filter(crop.astype(np.uint8), size=(1, 2 * ky + 1, 2 * kx + 1), mode="constant")
+    zs = np.flatnonzero(core.any(axis=(1, 2)))
     if zs.size == 0:
         return None
     # the thick bone starts at the acetabular roof, ≈ 20–30 mm above the femoral head's top; the
@@ -704,29 +787,33 @@ def segment_vessels(volume: Volume, *, bones: np.ndarray | None = None, body: np
     # between the aorta and its neighbours would be blurred away)
     sigma = (0.0, 1.0 / sp[1], 1.0 / sp[2])
     img = ndimage.gaussian_filter(small, sigma=sigma) if sigma[1] >= 0.45 else small
-    metal_slices = (small > 2000).any(axis=(1, 2))
-    if metal_slices.any():
-        # streaks run well beyond the metal itself: widen by ~15 mm
-        metal_slices = ndimage.binary_dilation(metal_slices, iterations=max(1, int(round(15.0 / sp[0]))))
+    metal = _Metal.find(hu, sp_full, offset_mm)
     bone_plain = bone_small
 
     # contrast: try CTA first when not forced (a bright round aorta is unmistakable)
     results = None
-    for is_contrast in ([contrast] if contrast is not None else [True, False]):
-        edge = 150.0 if is_contrast else FAT_EDGE_HU
+    if contrast is None:
+        # a CTA is tried when the scan is tagged with a contrast agent or is visibly enhanced
+        tagged = bool(volume.info.contrast_agent)
+        enhanced = tagged or _enhanced_volume_mm3(small, body_small, sp) >= ENHANCED_MIN_MM3
+        hypotheses = [True, False] if enhanced else [False]
+    else:
+        hypotheses = [contrast]
+    for is_contrast in hypotheses:
+        edge = CONTRAST_LUMEN_HU if is_contrast else FAT_EDGE_HU
         bone_small = bone_cta if is_contrast else bone_plain
         spine_x, spine_ant, has_spine = _spine_reference(bone_small, body_small, sp)
         ctx = _Ctx(img, bone_small, sp, bool(is_contrast), edge)
-        aorta = _find_and_track_aorta(ctx, body_small, spine_x, spine_ant, has_spine, metal_slices)
+        aorta = _find_and_track_aorta(ctx, body_small, spine_x, spine_ant, has_spine, metal)
         if aorta is None:
             continue
         lumen = float(np.median([a.inside_hu for a in aorta[0].values()]))
-        if contrast is None and is_contrast and lumen <= CONTRAST_LUMEN_HU + 80:
-            continue  # bright "tube" was not a contrast-filled aorta
+        if contrast is None and is_contrast and (lumen <= CONTRAST_LUMEN_HU or _core_sd(small, aorta[0], sp) > 40.0):
+            continue  # bright "tube" was not a contrast-filled aorta (too dark, or textured like marrow)
         if is_contrast:
             # refine the edge at half-way between the lumen and the wall
             ctx = _Ctx(img, bone_small, sp, True, 0.5 * (lumen + 40.0))
-            aorta = _find_and_track_aorta(ctx, body_small, spine_x, spine_ant, has_spine, metal_slices) or aorta
+            aorta = _find_and_track_aorta(ctx, body_small, spine_x, spine_ant, has_spine, metal) or aorta
         results = (ctx, aorta, lumen)
         break
 
@@ -751,7 +838,7 @@ def segment_vessels(volume: Volume, *, bones: np.ndarray | None = None, body: np
         else:
             fem_z = _femoral_level(bone_small, sp, spine_x, bif_z)
             for side, (zs0, seed) in iliac_seeds.items():
-                kw = dict(r_range_mm=(2.0, 14.0), max_shift_mm=4.0 + 1.0 * sp[0], metal_slices=metal_slices,
+                kw = dict(r_range_mm=(2.0, 14.0), max_shift_mm=4.0 + 1.0 * sp[0], metal=metal,
                           max_gap_mm=12.0, min_hits=0.3, r_cap_mm=ILIAC_MAX_RADIUS_MM - grow["iliac"],
                           lateral=np.array([-0.5, 0.87 if side == "left" else -0.87]))
                 fits, unc, _ = _track(ctx, zs0, seed, -1, **kw)

@@ -129,10 +129,44 @@ def test_phantom_with_a_pedicle_screw_keeps_its_levels():
     ph = make_vascular_phantom(0, metal="screw")
     result = segment_bones(ph.volume)
     _check_levels(result, ph.labels)
+    assert "vertebrae_L4" in result.uncertain  # the screw's level
+    assert result.labels.uncertain_slices["vertebrae_L4"]
     # measured: L4 (the screwed level) 0.79, the others ≥ 0.85
     assert dice(result.labels.mask("vertebrae_L4"), ph.labels.mask("vertebrae_L4")) >= 0.75
     for name in ("vertebrae_T12", "vertebrae_L3", "vertebrae_L5", "sacrum"):
         assert dice(result.labels.mask(name), ph.labels.mask(name)) >= 0.83, name
+
+
+def test_phantom_on_a_finer_grid_refines_the_edges():
+    # 1.6 mm in-plane: worked on at 3.2 mm, edges refined at 1.6 mm. Measured Dice: T12 0.94,
+    # L1 0.87, L2 0.88, L3 0.95, L4 0.94, L5 0.94, sacrum 0.96 (vs 0.85–0.92 at 3.2 mm)
+    ph = make_vascular_phantom(0, shape=(100, 256, 256), spacing_mm=(3.0, 1.6, 1.6))
+    result = segment_bones(ph.volume)
+    _check_levels(result, ph.labels)
+    for name in LUMBAR + ("sacrum",):
+        assert dice(result.labels.mask(name), ph.labels.mask(name)) >= 0.85, name
+
+
+@pytest.mark.parametrize("seed, metal", [(1, None), (3, None), (3, "stent")])
+def test_levels_hold_across_phantom_seeds_and_an_iliac_stent(seed, metal):
+    ph = make_vascular_phantom(seed, metal=metal)
+    result = segment_bones(ph.volume)
+    assert [v.name for v in result.vertebrae] == list(LUMBAR)
+    _check_levels(result, ph.labels)
+    if metal:
+        # the stent's streaks cross L4–L5: their levels are flagged, not silently trusted
+        assert "vertebrae_L5" in result.uncertain and any("metal" in n for n in result.notes)
+
+
+def test_contrast_phantom_levels_and_no_lumen_in_bone():
+    ph = make_vascular_phantom(0, lumen_hu=350.0)
+    result = segment_bones(ph.volume)
+    assert any("contrast" in n for n in result.notes)
+    _check_levels(result, ph.labels)
+    arteries = np.isin(ph.labels.labels, [i for i, n in ph.labels.names.items() if "arter" in n or n == "aorta"])
+    # measured 180 of 4909 arterial voxels (3.7 %) in bone, mostly the iliac rims next to plaques;
+    # vertebra Dice is only 0.44–0.63 here (marrow next to a broken cortex ring is not filled)
+    assert np.count_nonzero(result.bone_mask() & arteries) <= 0.05 * np.count_nonzero(arteries)
 
 
 def test_result_contract(phantom):
@@ -183,6 +217,29 @@ def test_real_scan_dice_bars(real):
     # fatty sacral marrow (median 17 HU) is not taken as bone.
     sacrum = truth.mask("sacrum") | truth.mask("vertebrae_S1")
     assert dice(result.labels.mask("sacrum"), sacrum) >= 0.35
+
+
+def test_no_level_is_invented_without_the_sacrum(real):
+    volume, truth, _ = real
+    # keep L4 and above (input slices 55…): no sacrum to count from, and the 3-mm ribs beside T12
+    # are too faint to anchor on, so the spine is bone but no level is claimed
+    g = volume.grid
+    cropped = Volume(np.ascontiguousarray(volume.hu[55:]),
+                     Grid((g.shape[0] - 55, *g.shape[1:]), g.spacing_mm,
+                          tuple(float(v) for v in g.index_to_lps(np.array([55, 0, 0]))), g.direction))
+    result = segment_bones(cropped)
+    assert result.level_anchor == "none" and result.vertebrae == ()
+    assert any("not assigned" in n for n in result.notes)
+    spine = np.isin(truth.labels[55:], [truth.ids_by_name[n] for n in LUMBAR])
+    assert result.bone_mask()[spine].mean() >= 0.85  # still excluded from calcium scoring as bone
+
+
+def test_real_contrast_ct_without_sacrum_or_disc_claims_no_level(shared_data):
+    volume = load_volume(shared_data / "ct" / "totalseg_dicom" / "example_ct_dicom")  # 20 slices, T11–T12
+    result = segment_bones(volume)
+    assert any("contrast" in n for n in result.notes)
+    assert result.vertebrae == () and result.level_anchor == "none"
+    assert segment_heart_region(volume) is None  # lung bases only
 
 
 def test_runtime_on_a_fine_512_grid(real):

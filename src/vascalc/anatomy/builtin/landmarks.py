@@ -2,33 +2,41 @@
 
 Everything runs on a copy of the volume in a *canonical orientation* (axis 0 superior → inferior,
 axis 1 anterior → posterior, axis 2 patient right → left, read from the grid's direction, so
-head-first and feet-first storage give the same labels) and downsampled to about 3 mm, then the
-labels are brought back to the input grid by nearest neighbour.
+head-first and feet-first storage give the same labels), block-averaged to about 3 mm; labels go
+back to the input grid by nearest neighbour, and at the edge of a bone only input voxels above
+100 HU keep their bone label.
 
-Steps (numbers are the defaults of the private constants below):
+Steps (thresholds are the module constants below):
 
 1. body: the largest connected component above −300 HU after a small in-plane opening (which
    detaches the table), holes filled slice by slice;
-2. bone: above 150 HU inside the body; a hole enclosed by bone in an axial slice is filled when its
-   mean is above 60 HU (trabecular bone of an osteoporotic body is often 60–150 HU) or when it lies
-   off the midline (fatty marrow of the femoral shaft), but not the midline spinal canal (CSF and
-   cord, 0–40 HU);
-3. spine column: the bone of a narrow midline strip in the posterior half of the body that runs
-   along z; its anterior edge traces the front of the vertebral bodies;
-4. discs: minima of the bone fraction in a box just behind that edge (vertebral bodies are bone,
-   discs are not), found with :func:`scipy.signal.find_peaks`;
-5. levels: the sacrum is the column segment below the lowest disc where the bone reaches out to
-   the ilia (the sacral alae); vertebrae are counted up from it (L5, L4 … T12, T11 …). Without a
-   sacrum in the field of view, the lowest rib-bearing vertebra is T12 (ribs: bone lateral to the
-   vertebra and attached to it at the level of its body); levels found that way are flagged
-   uncertain;
-6. one marker per bone (vertebral body cores, sacrum, each hip and femur) grows over the whole
-   bone mask by a watershed on the smoothed negative HU, so that boundaries fall on the joint
-   spaces (facets, sacro-iliac joints, hip joints); bone reached by no marker is ``other_bone``.
+2. bone: above 150 HU inside the body, plus 100–150 HU voxels touching it (trabecular bone next to
+   the cortex); a region enclosed by bone in an axial slice (after closing gaps of the cortex) is
+   filled when its mean is above 75 HU (the marrow of an osteoporotic body is 60–150 HU) or when it
+   lies off the midline (fatty marrow of the femoral shaft), never the midline spinal canal (CSF
+   and cord, 0–40 HU) nor a cavity over 25 cm²; components under 1.5 cm³ are not skeleton. Thin
+   bright structures just in front of the vertebral bodies (aortic wall calcium) are opened away.
+   On a contrast scan (tagged, or ≥ 300 cm³ of even 150–700 HU tissue) even regions brighter than
+   their surroundings (lumen, enhancing organs) and their rim are excluded, and bone must lie near
+   cortex (> 450 HU);
+3. spine column: the bone of a ±15 mm strip about the spine's midline, behind the body's centre;
+   its anterior edge traces the front of the vertebral bodies;
+4. discs: minima of the bone fraction in a box 3–18 mm behind that edge (bodies are bone, discs are
+   not), found with :func:`scipy.signal.find_peaks`; dips leaving implausibly short vertebrae, or
+   next to metal (whose streaks fake dips), are dropped;
+5. levels: L5/S1 is the lowest disc with the sacral alae reaching the ilia (bone ≥ 200 mm wide)
+   below it and not above it; vertebrae are counted up from it (L5, L4 … T12, T11 …). Without a
+   sacrum in view, T12 is the lowest vertebra with separate rib bone beside it above a rib-free
+   one, and every level is flagged uncertain; with neither, no level is given;
+6. markers — each vertebra's midline column between two disc planes tilted with the spine, the
+   sacrum below L5/S1, each femoral head (the thickest lateral bone) and shaft, each ilium — grow
+   over the whole bone mask by a watershed of the smoothed negative HU, so that borders fall on
+   joint spaces (facets, sacro-iliac and hip joints); bone no marker reaches is ``other_bone``.
 
-Names are TotalSegmentator's (``vertebrae_L1``, ``sacrum``, ``hip_left``, ``femur_left``); ``body``
-is added for the patient outline. Reference for the level rule: the usual radiological
-convention (count from the lumbosacral junction, cross-check with the last rib-bearing vertebra).
+Names are TotalSegmentator's (``vertebrae_L1``, ``sacrum`` — S1 included —, ``hip_left``,
+``femur_left``); ``body`` is the patient's non-bone tissue. The level rule follows the usual
+radiological convention: count up from the lumbosacral junction, cross-check with the last
+rib-bearing vertebra (T12).
 """
 
 from __future__ import annotations
@@ -89,7 +97,8 @@ class LandmarkResult:
     """Skeleton labels on the input grid, with how the vertebral levels were identified.
 
     ``labels``: ``vertebrae_*``, ``sacrum``, ``hip_left/right``, ``femur_left/right``,
-    ``other_bone`` (every other bone voxel: ribs, sternum …; never vessel calcium) and ``body``.
+    ``other_bone`` (every other bone voxel: ribs, sternum …) and ``body``; its
+    ``uncertain_slices`` lists, for each uncertain vertebra, the input slices (axis 0) it covers.
     ``vertebrae``: the labelled vertebrae cranial → caudal. ``level_anchor``: ``"sacrum"``,
     ``"ribs"`` or ``"none"``. ``uncertain``: names whose level (or presence) is doubtful.
     ``notes``: plain sentences on how the levels were found. ``runtime_s``: wall time.
@@ -427,7 +436,7 @@ def _prune_discs(discs: np.ndarray, profile: np.ndarray, dz_mm: float) -> np.nda
 
     A lower thoracic or lumbar body is 20–35 mm high and its neighbours differ little; a dip that
     leaves a segment under 15 mm, or under 0.65 × the median segment, is a streak or an oblique
-    end plate (the one with the higher bone fraction of the pair goes).
+    end plate: of the pair, the one whose removal leaves the more even heights goes.
     """
     discs = list(discs)
     while len(discs) >= 2:
@@ -437,18 +446,32 @@ def _prune_discs(discs: np.ndarray, profile: np.ndarray, dz_mm: float) -> np.nda
         if not len(short):
             break
         k = int(short[np.argmin(gaps[short])])
-        a, b = discs[k], discs[k + 1]
-        weaker = k if profile[int(round(a))] > profile[int(round(b))] else k + 1
-        discs.pop(weaker)
+
+        def irregularity(drop: int) -> float:
+            g = np.diff([d for i, d in enumerate(discs) if i != drop])
+            return float(np.sum((g - np.median(g)) ** 2)) if len(g) else 0.0
+
+        # drop the one whose removal leaves the more regular column; on a tie, the shallower dip
+        ia, ib = irregularity(k), irregularity(k + 1)
+        if abs(ia - ib) > 1e-9:
+            discs.pop(k if ia < ib else k + 1)
+        else:
+            discs.pop(k if profile[int(round(discs[k]))] > profile[int(round(discs[k + 1]))] else k + 1)
     return np.asarray(discs, dtype=float)
 
 
-def _metal_slices(hu_c: np.ndarray, fz: int, nz: int) -> np.ndarray:
-    """Working-grid slices holding metal (bool per slice), read at the input resolution."""
-    per_slice = (hu_c > METAL_HU).any(axis=(1, 2))
-    pad = (-len(per_slice)) % fz
-    per_slice = np.pad(per_slice, (0, pad))
-    return per_slice.reshape(-1, fz).any(axis=1)[:nz]
+def _metal_slices(hu_c: np.ndarray, f: tuple[int, int, int], dx_mm: np.ndarray) -> np.ndarray:
+    """Working-grid slices (bool per slice) with metal within 80 mm of the spine's midline.
+
+    Read at the input resolution (a block maximum), since a stent wire is diluted by averaging;
+    the femoral cortex and hip prostheses lie further out and do not streak the spine.
+    """
+    pad = [(0, (-n) % k) for n, k in zip(hu_c.shape, f)]
+    a = np.pad(hu_c > METAL_HU, pad)
+    s = a.shape
+    block = a.reshape(s[0] // f[0], f[0], s[1] // f[1], f[1], s[2] // f[2], f[2]).any(axis=(1, 3, 5))
+    block = block[: dx_mm.shape[0], :, : dx_mm.shape[1]]
+    return (block & (np.abs(dx_mm) <= 80.0)[:, None, :]).any(axis=(1, 2))
 
 
 def _discs_outside_metal(discs: np.ndarray, metal_z: np.ndarray, z_range: tuple[int, int],
@@ -534,8 +557,9 @@ def _sacral_disc(discs: np.ndarray, joined: np.ndarray, z_range: tuple[int, int]
     return best
 
 
-#: Above this (HU, at the input resolution) a voxel is metal: screws, stents, prostheses.
-METAL_HU = 1800.0
+#: Above this (HU, at the input resolution) a voxel near the spine is metal: screws, stents
+#: (a stent wire reaches only ~1500 HU at 3 mm; vertebral cortex stays below ~1200 HU).
+METAL_HU = 1400.0
 
 #: Lateral reach (mm from the midline) beyond which bone labelled as a vertebra is a rib.
 VERTEBRA_MAX_HALF_WIDTH_MM = 60.0
@@ -611,6 +635,44 @@ def _level_names(n_above: int) -> list[str]:
     return [VERTEBRA_ORDER[i5 - j] for j in range(n_above) if i5 - j >= 0]
 
 
+def _assign_levels(discs: np.ndarray, k_s: int | None, col: _Column, bone: np.ndarray, dx_mm: np.ndarray,
+                   sp: tuple[float, float, float]) -> tuple[str, list[tuple[float, float]], list[str], list[str]]:
+    """Name the segments between discs: ``(anchor, segments, names, notes)``, cranial → caudal.
+
+    Counted up from L5/S1 (disc ``k_s``) when the sacrum was found, else from T12 = the lowest
+    segment with separate rib bone beside it above a rib-free one, else nothing.
+    """
+    z0, z1 = col.z_range
+    if z1 < z0:
+        return "none", [], [], ["no spinal column found in the field of view"]
+    if not len(discs):
+        return "none", [], [], ["no intervertebral disc found: vertebral levels not assigned"]
+    bounds = [z0 - 0.5, *discs.tolist()]
+    if k_s is not None:
+        segments = list(zip(bounds[: k_s + 1], bounds[1: k_s + 2]))
+        names = _level_names(len(segments))[::-1]
+        segments = segments[len(segments) - len(names):]
+        note = (f"L5/S1 disc found {(discs[k_s] - z0) * sp[0]:.0f} mm below the top of the spine in view "
+                f"(lowest disc with the sacral alae reaching the ilia below it); {len(names)} vertebrae "
+                "counted up from it")
+        return "sacrum", segments, names, [note]
+    segs = list(zip(bounds, bounds[1:] + [z1 + 0.5]))
+    ribs = [_rib_score(bone, col.column, dx_mm, a, b) for a, b in segs]
+    rib_min = 400.0 / (sp[1] * sp[2])  # ≥ ~4 cm² of separate rib section per slice
+    t12 = None
+    for i in range(len(segs) - 1):
+        if ribs[i] >= rib_min and ribs[i + 1] < 0.25 * rib_min:
+            t12 = i
+    if t12 is None:
+        return "none", [], [], ["no sacrum in view and no rib-bearing vertebra above a rib-free one: "
+                                "vertebral levels not assigned"]
+    i12 = VERTEBRA_ORDER.index("vertebrae_T12")
+    pairs = [(seg, VERTEBRA_ORDER[i12 - t12 + i]) for i, seg in enumerate(segs)
+             if 0 <= i12 - t12 + i < len(VERTEBRA_ORDER)]
+    return ("ribs", [p[0] for p in pairs], [p[1] for p in pairs],
+            ["no sacrum in view: T12 taken as the lowest vertebra with ribs beside it; levels are uncertain"])
+
+
 def segment_body(volume: Volume) -> np.ndarray:
     """Patient body mask (bool, input grid): largest component above −300 HU, no table, holes filled.
 
@@ -649,12 +711,13 @@ def segment_bones(volume: Volume) -> LandmarkResult:
     bone = _drop_prevertebral_calcium(bone, col.y_front, dx_mm, sp)
     col = _spine_column(bone, body, xc, sp, contrast)
     discs = _find_discs(col.profile, col.z_range, sp[0])
-    metal_z = _metal_slices(hu_c, f[0], nz)
+    metal_z = _metal_slices(hu_c, f, dx_mm)
     discs, streaked = _discs_outside_metal(discs, metal_z, col.z_range, sp[0])
     joined = _joined_width_mm(bone, col.column, sp[2])
     k_s = _sacral_disc(discs, joined, col.z_range, sp[0]) if len(discs) else None
-    notes: list[str] = ["contrast-enhanced scan: even, bright regions (lumen, organs) kept out of bone"] if contrast else []
-    if streaked.any():
+    notes = ["contrast-enhanced scan: even, bright regions (lumen, organs) kept out of bone; where an "
+             "enhanced vessel touches bone the bone mask is less reliable"] if contrast else []
+    if streaked[max(col.z_range[0], 0): col.z_range[1] + 1].any():
         notes.append(f"metal (> {METAL_HU:.0f} HU) in {int(metal_z.sum())} working slices: disc dips next to it "
                      "ignored; the levels there are uncertain")
     z0, z1 = col.z_range
@@ -662,7 +725,6 @@ def segment_bones(volume: Volume) -> LandmarkResult:
     names: dict[int, str] = {}
     conf: dict[str, float] = {}
     complete: dict[str, bool] = {}
-    anchor = "none"
 
     def add(name: str, mask: np.ndarray) -> None:
         label = len(names) + 1
@@ -673,47 +735,8 @@ def segment_bones(volume: Volume) -> LandmarkResult:
     depth_mm = (yy - np.nan_to_num(col.y_front, nan=-1e6)[:, None, None]) * sp[1]
     body_box = (depth_mm >= 0.0) & (depth_mm <= 35.0) & (np.abs(dx_mm) <= 25.0)[:, None, :]
     zz = np.arange(nz)[:, None, None]
-    segments: list[tuple[float, float]] = []
-    level_names: list[str] = []
-    if z1 >= z0:
-        bounds = [z0 - 0.5, *discs.tolist()]
-        if k_s is not None:
-            anchor = "sacrum"
-            bounds = bounds[: k_s + 2]
-            segments = list(zip(bounds[:-1], bounds[1:]))
-            level_names = _level_names(len(segments))[::-1]
-            segments = segments[len(segments) - len(level_names):]
-            notes.append(f"L5/S1 disc found {len(level_names) and (discs[k_s] - z0) * sp[0]:.0f} mm below the top "
-                         f"of the spine in view (lowest disc with the sacral alae joining the ilia below it); "
-                         f"{len(level_names)} vertebrae counted up from it")
-        elif len(discs):
-            bounds = bounds + [z1 + 0.5]
-            segs = list(zip(bounds[:-1], bounds[1:]))
-            ribs = [_rib_score(bone, col.column, dx_mm, a, b) for a, b in segs]
-            rib_min = 400.0 / (sp[1] * sp[2])  # ≥ ~4 cm² of rib section per slice
-            t12 = None
-            for i in range(len(segs) - 1):
-                if ribs[i] >= rib_min and ribs[i + 1] < 0.25 * rib_min:
-                    t12 = i
-            if t12 is not None:
-                anchor = "ribs"
-                i12 = VERTEBRA_ORDER.index("vertebrae_T12")
-                segments, level_names = [], []
-                for i, seg in enumerate(segs):
-                    j = i12 - t12 + i
-                    if 0 <= j < len(VERTEBRA_ORDER):
-                        segments.append(seg)
-                        level_names.append(VERTEBRA_ORDER[j])
-                notes.append("no sacrum in view: T12 taken as the lowest vertebra with ribs beside it; "
-                             "levels are uncertain")
-            else:
-                notes.append("no sacrum in view and no rib-bearing vertebra above a rib-free one: "
-                             "vertebral levels not assigned")
-        else:
-            notes.append("no intervertebral disc found: vertebral levels not assigned")
-    else:
-        notes.append("no spinal column found in the field of view")
-
+    anchor, segments, level_names, level_notes = _assign_levels(discs, k_s, col, bone, dx_mm, sp)
+    notes.extend(level_notes)
     dz = sp[0]
     planes = {float(p[0]): p for p in _disc_planes(discs, col.y_front, sp)}
     # the midline column between two tilted disc planes is one vertebra, posterior elements included
@@ -773,13 +796,22 @@ def segment_bones(volume: Volume) -> LandmarkResult:
     names[body_id] = "body"
     labels_w[body & ~bone] = body_id
 
-    full = frame.from_canonical(_upsample(labels_w.astype(np.uint16), f, hu_c.shape))
-    full = np.ascontiguousarray(full)
+    full_c = _upsample(labels_w.astype(np.uint16), f, hu_c.shape)
+    if f != (1, 1, 1):
+        # at the input resolution a bone block's edge is partly soft tissue: where the working
+        # voxel is not inside the bone, keep only the voxels bright enough to be bone
+        inside = _upsample(ndi.binary_erosion(bone, structure=ndi.generate_binary_structure(3, 1)), f, hu_c.shape)
+        soft = (full_c != body_id) & (full_c > 0) & ~inside & (hu_c <= BONE_EDGE_HU)
+        full_c[soft] = body_id
+    full = np.ascontiguousarray(frame.from_canonical(full_c))
     body_full = full > 0
-    labelmap = LabelMap(labels=full, grid=volume.grid, names=names,
+    uncertain = tuple(n for n in level_names if conf.get(n, 0.0) < 0.7)
+    ids = {n: i for i, n in names.items()}
+    uncertain_slices = {n: tuple(int(z) for z in np.flatnonzero((full == ids[n]).any(axis=(1, 2))))
+                        for n in uncertain}
+    labelmap = LabelMap(labels=full, grid=volume.grid, names=names, uncertain_slices=uncertain_slices,
                         load_notes=("built-in landmark segmenter (model-free)",))
     vertebrae = _vertebra_levels(labelmap, frame, level_names, conf, complete)
-    uncertain = tuple(n for n in level_names if conf.get(n, 0.0) < 0.7)
     if anchor == "sacrum" and not any(n.startswith("hip_") and (full == i).any() for i, n in names.items()):
         notes.append("no hip bone found beside the sacrum")
     return LandmarkResult(labels=labelmap, vertebrae=vertebrae, level_anchor=anchor, uncertain=uncertain,

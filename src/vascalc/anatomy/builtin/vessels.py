@@ -21,6 +21,7 @@ Orientation: any axis-aligned grid is handled by reading the array in a canonica
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -121,6 +122,16 @@ def _slicewise_fill(mask: np.ndarray) -> np.ndarray:
                                                                [[0, 0, 0], [0, 0, 0], [0, 0, 0]]], bool))
 
 
+def _open_thin(bone: np.ndarray, spacing_mm, width_mm: float = 2.0) -> np.ndarray:
+    """In-plane opening: removes what is thinner than ≈ 2 × ``width_mm`` — a wall plaque that
+    touches a vertebra (the threshold joins them) and the bridge between them — while the filled
+    vertebral bodies, pelvis and femurs stay."""
+    k = max(1, int(round(width_mm / float(min(spacing_mm[1], spacing_mm[2])))))
+    cross = np.zeros((3, 3, 3), bool)
+    cross[1] = ndimage.generate_binary_structure(2, 1)
+    return ndimage.binary_opening(bone, structure=cross, iterations=k)
+
+
 def threshold_bones(hu_small: np.ndarray, spacing_mm, *, threshold_hu: float = 180.0, cortex_hu: float | None = None,
                     min_volume_mm3: float = 3000.0, reach_mm: float = 6.0) -> np.ndarray:
     """Skeleton mask by threshold: components of HU > ``threshold_hu`` larger than
@@ -135,7 +146,7 @@ def threshold_bones(hu_small: np.ndarray, spacing_mm, *, threshold_hu: float = 1
         if n == 0:
             return raw
         sizes = np.bincount(lab.ravel())[1:] * float(np.prod(spacing_mm))
-        return _slicewise_fill(np.concatenate([[False], sizes >= min_volume_mm3])[lab])
+        return _open_thin(_slicewise_fill(np.concatenate([[False], sizes >= min_volume_mm3])[lab]), spacing_mm)
     dense = (hu_small > cortex_hu) & (hu_small < METAL_HU)  # metal (a stent in an artery) anchors no bone
     lab, n = ndimage.label(dense)
     if n == 0:
@@ -158,7 +169,7 @@ def threshold_bones(hu_small: np.ndarray, spacing_mm, *, threshold_hu: float = 1
     ring[1] = ndimage.generate_binary_structure(2, 1)
     k = max(1, int(round(3.0 / float(min(spacing_mm[1], spacing_mm[2])))))
     closed = ndimage.binary_closing(np.pad(bone, ((0, 0), (k, k), (k, k))), structure=ring, iterations=k)[:, k:-k, k:-k]
-    return _slicewise_fill(closed | bone)
+    return _open_thin(_slicewise_fill(closed | bone), spacing_mm)
 
 
 def threshold_body(hu_small: np.ndarray) -> np.ndarray:
@@ -354,7 +365,7 @@ class _Metal:
 
 
 def _track(ctx: _Ctx, z0: int, fit0: _Fit, direction: int, *, r_range_mm: tuple[float, float], max_shift_mm: float,
-           stop: callable | None = None, metal: "_Metal | None" = None,
+           stop: Callable[[int, np.ndarray, "_Fit"], bool] | None = None, metal: "_Metal | None" = None,
            max_gap_mm: float = 9.0, min_hits: float = 0.45,
            z_limit: int | None = None, r_cap_mm: float | None = None, lateral: np.ndarray | None = None) -> tuple[dict[int, _Fit], list[int], int | None]:
     """Follow a tube from slice ``z0`` one slice at a time in ``direction`` (+1 up, −1 down).
@@ -554,6 +565,12 @@ def _find_and_track_aorta(ctx: _Ctx, body, spine_x, spine_ant, has_spine, metal:
             bif, seeds = _bifurcation_by_radius(ctx, fits, z0)
         if bif is not None:
             fits = {z: f for z, f in fits.items() if z > bif}
+        # the aorta lies in front of the spine (its centre at most a little behind the vertebral
+        # front, beside the body in the lower thorax); the psoas — another long, round,
+        # soft-tissue tube — lies beside and behind it
+        dys = [spine_ant[z] * ctx.spacing[1] - f.centre_mm[0] for z, f in fits.items() if has_spine[z]]
+        if dys and float(np.median(dys)) < -10.0:
+            continue
         length = len(fits) * dz
         # ≥ 50 mm of tube, or most of a short scan
         if length >= min(50.0, 0.6 * ctx.img.shape[0] * dz) and (best is None or length > best[0]):
@@ -567,7 +584,7 @@ def _bifurcation_by_radius(ctx: _Ctx, fits: dict[int, _Fit], z0: int):
     just above, on three slices) it has slipped into one iliac: that is the bifurcation. The other
     iliac is looked for mirrored about the last aortic centre. When the track just ends, two tubes
     are looked for side by side below its end. Returns (first iliac slice, {side: (slice, fit)})."""
-    zs = sorted((z for z in fits if z <= z0), reverse=True)
+    zs = sorted(fits, reverse=True)  # the whole track: the seed may sit just above the bifurcation
     radius = {z: fits[z].radius_mm for z in zs}
     for i, z in enumerate(zs):
         above = [radius[u] for u in zs[max(0, i - 8): i]]
@@ -761,6 +778,9 @@ def segment_vessels(volume: Volume, *, bones: np.ndarray | None = None, body: np
         raise InputError(f"a 3-D CT with at least 3 slices per axis is needed, got shape {grid.shape}")
     perm, flips = _canonical_frame(grid.direction_matrix)
     hu = _to_canonical(volume.hu, perm, flips)
+    nz = hu.shape[0]
+    # canonical slice (superior = high) → index along the volume's own slice axis, for the user
+    to_index = (lambda z: nz - 1 - z) if flips[0] else (lambda z: z)  # noqa: E731
     sp_full = np.asarray(grid.spacing_mm, float)[list(perm)]
     f = max(1, int(round(2.0 / float(min(sp_full[1], sp_full[2])))))
     small = _block_mean(hu, f)
@@ -776,7 +796,7 @@ def segment_vessels(volume: Volume, *, bones: np.ndarray | None = None, body: np
     else:
         bone_small = threshold_bones(small, sp)
         bone_cta = threshold_bones(small, sp, cortex_hu=400.0)
-        notes.append("bones: threshold skeleton (HU > 180 near HU > 400, components > 3 cm³)")
+        notes.append("bones: threshold skeleton (HU > 180, components > 3 cm³; for CTA only near HU > 400 cortex)")
     if body is not None:
         if body.shape != volume.shape:
             raise InputError(f"body mask shape {body.shape} does not match the volume {volume.shape}")
@@ -828,10 +848,14 @@ def segment_vessels(volume: Volume, *, bones: np.ndarray | None = None, body: np
         contrast_detected = lumen_hu > CONTRAST_LUMEN_HU
         grow = {k: (v if ctx.contrast else 0.0) for k, v in WALL_MM.items()}
         for z, fit in aorta_fits.items():
+            if metal is not None and metal.near(z, fit.centre_mm):
+                uncertain["aorta"].add(z)  # a seed or a bridged slice on the streaks: not drawn
+                continue
             _draw(labels_c, _ID["aorta"], z, fit, grow["aorta"], sp_full[1:], offset_mm)
         uncertain["aorta"].update(aorta_unc)
         zs = sorted(aorta_fits)
-        notes.append(f"aorta: slices {zs[0]}–{zs[-1]} (canonical, superior = high), "
+        lo, hi = sorted((to_index(zs[0]), to_index(zs[-1])))
+        notes.append(f"aorta: slices {lo}–{hi}, "
                      f"lumen median {lumen_hu:.0f} HU, {'contrast' if contrast_detected else 'non-contrast'}")
         if bif_z is None:
             notes.append("no aortic bifurcation found in the scan: iliac and femoral arteries not followed")
@@ -846,6 +870,9 @@ def segment_vessels(volume: Volume, *, bones: np.ndarray | None = None, body: np
                 fits = _smooth_track({zs0: seed, **fits, **up}, size=3)
                 for z, fit in fits.items():
                     part = "femoral" if (fem_z is not None and z < fem_z) else "iliac"
+                    if metal is not None and metal.near(z, fit.centre_mm):
+                        uncertain[f"{part}_artery_{side}"].add(z)
+                        continue
                     _draw(labels_c, _ID[f"{part}_artery_{side}"], z, fit, grow[part], sp_full[1:], offset_mm)
                 for z in unc + unc_up:
                     part = "femoral" if (fem_z is not None and z < fem_z) else "iliac"
@@ -853,8 +880,8 @@ def segment_vessels(volume: Volume, *, bones: np.ndarray | None = None, body: np
             for side in ("left", "right"):
                 if side not in iliac_seeds:
                     notes.append(f"{side} iliac artery not found below the bifurcation")
-            notes.append(f"bifurcation at canonical slice {bif_z}; femoral level "
-                         f"{'not found' if fem_z is None else fem_z}")
+            notes.append(f"aortic bifurcation at slice {to_index(bif_z)}; iliac → femoral boundary "
+                         f"{'not in the scan' if fem_z is None else f'at slice {to_index(fem_z)}'}")
         if not ctx.contrast:
             notes.append("renal, celiac and SMA origins are not looked for on non-contrast CT (absent)")
         else:
@@ -872,17 +899,19 @@ def segment_vessels(volume: Volume, *, bones: np.ndarray | None = None, body: np
         lo = np.maximum([zz.min(), yy.min() - 4, xx.min() - 4], 0)
         hi = np.array([zz.max() + 1, yy.max() + 5, xx.max() + 5])
         box = tuple(slice(a, b) for a, b in zip(lo, hi))
-        it = max(1, int(round(1.5 / min(sp_full[1], sp_full[2]))))
-        near_bone = ndimage.binary_dilation(bone_full[box], structure=ndimage.generate_binary_structure(3, 1)
-                                            * np.array([0, 1, 0], bool)[:, None, None], iterations=it)
-        near_bone |= bone_full[box]
+        # 1.5 mm of margin around bone; none where a voxel is coarser than that (a whole 3-mm
+        # voxel ring would cut away the wall plaques that sit 2–5 mm from the vertebrae)
+        it = int(round(1.5 / min(sp_full[1], sp_full[2])))
+        near_bone = bone_full[box]
+        if it > 0:  # (scipy dilates until nothing changes when iterations < 1)
+            near_bone = near_bone | ndimage.binary_dilation(
+                near_bone, structure=ndimage.generate_binary_structure(3, 1) * np.array([0, 1, 0], bool)[:, None, None],
+                iterations=it)
         labels_c[box][near_bone] = 0
     # a slice counts as uncertain only where no mask of that vessel was drawn
     drawn = {n: set(np.flatnonzero((labels_c == i).any(axis=(1, 2))).tolist()) for i, n in VESSEL_LABELS.items()}
-    nz = hu.shape[0]
-    to_index = (lambda z: nz - 1 - z) if flips[0] else (lambda z: z)
     if perm[0] != 0:
-        notes.append("uncertain slice indices refer to the canonical superior axis (the grid is not axial-first)")
+        notes.append("slice indices refer to the volume's head–foot axis (the grid is not stored axial-first)")
     unc_out = {n: tuple(sorted(to_index(z) for z in s - drawn[n])) for n, s in uncertain.items() if s - drawn[n]}
     labels = _from_canonical(labels_c, perm, flips).copy()
     lm = LabelMap(labels=labels, grid=grid, names=dict(VESSEL_LABELS), uncertain_slices=unc_out)

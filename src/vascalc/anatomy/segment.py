@@ -55,9 +55,7 @@ def _builtin(volume: Volume) -> LabelMap:
     from vascalc.anatomy.builtin.vessels import segment_vessels
 
     bones = segment_bones(volume)
-    bone_mask = np.isin(bones.labels.labels, [i for i, n in bones.labels.names.items() if n != "body"])
-    body = bones.labels.mask("body") if bones.labels.has("body") else None
-    vessels = segment_vessels(volume, bones=bone_mask, body=body)
+    vessels = segment_vessels(volume, bones=bones.bone_mask(), body=bones.body)
     skeleton = bones.labels.subset([n for n in bones.labels.names.values() if n != "body"])
     return merge_labelmaps(volume, [skeleton, vessels.labels])
 

@@ -2,30 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, fields
 
 import numpy as np
 
-
-def _plain(value: object) -> object:
-    """JSON-safe plain Python (no numpy scalars, NaN → None)."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return [_plain(v) for v in value.tolist()]
-    if isinstance(value, (np.bool_, bool)):
-        return bool(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, (np.floating, float)):
-        v = float(value)
-        return None if math.isnan(v) or math.isinf(v) else v
-    if hasattr(value, "to_dict"):
-        return value.to_dict()
-    return value
+from vascalc.jsonable import to_jsonable
 
 
 @dataclass(frozen=True)
@@ -40,7 +21,7 @@ class RiskCategories:
     lm_separate: bool | None
 
     def to_dict(self) -> dict:
-        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+        return {f.name: to_jsonable(getattr(self, f.name)) for f in fields(self)}
 
 
 @dataclass(frozen=True)
@@ -71,7 +52,7 @@ class Lesion:
     pv_region_voxels: int
 
     def to_dict(self) -> dict:
-        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+        return {f.name: to_jsonable(getattr(self, f.name)) for f in fields(self)}
 
 
 @dataclass(frozen=True)
@@ -122,7 +103,7 @@ class StructureScore:
     risk: RiskCategories | None = None
 
     def to_dict(self) -> dict:
-        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+        return {f.name: to_jsonable(getattr(self, f.name)) for f in fields(self)}
 
 
 @dataclass(frozen=True, eq=False)
@@ -162,7 +143,7 @@ class CalciumResult:
             "total": self.total.to_dict(),
             "categories": self.categories,
             "lesions": [lesion.to_dict() for lesion in self.lesions],
-            "thresholds": _plain(self.thresholds),
-            "method": _plain(self.method),
+            "thresholds": to_jsonable(self.thresholds),
+            "method": to_jsonable(self.method),
             "warnings": list(self.warnings),
         }

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from vascalc.jsonable import to_jsonable
 from vascalc.errors import InputError
 
 app = typer.Typer(help="Agreement statistics: tables with CIs and plots, as in a paper's results section.",
@@ -257,10 +258,7 @@ class _Report:
     table: object
 
     def to_dict(self) -> dict:
-        # imported here so that `vascalc --help` does not load scipy and statsmodels
-        from vascalc.stats._common import clean
-
-        return clean(self)
+        return to_jsonable(self)
 
 
 @app.command("ordinal")

@@ -7,14 +7,13 @@ for input that no statistic can use (mismatched lengths, text, too few cases).
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from typing import Any
 
 import numpy as np
 from scipy import stats as _st
 
 from vascalc.errors import InputError
+from vascalc.jsonable import to_jsonable
 
 
 def z_quantile(confidence: float) -> float:
@@ -71,28 +70,8 @@ def require_n(n: int, min_n: int, what: str) -> None:
         raise InputError(f"{what} needs at least {min_n} complete cases, got {n}")
 
 
-def clean(value: Any) -> Any:
-    """JSON-friendly copy: numpy scalars → Python, NaN/inf → None, tuples → lists, recursively."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: clean(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, dict):
-        return {str(k): clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [clean(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return [clean(v) for v in value.tolist()]
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        value = float(value)
-        return value if math.isfinite(value) else None
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
-
-
 class ResultMixin:
     """``to_dict()`` for the frozen result dataclasses (NaN becomes ``None`` so JSON stays valid)."""
 
     def to_dict(self) -> dict:
-        return clean(self)
+        return to_jsonable(self)

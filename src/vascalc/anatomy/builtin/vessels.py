@@ -1,18 +1,30 @@
 """Model-free segmentation of the aorta, iliac and femoral arteries (and visceral origins) from CT.
 
-The arteries are found as tubes, not as voxels: the aorta is seeded where a round soft-tissue (or,
-on CTA, bright) disc sits in front of the spine, then followed slice by slice by casting rays from
-its centre to the first fat / lumen-edge / bone sample; below the bifurcation two smaller tubes are
-followed the same way down the pelvis and thighs. Each slice of each vessel is therefore a centre
-and a star-shaped outline in millimetres, drawn at the full resolution of the scan at the end, so
-the search runs on an in-plane downsampled copy (≈ 2 mm) and stays fast.
+The arteries are found as tubes, not as voxels. The aorta is seeded where a round soft-tissue
+(or, on CTA, bright) disc with a non-tube ring sits in front of the spine, then followed slice by
+slice: 32 rays are cast from the centre to the first fat / half-lumen / bone sample, the rays that
+agree on one radius (the wall) get a circle fitted through them and the others (escaping through
+an attached IVC, crus, branch or muscle) are ignored. Going down, the bifurcation is where the
+track splits into two tubes or narrows to < 0.72 × the aortic radius; the two iliacs are then
+followed down the pelvis and the thighs (radius capped at 7.5 mm; where an artery lies against
+its vein the antero-lateral tube is kept). Iliac becomes femoral at the femoral-head level. Each
+slice of each vessel is a centre and a star-shaped outline in millimetres, drawn at the full
+resolution of the scan at the end, so the search runs on an in-plane downsampled copy (≈ 2 mm),
+and a 512 × 512 × 300 CT takes ≈ 6–13 s on two cores.
+
+Contrast: a CTA hypothesis is tried when the scan is tagged with a contrast agent or holds
+≥ 150 cm³ of homogeneous bright tissue; it is kept when the followed aorta's lumen median is
+> 120 HU and even (SD < 40 HU, unlike marrow). Renal, celiac and SMA *origins* (≈ 12 mm) are
+looked for on CTA only, as bright offshoots of the aortic wall; on non-contrast CT they are absent.
 
 Masks are lumen + wall (the wall is where calcium sits, SCORING.md C): on non-contrast CT the
-soft-tissue/fat edge *is* the outer wall; on CTA the bright-lumen edge is grown outwards by the
-wall thickness. Bone (given, or thresholded here) is removed from every vessel mask after a small
-dilation, so calcium scoring never counts vertebra, pelvis or femur. Slices where the evidence is
-missing (metal streaks, a lost track) are left empty and listed in ``uncertain_slices`` — the
-segmenter does not invent a vessel there.
+soft-tissue/fat edge *is* the outer wall; on CTA the bright-lumen edge is grown outwards by
+:data:`WALL_MM`. Bone (given, or thresholded here) is removed from every vessel mask, with a
+1.5-mm margin where voxels are finer than that, so calcium scoring never counts vertebra, pelvis
+or femur. Slices where the evidence is missing — within 15 mm (along z) and 40 mm (in-plane) of
+metal > 2000 HU, or a track lost for good — are left empty and listed in ``uncertain_slices``:
+the segmenter does not invent a vessel there. Short gaps (≤ 15 mm aorta, ≤ 12 mm iliac) between
+two good fits of a continuous tube are bridged by interpolation.
 
 Orientation: any axis-aligned grid is handled by reading the array in a canonical frame
 (axis 0 superior, axis 1 posterior, axis 2 patient-left, from :class:`Grid` ``direction``).
@@ -917,3 +929,7 @@ def segment_vessels(volume: Volume, *, bones: np.ndarray | None = None, body: np
     lm = LabelMap(labels=labels, grid=grid, names=dict(VESSEL_LABELS), uncertain_slices=unc_out)
     return VesselResult(labels=lm, uncertain_slices=unc_out, contrast_detected=bool(contrast_detected),
                         lumen_hu_median=lumen_hu, elapsed_s=time.perf_counter() - t0, notes=tuple(notes))
+
+
+__all__ = ["CONTRAST_LUMEN_HU", "VESSEL_LABELS", "VesselResult", "WALL_MM", "segment_vessels", "threshold_body",
+           "threshold_bones"]

@@ -117,6 +117,7 @@ class SummaryRow:
 class DetectionRow:
     """Lesion detection by true plaque volume for one method × slice thickness (``detection.csv``)."""
 
+    kind: str
     method: str
     slice_thickness_mm: float
     size_bin_mm3: str
@@ -299,21 +300,21 @@ def _agreement(sel, kind, method, quantity, col, truth_col, unit, dz, nz, pooled
                       bias_pct, int(zero.size), float(np.max(np.abs(zero))) if zero.size else nan)
 
 
-def detection_table(records: Iterable[tuple[str, float, np.ndarray, np.ndarray]]) -> list[DetectionRow]:
-    """Detection rate per method × thickness × true-size bin from (method, thickness, true plaque
-    volumes mm³, detected flags) per scored case."""
-    acc: dict[tuple[str, float, int], list[int]] = {}
-    for method, dz, volumes, detected in records:
+def detection_table(records: Iterable[tuple[str, str, float, np.ndarray, np.ndarray]]) -> list[DetectionRow]:
+    """Detection rate per phantom kind × method × thickness × true-size bin from (kind, method,
+    thickness, true plaque volumes mm³, detected flags) per scored case."""
+    acc: dict[tuple[str, str, float, int], list[int]] = {}
+    for kind, method, dz, volumes, detected in records:
         bins = np.digitize(volumes, SIZE_BINS_MM3[1:-1], right=True)
         for b in range(len(SIZE_BINS_MM3) - 1):
-            cell = acc.setdefault((method, dz, b), [0, 0])
+            cell = acc.setdefault((kind, method, dz, b), [0, 0])
             cell[0] += int((bins == b).sum())
             cell[1] += int(detected[bins == b].sum())
     out = []
-    for (method, dz, b), (n, k) in sorted(acc.items()):
+    for (kind, method, dz, b), (n, k) in sorted(acc.items(), key=lambda kv: (kv[0][0] != "vascular", kv[0])):
         lo, hi = SIZE_BINS_MM3[b], SIZE_BINS_MM3[b + 1]
         label = f"{lo:g}-{hi:g}" if math.isfinite(hi) else f">{lo:g}"
-        out.append(DetectionRow(method, dz, label, n, k, k / n if n else math.nan))
+        out.append(DetectionRow(kind, method, dz, label, n, k, k / n if n else math.nan))
     return out
 
 
@@ -354,9 +355,10 @@ def summary_markdown(summary: Sequence[SummaryRow], detection: Sequence[Detectio
                      f"{f(s.ba_loa_low)} to {f(s.ba_loa_high)} | {f(s.ba_bias_percent)} | {s.zero_n} | "
                      f"{f(s.zero_max, 2)} |")
     lines += ["", "Lesion detection (a plaque is detected when any voxel it covers is in a scored lesion):", "",
-              "| method | slice mm | true volume mm³ | plaques | detected | rate |", "|---|---|---|---|---|---|"]
+              "| phantoms | method | slice mm | true volume mm³ | plaques | detected | rate |",
+              "|---|---|---|---|---|---|---|"]
     for d in detection:
-        lines.append(f"| {d.method} | {d.slice_thickness_mm:g} | {d.size_bin_mm3} | {d.n_plaques} | "
+        lines.append(f"| {d.kind} | {d.method} | {d.slice_thickness_mm:g} | {d.size_bin_mm3} | {d.n_plaques} | "
                      f"{d.n_detected} | {f(100 * d.detection_rate, 0) if d.n_plaques else '–'} % |")
     return "\n".join(lines) + "\n"
 
@@ -370,8 +372,8 @@ def agreement_plots(rows: Sequence[VesselRow], out: Path) -> list[str]:
     import matplotlib.pyplot as plt
 
     written = []
-    for method in sorted({r.method for r in rows}):
-        sel = [r for r in rows if r.method == method and r.truth_volume_mm3 >= MIN_TRUE_VOLUME_MM3
+    for kind, method in sorted({(r.kind, r.method) for r in rows}):
+        sel = [r for r in rows if r.kind == kind and r.method == method and r.truth_volume_mm3 >= MIN_TRUE_VOLUME_MM3
                and r.slice_thickness_mm <= 3.0 + 1e-9]
         if len(sel) < 2:
             continue
@@ -394,14 +396,14 @@ def agreement_plots(rows: Sequence[VesselRow], out: Path) -> list[str]:
                         ax_b.axhline(v, color=colour, ls=ls, lw=1)
             top = float(np.nanmax(truth)) * 1.1
             ax_s.plot([0, top], [0, top], "k:", lw=1)
-            ax_s.set(xlabel=f"true {what} ({unit})", ylabel=f"measured {what} ({unit})", title=f"{method}: {what}")
+            ax_s.set(xlabel=f"true {what} ({unit})", ylabel=f"measured {what} ({unit})", title=f"{kind}, {method}: {what}")
             ax_b.axhline(0, color="k", lw=0.5)
             ax_b.set(xlabel=f"mean of measured and true ({unit})", ylabel=f"measured − true ({unit})",
-                     title=f"{method}: Bland–Altman, {what} (mean ± 1.96 SD)")
+                     title=f"{kind}, {method}: Bland–Altman, {what} (mean ± 1.96 SD)")
             ax_s.legend(fontsize=8)
             ax_b.legend(fontsize=8)
         fig.tight_layout()
-        name = f"agreement_{''.join(c if c.isalnum() else '_' for c in method)}.png"
+        name = f"agreement_{kind}_{''.join(c if c.isalnum() else '_' for c in method)}.png"
         fig.savefig(out / name, dpi=120)
         plt.close(fig)
         written.append(name)
@@ -433,7 +435,7 @@ def run_accuracy(output: Path | str, *, n_cases: int = 2, seed: int = 0,
             report(f"{case.case_id}: scoring ({method})")
             case_rows, detected = score_case(case, phantom, method)
             rows.extend(case_rows)
-            det_records.append((method, case.slice_thickness_mm, volumes, detected))
+            det_records.append((case.kind, method, case.slice_thickness_mm, volumes, detected))
     if not rows:
         raise InputError("no case was scored: check that --methods holds agatston (non-contrast, inserts) "
                          "and/or a contrast policy such as adaptive or hu=<N>")

@@ -13,8 +13,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from vascalc.jsonable import to_jsonable
 from vascalc.errors import InputError
+from vascalc.jsonable import to_jsonable
 
 app = typer.Typer(help="Agreement statistics: tables with CIs and plots, as in a paper's results section.",
                   no_args_is_help=True)

@@ -55,7 +55,10 @@ def _builtin(volume: Volume) -> LabelMap:
     from vascalc.anatomy.builtin.vessels import segment_vessels
 
     bones = segment_bones(volume)
-    vessels = segment_vessels(volume, bones=bones.bone_mask(), body=bones.body)
+    # The vessel tracker keeps its own, contrast-aware skeleton: the landmark skeleton takes in
+    # contrast-filled lumen next to the spine (on CTA it would cut the aorta in half). The vessels
+    # win where the two disagree; calcium scoring still excludes voxels near the remaining bone.
+    vessels = segment_vessels(volume, body=bones.body)
     skeleton = bones.labels.subset([n for n in bones.labels.names.values() if n != "body"])
     return merge_labelmaps(volume, [skeleton, vessels.labels])
 

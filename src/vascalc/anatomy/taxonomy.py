@@ -74,6 +74,7 @@ BONES: tuple[str, ...] = (
     "sternum",
     "costal_cartilages",
     "skull",
+    "other_bone",  # the built-in segmenter's bone without a more specific name (ribs, scapulae …)
 )
 
 #: Structures used to place regions along the body axis.

@@ -188,3 +188,17 @@ def test_disagreeing_fold_models_mark_slices_uncertain(trained):
     disagreeing = Seg2DEnsemble(networks=(good.networks[0], silent), metadata=good.metadata)
     labels = predict_volume(disagreeing, volume)
     assert labels.uncertain_slices == {"aorta": (0, 1, 2, 3, 4)}
+
+
+def test_model_backend_through_the_segment_interface(trained):
+    """``--segmenter model:PATH``: the trained ensemble gives the vessel, the skeleton comes built in."""
+    from vascalc.anatomy.segment import segment
+
+    model_dir, _ = trained
+    images, masks = _discs(4, seed=8, size=40)
+    labels = segment(_volume(images), backend=f"model:{model_dir}")
+    assert "aorta" in labels.names.values()
+    # the discs are 640 HU, bright as bone: the built-in skeleton claims part of them, and bone wins
+    claimed = labels.mask("aorta") | (labels.mask("other_bone") if labels.has("other_bone") else False)
+    assert dice_scores(claimed, masks).global_dice > 0.7
+    assert labels.mask("aorta").any()

@@ -399,7 +399,7 @@ def agreement_plots(rows: Sequence[VesselRow], out: Path) -> list[str]:
             ax_s.set(xlabel=f"true {what} ({unit})", ylabel=f"measured {what} ({unit})", title=f"{kind}, {method}: {what}")
             ax_b.axhline(0, color="k", lw=0.5)
             ax_b.set(xlabel=f"mean of measured and true ({unit})", ylabel=f"measured − true ({unit})",
-                     title=f"{kind}, {method}: Bland–Altman, {what} (mean ± 1.96 SD)")
+                     title=f"Bland–Altman, {what} (bias ± 1.96 SD)")
             ax_s.legend(fontsize=8)
             ax_b.legend(fontsize=8)
         fig.tight_layout()

@@ -67,7 +67,8 @@ def cluster_pv(hu: np.ndarray, clusters: np.ndarray, n_clusters: int, cluster_ve
                scope: str = "vessel", min_ring_voxels: int = 20, clip: bool = False,
                object_model: str = "lesion", calibration_a: float = 0.0,
                calibration_b: float = 1.0, min_region_voxels: float = 2.0,
-               mask_vessel: np.ndarray | None = None, near_vessel: np.ndarray | None = None) -> ClusterPV:
+               mask_vessel: np.ndarray | None = None, near_vessel: np.ndarray | None = None,
+               significance_sd: float = 3.0) -> ClusterPV:
     """Integrated-intensity and volume-fraction scores of every cluster (A.7) on a crop.
 
     Region R_c: voxels within the ellipsoid of half-sizes r_i = max(``region_mm``,
@@ -218,6 +219,11 @@ def cluster_pv(hu: np.ndarray, clusters: np.ndarray, n_clusters: int, cluster_ve
             s_obj = np.full(n_clusters, float(object_hu))
             rho = np.full(n_clusters, float(density_mg_cm3))
         n_obj = net / (s_obj - bkg)
+        # a cluster whose net intensity is within noise of zero (a bright noise speck, e.g. in a
+        # contrast-filled lumen above an adaptive threshold) has no measurable object HU, and the
+        # small S_obj − S_bkg of the lesion model would turn its noise into volume: it counts 0
+        noise_of_sum = significance_sd * noise * np.sqrt(np.maximum(region_count, 1))
+        n_obj = np.where(np.isfinite(net) & (net <= noise_of_sum), 0.0, n_obj)
         volume = n_obj * v
         mass = volume * rho / 1000.0
         # volume fraction (R16): the reference rod as S_obj and the ring S_bkg, as the reference code

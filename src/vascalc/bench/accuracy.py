@@ -85,7 +85,8 @@ class VesselRow:
 class SummaryRow:
     """Agreement of one quantity with truth for one method × slice thickness × noise (``summary.csv``).
 
-    ``n`` vessels with ≥ 5 mm³ of true calcium; ``mape_percent`` (§D.3, zero references excluded);
+    ``n`` vessels with ≥ 5 mm³ of true calcium; ``mape_percent`` (§D.3, zero references excluded) and
+    ``median_ape_percent`` (the median of the same per-vessel errors);
     ``pearson_r``; ``r2_identity`` (1 − RSS/TSS about y = x) and ``r2_pearson`` (r²); Bland–Altman
     ``ba_bias``/``ba_loa_low``/``ba_loa_high`` in the quantity's unit (d = measured − truth, 1.96 SD)
     and ``ba_bias_percent`` (% of the pair mean). ``zero_n``: calcium-free vessels;
@@ -102,6 +103,7 @@ class SummaryRow:
     pooled: str
     n: int
     mape_percent: float
+    median_ape_percent: float
     pearson_r: float
     r2_identity: float
     r2_pearson: float
@@ -281,9 +283,11 @@ def _agreement(sel, kind, method, quantity, col, truth_col, unit, dz, nz, pooled
     zero = np.array([getattr(r, col) for r in sel if r.truth_volume_mm3 == 0.0])
     zero = zero[np.isfinite(zero)]
     nan = math.nan
-    mape = r = r2i = r2p = bias = lo = hi = bias_pct = nan
+    mape = mdape = r = r2i = r2p = bias = lo = hi = bias_pct = nan
     ok = np.isfinite(y) & np.isfinite(yhat)
     y, yhat = y[ok], yhat[ok]
+    if y.size >= 1:
+        mdape = float(np.median(100 * np.abs(yhat - y) / y))
     if y.size >= 2:
         em = error_metrics(y, yhat)
         mape, r2i, r2p = em.mape_percent, em.r2_identity, em.r2_pearson
@@ -296,7 +300,7 @@ def _agreement(sel, kind, method, quantity, col, truth_col, unit, dz, nz, pooled
         bias, lo, hi = ba.bias, ba.loa_lower, ba.loa_upper
         if np.all((y + yhat) != 0):
             bias_pct = bland_altman(y, yhat, percentage=True).bias
-    return SummaryRow(kind, method, quantity, unit, dz, nz, pooled, int(y.size), mape, r, r2i, r2p, bias, lo, hi,
+    return SummaryRow(kind, method, quantity, unit, dz, nz, pooled, int(y.size), mape, mdape, r, r2i, r2p, bias, lo, hi,
                       bias_pct, int(zero.size), float(np.max(np.abs(zero))) if zero.size else nan)
 
 
@@ -344,13 +348,13 @@ def summary_markdown(summary: Sequence[SummaryRow], detection: Sequence[Detectio
              "R²(id) = 1 − RSS/TSS about y = x; R²(r²) = squared Pearson r; Bland–Altman d = measured − truth "
              "(bias and 95 % limits in the quantity's unit; bias % of the pair mean); zero max = largest "
              "value measured in a calcium-free vessel.", "",
-             "| phantoms | method | quantity | slice mm | noise HU | n | MAPE % | r | R²(id) | R²(r²) | BA bias | BA limits "
+             "| phantoms | method | quantity | slice mm | noise HU | n | MAPE % | median APE % | r | R²(id) | R²(r²) | BA bias | BA limits "
              "| bias % | zero n | zero max |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in summary:
         dz = "≤3 (all)" if s.pooled.startswith("thickness") else f(s.slice_thickness_mm, 0)
         nz = "all" if "noise" in s.pooled else f(s.noise_sd_hu, 0)
-        lines.append(f"| {s.kind} | {s.method} | {s.quantity} ({s.unit}) | {dz} | {nz} | {s.n} | {f(s.mape_percent)} | "
+        lines.append(f"| {s.kind} | {s.method} | {s.quantity} ({s.unit}) | {dz} | {nz} | {s.n} | {f(s.mape_percent)} | {f(s.median_ape_percent)} | "
                      f"{f(s.pearson_r, 3)} | {f(s.r2_identity, 3)} | {f(s.r2_pearson, 3)} | {f(s.ba_bias)} | "
                      f"{f(s.ba_loa_low)} to {f(s.ba_loa_high)} | {f(s.ba_bias_percent)} | {s.zero_n} | "
                      f"{f(s.zero_max, 2)} |")

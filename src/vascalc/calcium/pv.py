@@ -94,6 +94,11 @@ def cluster_pv(hu: np.ndarray, clusters: np.ndarray, n_clusters: int, cluster_ve
     plaque density; ``"reference"`` uses the fixed (ρ_cal, S_obj) for every cluster (A.7 as written).
     Volume fraction (R16) always uses the fixed reference and the ring S_bkg, as the reference
     implementation.
+
+    Significance [T]: a cluster whose net Σ(HU − S_bkg) over R is not above ``significance_sd`` ×
+    (ring noise SD)·√|R| gets integrated volume and mass 0. Such a cluster is a noise speck above
+    the threshold (typical of adaptive thresholds in a contrast-filled lumen); without the guard
+    the lesion model divides its noise by a small S_obj − S_bkg and reports tens of mm³.
     """
     reach_r = region_reach_mm(spacing, region_mm, min_region_voxels)
     outer = 1.0 + ring_mm / region_mm                  # ring edge in units of r_i

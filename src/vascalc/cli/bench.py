@@ -72,7 +72,7 @@ def accuracy(
                               methods=method_list, kind=kind.value, command=command, progress=report)
     console.print(f"{len(result.cases)} phantoms, {len(result.rows)} vessel rows in "
                   f"{time.perf_counter() - start:.0f} s → {output}: {', '.join(result.files)}")
-    pooled = [s for s in result.summary if s.pooled.startswith("thickness")
+    pooled = [s for s in result.summary if s.pooled == "thickness<=3mm,noise"
               and s.quantity in ("classic_volume", "integrated_volume", "classic_mass", "integrated_mass")]
     for s in pooled:
         console.print(f"  {s.kind:8s} {s.method:10s} {s.quantity:18s} n={s.n:3d}  MAPE {s.mape_percent:6.1f} %  "

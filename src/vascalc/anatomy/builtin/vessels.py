@@ -62,6 +62,7 @@ FAT_EDGE_HU = -15.0
 WALL_MM = {"aorta": 2.0, "iliac": 1.5, "femoral": 1.5, "branch": 1.2}
 #: Outer radius cap of the iliac/femoral arteries (mm; common iliac ≈ 10–14 mm across with wall).
 ILIAC_MAX_RADIUS_MM = 7.5
+_ILIAC_DIR = (-0.5, 0.87)
 _N_RAYS = 32
 _ANGLES = np.linspace(0.0, 2.0 * np.pi, _N_RAYS, endpoint=False)
 _UNIT = np.stack([np.sin(_ANGLES), np.cos(_ANGLES)], axis=1)  # (dy, dx): 0 = +x (left), π/2 = +y (posterior)
@@ -876,7 +877,7 @@ def segment_vessels(volume: Volume, *, bones: np.ndarray | None = None, body: np
             for side, (zs0, seed) in iliac_seeds.items():
                 kw = dict(r_range_mm=(2.0, 14.0), max_shift_mm=4.0 + 1.0 * sp[0], metal=metal,
                           max_gap_mm=12.0, min_hits=0.3, r_cap_mm=ILIAC_MAX_RADIUS_MM - grow["iliac"],
-                          lateral=np.array([-0.5, 0.87 if side == "left" else -0.87]))
+                          lateral=np.array([_ILIAC_DIR[0], _ILIAC_DIR[1] if side == "left" else -_ILIAC_DIR[1]]))
                 fits, unc, _ = _track(ctx, zs0, seed, -1, **kw)
                 up, unc_up, _ = _track(ctx, zs0, seed, +1, z_limit=bif_z, **kw)
                 fits = _smooth_track({zs0: seed, **fits, **up}, size=3)

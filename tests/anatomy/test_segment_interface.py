@@ -79,3 +79,20 @@ def test_compare_gives_dice_hd95_and_levels():
     assert rows["aorta"].hd95_mm == pytest.approx(1.0)
     assert rows["vertebrae_L1"].dice == 1.0 and rows["vertebrae_L1"].level_correct is True
     assert rows["aorta"].runtime_s == 1.5
+
+
+def test_bench_segmentation_command_on_the_real_scans(shared_data, tmp_path):
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from vascalc.cli.bench import app
+
+    out = tmp_path / "bench"
+    run = CliRunner().invoke(app, ["segmentation", "-o", str(out), "--no-phantoms", "--real-data", str(shared_data)])
+    assert run.exit_code == 0, run.output
+    table = pd.read_csv(out / "segmentation.csv")
+    aorta = table[(table["case"] == "totalseg_example") & (table["structure"] == "aorta")]
+    assert aorta["dice"].item() >= 0.88
+    levels = table[table["structure"].str.startswith("vertebrae_L") & (table["case"] == "totalseg_example")]
+    assert levels["level_correct"].all()
+    assert "mean Dice" in (out / "segmentation.md").read_text()

@@ -36,13 +36,14 @@ def _root(
 
 
 def _register() -> None:
-    from vascalc.cli import ct, demo, phantom, stats, train
+    from vascalc.cli import bench, ct, demo, phantom, stats, train
 
     app.command("demo")(demo.demo)
     app.add_typer(ct.app, name="ct")
     app.add_typer(phantom.app, name="phantom", help="Digital phantoms with exact calcium truth.")
     app.add_typer(stats.app, name="stats", help="Agreement statistics: the tables of a validation study.")
     app.add_typer(train.app, name="train", help="Train segmentation models (needs the [learn] extra).")
+    app.add_typer(bench.app, name="bench", help="Accuracy and segmentation benchmarks against truth.")
 
 
 _register()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import sys
 import time
 from enum import Enum
 from pathlib import Path
@@ -77,3 +78,35 @@ def accuracy(
     for s in pooled:
         console.print(f"  {s.kind:8s} {s.method:10s} {s.quantity:18s} n={s.n:3d}  MAPE {s.mape_percent:6.1f} %  "
                       f"zero-calcium max {s.zero_max:.2f} {s.unit}", highlight=False)
+
+
+@app.command("segmentation")
+def segmentation(
+    output: Path = typer.Option(..., "-o", "--output", help="Output folder (must not exist or be empty)."),
+    segmenter: str = typer.Option("builtin", "--segmenter", help="builtin | totalsegmentator | model:PATH"),
+    seeds: str = typer.Option("0", "--seeds", help="Phantom seeds, comma-separated (each: non-contrast, contrast, screw)."),
+    real_data: Path = typer.Option(None, "--real-data", help=(
+        "Folder holding ct/totalseg_example and ct/totalseg_dicom (the sample scans with TotalSegmentator "
+        "masks); default: ../shared/data beside the current folder when present.")),
+    phantoms: bool = typer.Option(True, "--phantoms/--no-phantoms", help="Include the phantom cases."),
+) -> None:
+    """Dice, HD95, vertebra levels and runtime of a segmenter against phantom truth and real masks.
+
+    Writes segmentation.csv (one row per case × structure) and segmentation.md (the table, then the
+    mean Dice per structure).
+    """
+    from vascalc.bench.segmentation import phantom_cases, real_cases, run_segmentation_bench, summary_markdown
+    from vascalc.report.output_folder import prepare_output_folder
+    from vascalc.report.tables import write_csv
+
+    out = prepare_output_folder(output)
+    seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    folder = real_data if real_data is not None else Path.cwd().parent / "shared" / "data"
+    with Console(stderr=True).status("building cases…") as status:
+        cases = (phantom_cases(seed_list) if phantoms else []) + (real_cases(folder) if folder.is_dir() else [])
+        rows = run_segmentation_bench(cases, backend=segmenter, progress=status.update)
+    write_csv([r.to_dict() for r in rows], out / "segmentation.csv")
+    table = summary_markdown(rows)
+    command = "vascalc " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    (out / "segmentation.md").write_text(f"Command: `{command}`\n\n{table}", encoding="utf-8")
+    Console().print(table)

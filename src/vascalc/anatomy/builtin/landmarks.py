@@ -66,6 +66,11 @@ MAX_HOLE_AREA_MM2 = 2500.0
 CONTRAST_LUMEN_MIN_HU = 260.0
 #: On a contrast scan bone must lie within 2 voxels of a voxel this bright (cortex at 3 mm).
 CONTRAST_CORTEX_HU = 450.0
+#: On a contrast scan an even, bright-centred region at least this wide in-plane is a lumen or an
+#: enhancing organ; the thin posterior arch of a vertebra at 3 mm is as even and bright, but narrower.
+import os
+LUMEN_MIN_WIDTH_MM = float(os.environ.get('LW','10'))
+TUBE_ELONGATION = float(os.environ.get('TE','2'))
 #: Bone components smaller than this are not skeleton (vessel calcium, calcified nodes).
 MIN_BONE_VOLUME_MM3 = 1500.0
 
@@ -247,8 +252,10 @@ def _contrast_lumen(h: np.ndarray) -> np.ndarray:
 
     Both they and trabecular bone are even regions of 150–700 HU; a lumen (or organ) is brighter
     than what surrounds it (wall, fat), marrow is darker than its cortex. Each even region is
-    compared with a 2-voxel shell around it; the bright-centred ones and their rim (below 600 HU,
-    sparing the cortex and dense plaques) are returned.
+    compared with a 2-voxel shell around it; the bright-centred ones that are also thick (an
+    in-plane core at least :data:`LUMEN_MIN_WIDTH_MM` wide: aorta, iliac arteries, kidneys — not
+    the thin, partial-volumed posterior arch of a vertebra) and their rim (below 600 HU, sparing
+    the cortex and dense plaques) are returned.
     """
     cores = _homogeneous_bright(h)
     lab, n = ndi.label(cores)
@@ -260,7 +267,16 @@ def _contrast_lumen(h: np.ndarray) -> np.ndarray:
     shell = np.where(lab == 0, grown, 0)
     with np.errstate(invalid="ignore", divide="ignore"):
         shell_hu = np.nan_to_num(np.asarray(ndi.mean(h, shell, idx)), nan=1e4)
-    lumen = np.isin(lab, idx[core_hu - shell_hu > 50.0])
+    # in-plane half-width (voxels): z neighbours are put far away so the distance is per slice
+    half = ndi.distance_transform_edt(np.pad(cores, ((0, 0), (1, 1), (1, 1))), sampling=(1e3, 1.0, 1.0))[:, 1:-1, 1:-1]
+    width_vox = 2.0 * np.asarray(ndi.maximum(half, lab, idx), dtype=float) - 1.0
+    # a vessel is a tube: long along z for its cross-section (aorta, iliacs), unlike a vertebral arch
+    count = np.bincount(lab.ravel(), minlength=n + 1)[1:].astype(float)
+    z_slices = np.asarray([sl[0].stop - sl[0].start for sl in ndi.find_objects(lab)], dtype=float)
+    side_mm = np.sqrt(count / z_slices) * WORK_SPACING_MM
+    tube = (z_slices * WORK_SPACING_MM >= TUBE_ELONGATION * side_mm) & (width_vox >= 2.0)
+    thick = width_vox * WORK_SPACING_MM >= LUMEN_MIN_WIDTH_MM
+    lumen = np.isin(lab, idx[(core_hu - shell_hu > 50.0) & (thick | tube)])
     rim = ndi.binary_dilation(lumen, structure=ndi.generate_binary_structure(3, 1), iterations=2)
     return lumen | (rim & (h < 600.0))
 
@@ -280,8 +296,10 @@ def _bone_work(h: np.ndarray, body: np.ndarray, xc: np.ndarray, spacing: tuple[f
         even = _contrast_lumen(h)
         # a small enhanced artery has no even core at 3 mm: bone must also lie near cortex
         near_cortex = ndi.binary_dilation(h > CONTRAST_CORTEX_HU, structure=ndi.generate_binary_structure(3, 1),
-                                          iterations=2)
-        raw &= near_cortex
+                                          iterations=int(os.environ.get("NI","2")))
+        pass
+        if os.environ.get("NC","1")=="1":
+            raw &= near_cortex
     raw &= ~even
     # trabecular bone next to the cortex is often 100–150 HU: take it when it touches the cortex
     raw |= (h > BONE_EDGE_HU) & body & ndi.binary_dilation(raw, structure=_PLANE8) & ~even

@@ -63,6 +63,7 @@ WALL_MM = {"aorta": 2.0, "iliac": 1.5, "femoral": 1.5, "branch": 1.2}
 #: Outer radius cap of the iliac/femoral arteries (mm; common iliac ≈ 10–14 mm across with wall).
 ILIAC_MAX_RADIUS_MM = 7.5
 _ILIAC_DIR = (-0.5, 0.87)
+_BIAS = 0.0
 _N_RAYS = 32
 _ANGLES = np.linspace(0.0, 2.0 * np.pi, _N_RAYS, endpoint=False)
 _UNIT = np.stack([np.sin(_ANGLES), np.cos(_ANGLES)], axis=1)  # (dy, dx): 0 = +x (left), π/2 = +y (posterior)
@@ -328,7 +329,8 @@ def _smooth_track(fits: dict[int, _Fit], size: int = 5) -> dict[int, _Fit]:
     return out
 
 
-def _reseed(ctx: _Ctx, z: int, pred_mm: np.ndarray, r_mm: float, reach_mm: float) -> np.ndarray:
+def _reseed(ctx: _Ctx, z: int, pred_mm: np.ndarray, r_mm: float, reach_mm: float,
+            toward: np.ndarray | None = None) -> np.ndarray:
     """Start point for the fit on slice ``z``: the most interior tube-like pixel near the
     prediction (distance-to-edge minus half the distance from the prediction), so that a tube
     that moved by several millimetres between slices is picked up from inside, not from the fat."""
@@ -346,7 +348,10 @@ def _reseed(ctx: _Ctx, z: int, pred_mm: np.ndarray, r_mm: float, reach_mm: float
     depth = np.minimum(ndimage.distance_transform_edt(inside, sampling=(sy, sx)), r_mm)
     yy, xx = np.mgrid[y0:y1, x0:x1]
     away = np.hypot(yy * sy - pred_mm[0], xx * sx - pred_mm[1])
-    score = np.where(away <= reach_mm, depth - 0.5 * away, -np.inf)
+    score = depth - 0.5 * away
+    if toward is not None:
+        score = score + _BIAS * ((yy * sy - pred_mm[0]) * toward[0] + (xx * sx - pred_mm[1]) * toward[1])
+    score = np.where(away <= reach_mm, score, -np.inf)
     k = np.unravel_index(int(np.argmax(score)), score.shape)
     if not np.isfinite(score[k]):
         return pred_mm
@@ -407,7 +412,7 @@ def _track(ctx: _Ctx, z0: int, fit0: _Fit, direction: int, *, r_range_mm: tuple[
             if len(on_metal) * dz > 150.0:
                 break
             continue
-        fit = _fit_tube(ctx, z, _reseed(ctx, z, pred, prev.radius_mm, max_shift_mm), prev.radius_mm)
+        fit = _fit_tube(ctx, z, _reseed(ctx, z, pred, prev.radius_mm, max_shift_mm, lateral), prev.radius_mm)
         if fit is not None and r_cap_mm is not None and fit.radius_mm > r_cap_mm:
             # an artery lying against its vein or a muscle has no edge there: anatomy caps it, and
             # the iliac/femoral artery is the lateral (antero-lateral) tube of the artery-vein pair
@@ -575,7 +580,7 @@ def _find_and_track_aorta(ctx: _Ctx, body, spine_x, spine_ant, has_spine, metal:
         fits = {z0: fit0, **up, **down}
         seeds = {k: (bif, v) for k, v in split.items()}
         if bif is None:
-            bif, seeds = _bifurcation_by_radius(ctx, fits, z0)
+            bif, seeds = _bifurcation_by_radius(ctx, fits, z0, metal)
         if bif is not None:
             fits = {z: f for z, f in fits.items() if z > bif}
         # the aorta lies in front of the spine (its centre at most a little behind the vertebral
@@ -592,7 +597,7 @@ def _find_and_track_aorta(ctx: _Ctx, body, spine_x, spine_ant, has_spine, metal:
     return None if best is None else best[1]
 
 
-def _bifurcation_by_radius(ctx: _Ctx, fits: dict[int, _Fit], z0: int):
+def _bifurcation_by_radius(ctx: _Ctx, fits: dict[int, _Fit], z0: int, metal: _Metal | None = None):
     """Where the aorta's track, followed caudally, narrows to an iliac (radius < 0.72 × the aorta
     just above, on three slices) it has slipped into one iliac: that is the bifurcation. The other
     iliac is looked for mirrored about the last aortic centre. When the track just ends, two tubes
@@ -629,10 +634,19 @@ def _bifurcation_by_radius(ctx: _Ctx, fits: dict[int, _Fit], z0: int):
             return z, seeds
     if zs and zs[-1] > 0:
         last = fits[zs[-1]]
-        for u in range(zs[-1] - 1, max(zs[-1] - 5, -1), -1):
+        # the two tubes are looked for on the 4 slices below the track's end; where the track
+        # ended on metal streaks, on the first 4 slices clear of them (within 60 mm): the iliacs
+        # are re-acquired below a pedicle screw or a stent rather than given up
+        n_clear, u = 0, zs[-1] - 1
+        while u >= 0 and n_clear < 4 and (zs[-1] - u) * ctx.spacing[0] <= 60.0:
+            if metal is not None and metal.near(u, last.centre_mm):
+                u -= 1
+                continue
+            n_clear += 1
             sp = _split(ctx, u, last.centre_mm, last.radius_mm)
             if sp is not None:
                 return u, {k: (u, v) for k, v in sp.items()}
+            u -= 1
     return None, {}
 
 

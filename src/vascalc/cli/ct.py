@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from vascalc.calcium import ScoringOptions
@@ -47,6 +48,10 @@ def print_summary(console_out: Console, result_dict: dict) -> None:
             "" if row.get("burden_percent") is None else f"{row['burden_percent']:.2f}",
         )
     console_out.print(table)
+    for note in result_dict["input"].get("notes", []):
+        console_out.print(f"[dim]note:[/] {escape(note)}", highlight=False)
+    for warning in result_dict.get("warnings", []):
+        console_out.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
 
 
 @app.command("score", epilog=EXAMPLE)

@@ -320,6 +320,10 @@ def _bone_work(h: np.ndarray, body: np.ndarray, xc: np.ndarray, spacing: tuple[f
             rim = np.where((lab == 0) & raw, rim, 0)
             rim_max = np.asarray(ndi.maximum(h, rim, idx), dtype=float)
             keep &= (rim_max - mean_hu > 150.0) & (mean_hu < CONTRAST_LUMEN_MIN_HU)
+            sd_hu = np.sqrt(np.asarray(ndi.variance(h, lab, idx), dtype=float))
+            if os.environ.get("DBG"):
+                for i in np.flatnonzero(keep):
+                    print("hole", i+1, com[i].round(), int(area_mm2[i]), int(mean_hu[i]), int(sd_hu[i]))
         holes = np.isin(lab, idx[keep])
     bone = raw | holes
     if contrast:

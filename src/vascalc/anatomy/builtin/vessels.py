@@ -519,11 +519,12 @@ def _find_aorta_seed(ctx: _Ctx, body: np.ndarray, spine_x, spine_ant, has_spine)
     return cands
 
 
-def _split(ctx: _Ctx, z: int, centre_mm: np.ndarray, r_mm: float) -> dict[str, _Fit] | None:
+def _split(ctx: _Ctx, z: int, centre_mm: np.ndarray, r_mm: float, spread: float = 0.45,
+           extra_gap_mm: float = 0.0) -> dict[str, _Fit] | None:
     """Two tubes (left, right) below the aortic bifurcation, or None while there is still one:
     small-tube fits started either side of the aortic centre converge to one centre inside the
     aorta, and to two distinct centres once the iliacs have parted."""
-    fit = _fit_tube(ctx, z, centre_mm, r_mm)
+    fit = _fit_tube(ctx, z, centre_mm, r_mm) if extra_gap_mm == 0.0 else None
     if fit is not None:
         # touching iliacs: one blob, much wider than deep, centred between them
         raw = _cast_rays(ctx, z, fit.centre_mm, 3.0 * r_mm + 4.0)
@@ -536,7 +537,7 @@ def _split(ctx: _Ctx, z: int, centre_mm: np.ndarray, r_mm: float) -> dict[str, _
             mk = lambda c: _Fit(c, np.full(_N_RAYS, h), h, 1.0, fit.inside_hu)  # noqa: E731
             return {"left": mk(fit.centre_mm + np.array([0.0, lat_l - h])),
                     "right": mk(fit.centre_mm - np.array([0.0, lat_r - h]))}
-    off = np.array([0.0, 0.45 * r_mm])
+    off = np.array([0.0, spread * r_mm])
     left = _fit_tube(ctx, z, centre_mm + off, 0.5 * r_mm)
     right = _fit_tube(ctx, z, centre_mm - off, 0.5 * r_mm)
     if left is None or right is None:
@@ -544,7 +545,7 @@ def _split(ctx: _Ctx, z: int, centre_mm: np.ndarray, r_mm: float) -> dict[str, _
     gap = float(np.hypot(*(left.centre_mm - right.centre_mm)))
     if (left.centre_mm[1] > right.centre_mm[1] and gap >= 0.9 * (left.radius_mm + right.radius_mm)
             and max(left.radius_mm, right.radius_mm) < 0.8 * r_mm and min(left.hit_fraction, right.hit_fraction) >= 0.5
-            and 2.0 <= min(left.radius_mm, right.radius_mm) and gap < 3.0 * r_mm + 10.0):
+            and 2.0 <= min(left.radius_mm, right.radius_mm) and gap < 3.0 * r_mm + 10.0 + extra_gap_mm):
         return {"left": left, "right": right}
     return None
 
@@ -644,6 +645,13 @@ def _bifurcation_by_radius(ctx: _Ctx, fits: dict[int, _Fit], z0: int, metal: _Me
                 continue
             n_clear += 1
             sp = _split(ctx, u, last.centre_mm, last.radius_mm)
+            # below streaks the iliacs may have parted further than the bifurcation test expects:
+            # they diverge by ≈ 0.5 mm per mm of descent (common iliacs at ≈ 25–30° to the midline)
+            drop_mm = (zs[-1] - u) * ctx.spacing[0]
+            for k in (1.0, 1.6, 2.3):
+                if sp is not None or drop_mm < 10.0:
+                    break
+                sp = _split(ctx, u, last.centre_mm, last.radius_mm, spread=k, extra_gap_mm=0.6 * drop_mm)
             if sp is not None:
                 return u, {k: (u, v) for k, v in sp.items()}
             u -= 1

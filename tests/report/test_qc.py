@@ -416,3 +416,13 @@ def test_html_report_is_deterministic_and_checks_its_folder(tmp_path: Path) -> N
     # a minimal result (no total, no images) still renders
     page = write_ct_html({"structures": []}, tmp_path)
     assert "Arterial calcium" in page.read_text(encoding="utf-8")
+
+
+def test_mosaic_shows_every_lesion_before_a_second_slice_of_one() -> None:
+    hu, vessels, lesions = scene()
+    lesions[:] = 0
+    lesions[7, 20, 20:29] = 1   # lesion 1: 9 + 8 voxels on slices 7 and 8
+    lesions[8, 20, 20:28] = 1
+    lesions[12, 22, 20:22] = 2  # lesion 2: a 2-voxel speck on slice 12
+    panels = render_ct_qc_panels(hu, lps_grid(), vessels, NAMES, lesions, max_mosaic_slices=2)
+    assert sorted(t.stored_slice_index for t in panels.axial_tiles) == [7, 12]

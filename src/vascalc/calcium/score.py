@@ -193,7 +193,8 @@ def score_calcium(
         for index, (label, box) in enumerate(zip(ids, boxes), start=1):
             if box is None:
                 continue
-            keep, sub = eroded_lumen(lab, label, box, spacing, erode_mm)
+            core = policy.core if isinstance(policy, AdaptivePolicy) else 0.0
+            keep, sub = eroded_lumen(lab, label, box, spacing, erode_mm, core)
             z = keep[0] + sub[0].start
             lumen[index] = (hu_f[sub][keep].astype(np.float64), z)
     method_info: dict = {"policy": policy.name, **policy.to_dict(), "strict_effective": strict}
@@ -553,7 +554,7 @@ def _adaptive_thresholds(policy: AdaptivePolicy, ids: list[int], vessel_names: l
         values, z = lumen.get(src, (np.zeros(0), np.zeros(0, dtype=np.int64)))
         t, mu, sigma = adaptive_threshold(values, policy)
         info = {"threshold_hu": t, "derivation": "adaptive", "stat": policy.stat, "mu_hu": mu, "sigma_hu": sigma,
-                "k": policy.k, "floor_hu": policy.floor_hu, "erode_mm": policy.erode_mm,
+                "k": policy.k, "floor_hu": policy.floor_hu, "erode_mm": policy.erode_mm, "core": policy.core,
                 "n_lumen_voxels": int(values.size), "used_parent": used_parent,
                 "parent": vessel_names[src - 1] if used_parent else None, "scope": policy.scope}
         if values.size < min_n:

@@ -266,6 +266,32 @@ def _label_silhouettes(labels: np.ndarray, axis: int, objects: list) -> dict[int
     return out
 
 
+def _mosaic_slices(lesion_labels: np.ndarray, counts: np.ndarray, n_max: int) -> np.ndarray:
+    """Slices for the axial mosaic: first the most calcified slice of each lesion (largest lesions
+    first), so that every lesion is seen before any lesion gets a second tile, then the remaining
+    slices by calcium count. Returned in stored order."""
+    ids = np.unique(lesion_labels[lesion_labels != 0])
+    z_of = np.nonzero(lesion_labels != 0)[0]
+    lab_of = lesion_labels[lesion_labels != 0]
+    picked: list[int] = []
+    if ids.size:
+        per_slice = np.zeros((ids.size, lesion_labels.shape[0]), dtype=np.int64)
+        np.add.at(per_slice, (np.searchsorted(ids, lab_of), z_of), 1)
+        for row in np.argsort(-per_slice.sum(axis=1), kind="stable"):
+            best = int(np.argmax(per_slice[row]))
+            if best not in picked:
+                picked.append(best)
+            if len(picked) == n_max:
+                break
+    calcified = np.flatnonzero(counts)
+    for z in calcified[np.argsort(-counts[calcified], kind="stable")]:
+        if len(picked) >= n_max:
+            break
+        if int(z) not in picked:
+            picked.append(int(z))
+    return np.sort(np.asarray(picked[:n_max], dtype=int))
+
+
 def render_ct_qc_panels(hu: np.ndarray, grid: Grid, vessels: np.ndarray, vessel_names: dict[int, str],
                         lesions: np.ndarray, max_mosaic_slices: int = 12) -> QcPanels:
     """Render the coronal and sagittal MIP panels and the axial mosaic tiles (see module docstring).
@@ -350,9 +376,7 @@ def render_ct_qc_panels(hu: np.ndarray, grid: Grid, vessels: np.ndarray, vessel_
     # -- axial mosaic
     counts = np.count_nonzero(les_c, axis=(1, 2))
     if counts.any():
-        calcified = np.flatnonzero(counts)
-        order = calcified[np.argsort(-counts[calcified], kind="stable")]
-        chosen = np.sort(order[:max_mosaic_slices])
+        chosen = _mosaic_slices(np.asarray(les_d[crop]), counts, max_mosaic_slices)
     else:
         z_with = np.flatnonzero((ves_c != 0).any(axis=(1, 2))) if has_vessels else np.arange(hu_c.shape[0])
         n = min(max_mosaic_slices, z_with.size)

@@ -71,6 +71,7 @@ CONTRAST_CORTEX_HU = 450.0
 import os
 LUMEN_MIN_WIDTH_MM = float(os.environ.get('LW','10'))
 TUBE_ELONGATION = float(os.environ.get('TE','2'))
+VESSEL_MAX_SIDE_MM = float(os.environ.get('VS','15'))
 #: Bone components smaller than this are not skeleton (vessel calcium, calcified nodes).
 MIN_BONE_VOLUME_MM3 = 1500.0
 
@@ -320,10 +321,6 @@ def _bone_work(h: np.ndarray, body: np.ndarray, xc: np.ndarray, spacing: tuple[f
             rim = np.where((lab == 0) & raw, rim, 0)
             rim_max = np.asarray(ndi.maximum(h, rim, idx), dtype=float)
             keep &= (rim_max - mean_hu > 150.0) & (mean_hu < CONTRAST_LUMEN_MIN_HU)
-            sd_hu = np.sqrt(np.asarray(ndi.variance(h, lab, idx), dtype=float))
-            if os.environ.get("DBG"):
-                for i in np.flatnonzero(keep):
-                    print("hole", i+1, com[i].round(), int(area_mm2[i]), int(mean_hu[i]), int(sd_hu[i]))
         holes = np.isin(lab, idx[keep])
     bone = raw | holes
     if contrast:
@@ -335,8 +332,28 @@ def _bone_work(h: np.ndarray, body: np.ndarray, xc: np.ndarray, spacing: tuple[f
     if n:
         sizes = np.bincount(lab.ravel()) * float(np.prod(spacing))
         sizes[0] = 0
-        bone = (sizes >= MIN_BONE_VOLUME_MM3)[lab]
+        keep = sizes >= MIN_BONE_VOLUME_MM3
+        if contrast:
+            keep[1:] &= ~_vessel_like(h, lab, n, spacing)
+        bone = keep[lab]
     return bone
+
+
+def _vessel_like(h: np.ndarray, lab: np.ndarray, n: int, spacing: tuple[float, float, float]) -> np.ndarray:
+    """Per component (1…n), whether it is an enhanced vessel segment rather than a bone (bool).
+
+    A vessel is a tube: long along z for its cross-section (side of the mean slice area under
+    :data:`VESSEL_MAX_SIDE_MM`, length ≥ :data:`TUBE_ELONGATION` × that side) and, at 3 mm, its
+    median is lumen (< 500 HU); a rib or a fibula of that calibre is cortical bone, brighter.
+    """
+    idx = np.arange(1, n + 1)
+    count = np.bincount(lab.ravel(), minlength=n + 1)[1:].astype(float)
+    z_slices = np.asarray([sl[0].stop - sl[0].start if sl is not None else 1 for sl in ndi.find_objects(lab, n)],
+                          dtype=float)
+    side_mm = np.sqrt(count / z_slices * spacing[1] * spacing[2])
+    median_hu = np.asarray(ndi.median(h, lab, idx), dtype=float)
+    return ((z_slices * spacing[0] >= TUBE_ELONGATION * side_mm) & (side_mm <= VESSEL_MAX_SIDE_MM)
+            & (median_hu < 500.0))
 
 
 def _per_slice_centroid(mask: np.ndarray, axis: int) -> np.ndarray:

@@ -382,6 +382,22 @@ class _Metal:
                            & (np.hypot(d[:, 1] - centre_mm[0], d[:, 2] - centre_mm[1]) <= self.reach_mm[1])))
 
 
+def _cap_fit(ctx: _Ctx, z: int, fit: _Fit, r_cap_mm: float, lateral: np.ndarray | None) -> _Fit:
+    """``fit`` with its radius capped at ``r_cap_mm``: an artery lying against its vein or a muscle
+    has no edge there, so anatomy caps it, and the iliac/femoral artery is the lateral
+    (antero-lateral) tube of the pair — the capped circle is moved against that wall."""
+    if fit.radius_mm <= r_cap_mm:
+        return fit
+    centre = fit.centre_mm
+    if lateral is not None:
+        reach = _cast_rays(ctx, z, centre, 4.0 * r_cap_mm)
+        i = int(np.argmax(_UNIT @ lateral))
+        b = reach[i]
+        if np.isfinite(b) and b > r_cap_mm:
+            centre = centre + (b - r_cap_mm) * _UNIT[i]
+    return _Fit(centre, np.full(_N_RAYS, r_cap_mm), r_cap_mm, fit.hit_fraction, fit.inside_hu)
+
+
 def _track(ctx: _Ctx, z0: int, fit0: _Fit, direction: int, *, r_range_mm: tuple[float, float], max_shift_mm: float,
            stop: Callable[[int, np.ndarray, "_Fit"], bool] | None = None, metal: "_Metal | None" = None,
            max_gap_mm: float = 9.0, min_hits: float = 0.45,
@@ -413,18 +429,8 @@ def _track(ctx: _Ctx, z0: int, fit0: _Fit, direction: int, *, r_range_mm: tuple[
                 break
             continue
         fit = _fit_tube(ctx, z, _reseed(ctx, z, pred, prev.radius_mm, max_shift_mm, lateral), prev.radius_mm)
-        if fit is not None and r_cap_mm is not None and fit.radius_mm > r_cap_mm:
-            # an artery lying against its vein or a muscle has no edge there: anatomy caps it, and
-            # the iliac/femoral artery is the lateral (antero-lateral) tube of the artery-vein pair
-            centre = fit.centre_mm
-            if lateral is not None:
-                reach = _cast_rays(ctx, z, centre, 4.0 * r_cap_mm)
-                i = int(np.argmax(_UNIT @ lateral))
-                b = reach[i]
-                if np.isfinite(b) and b > r_cap_mm:
-                    centre = centre + (b - r_cap_mm) * _UNIT[i]
-            radii = np.full(_N_RAYS, r_cap_mm)
-            fit = _Fit(centre, radii, r_cap_mm, fit.hit_fraction, fit.inside_hu)
+        if fit is not None and r_cap_mm is not None:
+            fit = _cap_fit(ctx, z, fit, r_cap_mm, lateral)
         good = (fit is not None and r_range_mm[0] <= fit.radius_mm <= r_range_mm[1]
                 and abs(fit.radius_mm - prev.radius_mm) <= 0.35 * prev.radius_mm + 1.5
                 and np.hypot(*(fit.centre_mm - pred)) <= max_shift_mm * (1 + len(pending))
@@ -542,9 +548,18 @@ def _split(ctx: _Ctx, z: int, centre_mm: np.ndarray, r_mm: float, spread: float 
     right = _fit_tube(ctx, z, centre_mm - off, 0.5 * r_mm)
     if left is None or right is None:
         return None
+    min_hits = 0.5
+    if extra_gap_mm > 0.0:
+        # re-acquiring below metal: each iliac may lie against a vein or the psoas with no fat
+        # plane (non-contrast), so its fit is capped at the iliac calibre (≈ 0.6 × the aorta)
+        # on the lateral side, and fewer rays need to agree
+        cap = 0.6 * r_mm
+        left = _cap_fit(ctx, z, left, cap, np.array([-0.5, 0.87]))
+        right = _cap_fit(ctx, z, right, cap, np.array([-0.5, -0.87]))
+        min_hits = 0.35
     gap = float(np.hypot(*(left.centre_mm - right.centre_mm)))
     if (left.centre_mm[1] > right.centre_mm[1] and gap >= 0.9 * (left.radius_mm + right.radius_mm)
-            and max(left.radius_mm, right.radius_mm) < 0.8 * r_mm and min(left.hit_fraction, right.hit_fraction) >= 0.5
+            and max(left.radius_mm, right.radius_mm) < 0.8 * r_mm and min(left.hit_fraction, right.hit_fraction) >= min_hits
             and 2.0 <= min(left.radius_mm, right.radius_mm) and gap < 3.0 * r_mm + 10.0 + extra_gap_mm):
         return {"left": left, "right": right}
     return None

@@ -5,6 +5,12 @@ ImagePositionPatient projected on the slice normal (the cross product of the two
 ImageOrientationPatient vectors, PS3.3 C.7.6.2.1.1), never from InstanceNumber or file names.
 Pixels are decoded by SimpleITK/GDCM on the ordered file list (native JPEG 2000, JPEG-LS, RLE …),
 falling back to pydicom (+ pylibjpeg) per file when GDCM cannot decode a transfer syntax.
+pydicom alone decodes what GDCM gets wrong or cannot open: MONOCHROME1 slices (GDCM inverts them;
+HU come from the rescale alone), files without the 128-byte preamble, and enhanced multi-frame CT,
+whose frames are split into slices using the per-frame / shared functional groups (PS3.3 C.7.6.16);
+GDCM decodes an enhanced file only when pydicom lacks the decoder and all its frames share one rescale.
+Localizer (scout) images, non-image objects (SR, RTSTRUCT, presentation states) and non-DICOM
+files in the folder are skipped and counted in the load notes.
 
 Nothing identifying the patient (name, ID, birth date, accession number, dates, file paths) is
 copied into the result: only the acquisition facts listed in :class:`ScanInfo`.
@@ -14,7 +20,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +28,8 @@ import pydicom
 import SimpleITK as sitk
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
-from pydicom.pixels import apply_rescale
+from pydicom.pixels import apply_rescale, get_decoder
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from scipy import ndimage
 
 from vascalc.errors import GeometryError, InputError
@@ -42,6 +49,8 @@ AIR_HU = -1024
 
 _NAMED_DICOM_SUFFIXES = {".dcm", ".dicom", ".dic", ".ima"}
 _SKIPPED_NAMES = {"dicomdir"}
+#: ImageType values that mark a scout / localizer / topogram rather than a tomographic slice.
+_LOCALIZER_TYPES = {"LOCALIZER", "SCOUT", "TOPOGRAM", "SURVEY"}
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,6 +67,7 @@ class _Slice:
     columns: int
     pixel_spacing: tuple[float, float] | None  # (between rows = dy, between columns = dx)
     frames: int
+    frame: int | None = None  # index of this slice in a multi-frame (enhanced) file
 
 
 @dataclass(frozen=True, eq=False)
@@ -94,10 +104,18 @@ def find_dicom_files(folder: Path) -> list[Path]:
 
 
 def _read_header(path: Path) -> pydicom.Dataset | None:
-    """Header of a DICOM file, ``None`` for a non-DICOM file; :class:`InputError` when corrupt."""
+    """Header of a DICOM file, ``None`` for a non-DICOM file; :class:`InputError` when corrupt.
+
+    Files written without the 128-byte preamble and ``DICM`` prefix (old PACS exports, some
+    anonymisers) are read too when they start with a group 0002 or 0008 element, as PS3.10
+    allows readers to do; their ``preamble`` is ``None``.
+    """
     try:
         return pydicom.dcmread(path, stop_before_pixels=True, defer_size="4 KB")
     except InvalidDicomError:
+        ds = _read_preambleless(path)
+        if ds is not None:
+            return ds
         if path.suffix.lower() in _NAMED_DICOM_SUFFIXES:
             raise InputError(
                 f"{path.name}: named like a DICOM file but is not one (no DICM header); remove it"
@@ -105,6 +123,25 @@ def _read_header(path: Path) -> pydicom.Dataset | None:
         return None
     except Exception as exc:  # pydicom raises many types on damaged files; all mean "corrupt"
         raise InputError(f"{path.name}: DICOM file is corrupt or truncated ({type(exc).__name__}: {exc})") from exc
+
+
+def _read_preambleless(path: Path) -> pydicom.Dataset | None:
+    """A DICOM data set without preamble, or ``None`` when the file does not start like one."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+    except OSError:
+        return None
+    # the first tag, little endian: group 0002 (file meta) or 0008 (identification), element < 0x0100
+    if len(head) < 8 or head[0] not in (0x02, 0x08) or head[1] != 0 or head[3] != 0:
+        return None
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, defer_size="4 KB", force=True)
+    except Exception:  # four bytes are weak evidence: a file that does not parse is not DICOM
+        return None
+    if "SOPClassUID" not in ds and "Modality" not in ds:
+        return None
+    return ds
 
 
 def _slice_from_header(path: Path, ds: pydicom.Dataset) -> _Slice:
@@ -148,7 +185,7 @@ def _floats(value, n: int) -> np.ndarray | None:
 def _collect_series(files: list[Path]) -> tuple[dict[str, _Series], list[str]]:
     notes: list[str] = []
     groups: dict[str, list[_Slice]] = {}
-    not_dicom = non_image = localizer = 0
+    not_dicom = non_image = localizer = preambleless = enhanced_files = 0
     for path in files:
         ds = _read_header(path)
         if ds is None:
@@ -161,15 +198,77 @@ def _collect_series(files: list[Path]) -> tuple[dict[str, _Series], list[str]]:
                 )
             non_image += 1  # SR, SEG, RT structures, presentation states …
             continue
-        image_type = [str(v).upper() for v in (ds.get("ImageType") or [])]
-        if "LOCALIZER" in image_type:
-            localizer += 1
-            continue
-        item = _slice_from_header(path, ds)
-        groups.setdefault(item.series_key, []).append(item)
+        preambleless += getattr(ds, "preamble", b"") is None
+        frames = _enhanced_frames(ds)
+        enhanced_files += frames is not None
+        for frame, frame_ds in enumerate(frames or [ds]):
+            image_type = {str(v).strip().upper() for v in (frame_ds.get("ImageType") or [])}
+            if image_type & _LOCALIZER_TYPES:
+                # scouts share the SeriesInstanceUID of the axial slices on many scanners, but lie
+                # in another plane: stacking them would break the geometry
+                localizer += 1
+                continue
+            item = _slice_from_header(path, frame_ds)
+            groups.setdefault(item.series_key, []).append(replace(item, frame=frame) if frames else item)
     skipped = {"non-DICOM files": not_dicom, "non-image DICOM objects": non_image, "localizer images": localizer}
     notes += [f"{count} {what} ignored" for what, count in skipped.items() if count]
+    if enhanced_files:
+        notes.append(f"{enhanced_files} multi-frame (enhanced) files read frame by frame")
+    if preambleless:
+        notes.append(f"{preambleless} DICOM files without the 128-byte preamble read as DICOM")
+    if not groups and localizer:
+        raise InputError(
+            f"only localizer (scout) images found ({localizer}), no tomographic CT slices; "
+            "point to the folder of the axial series"
+        )
     return {key: _Series(key, tuple(items)) for key, items in groups.items()}, notes
+
+
+def _enhanced_frames(ds: pydicom.Dataset) -> list[pydicom.Dataset] | None:
+    """One flat header per frame of an enhanced multi-frame image (PS3.3 C.7.6.16), else ``None``.
+
+    Each frame's position, orientation, pixel measures, rescale and frame type are taken from
+    its Per-Frame Functional Groups item, else from the Shared Functional Groups, and written as
+    the classic single-frame tags, so that frames go through the same checks as single files.
+    ``None`` (the file stays one multi-frame slice, refused if chosen) for single-frame files
+    and when the per-frame items do not match NumberOfFrames.
+    """
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
+    n_frames = _optional_float(ds.get("NumberOfFrames")) or 1
+    if n_frames <= 1 or len(per_frame) != n_frames:
+        return None
+    shared = (ds.get("SharedFunctionalGroupsSequence") or [pydicom.Dataset()])[0]
+    top = pydicom.Dataset()
+    for element in ds:
+        if element.keyword not in _MULTI_FRAME_KEYWORDS:
+            top.add(element)
+    frames = []
+    for item in per_frame:
+        frame = pydicom.Dataset()
+        for element in top:  # shared elements; setattr below replaces, never mutates, them
+            frame.add(element)
+        if getattr(ds, "file_meta", None) is not None:
+            frame.file_meta = ds.file_meta
+        frame.preamble = getattr(ds, "preamble", None)
+        for sequence, keywords in _FRAME_GROUPS.items():
+            group = item.get(sequence) or shared.get(sequence)
+            if group:
+                for keyword in keywords:
+                    if keyword in group[0]:
+                        setattr(frame, "ImageType" if keyword == "FrameType" else keyword, group[0][keyword].value)
+        frames.append(frame)
+    return frames
+
+
+_MULTI_FRAME_KEYWORDS = {"PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence", "NumberOfFrames"}
+#: Functional group sequences and the single-frame tags they carry, for :func:`_enhanced_frames`.
+_FRAME_GROUPS = {
+    "PlanePositionSequence": ("ImagePositionPatient",),
+    "PlaneOrientationSequence": ("ImageOrientationPatient",),
+    "PixelMeasuresSequence": ("PixelSpacing", "SliceThickness", "SpacingBetweenSlices"),
+    "PixelValueTransformationSequence": ("RescaleSlope", "RescaleIntercept", "RescaleType"),
+    "CTImageFrameTypeSequence": ("FrameType",),
+}
 
 
 def _is_image_storage(ds: pydicom.Dataset) -> bool:
@@ -205,6 +304,42 @@ def _choose_series(series: dict[str, _Series], series_uid: str | None, where: st
     return chosen, notes
 
 
+def _check_pixel_format(series: _Series) -> list[str]:
+    """Refuse what cannot hold HU (colour, multi-frame); note MONOCHROME1, whose HU are not inverted."""
+    label = series.label
+    for item in series.slices:
+        if item.frames > 1:
+            raise InputError(
+                f"series {label} is multi-frame DICOM ({item.frames} frames in one file) without per-frame "
+                "positions (functional groups); convert it to single-frame slices or NIfTI (e.g. with dcm2niix) first"
+            )
+        ds = item.dataset
+        rescale_type = str(ds.get("RescaleType", "HU") or "HU").strip().upper()
+        if item.frame is not None and rescale_type != "HU":
+            # the Enhanced CT IOD allows 'US' (unspecified) for derived frames: perfusion maps …
+            raise InputError(
+                f"{item.path.name} (series {label}): frame values are rescaled to '{rescale_type}', not HU "
+                "(a derived map, e.g. perfusion?); vascalc needs a CT series in HU"
+            )
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        photometric = _photometric(ds)
+        if samples != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
+            raise InputError(
+                f"{item.path.name} (series {label}) is a {photometric or 'colour'} image with {samples} "
+                "samples per pixel, not a greyscale CT slice in HU (a screenshot or secondary capture?)"
+            )
+    inverted = sum(_photometric(s.dataset) == "MONOCHROME1" for s in series.slices)
+    if not inverted:
+        return []
+    # PS3.3 C.11.1: the rescale gives HU from the stored values; MONOCHROME1 only says how to
+    # display them (low values white), so HU are not inverted (GDCM would invert them)
+    return [f"{inverted} MONOCHROME1 slices: HU taken from the rescale of the stored values, not inverted"]
+
+
+def _photometric(ds: pydicom.Dataset) -> str:
+    return str(ds.get("PhotometricInterpretation", "MONOCHROME2") or "MONOCHROME2").strip().upper()
+
+
 @dataclass(frozen=True)
 class _StackGeometry:
     order: np.ndarray  # file indices sorted along the normal
@@ -225,10 +360,10 @@ def _stack_geometry(series: _Series) -> _StackGeometry:
                 f"{item.path.name} (series {label}) lacks ImageOrientationPatient, ImagePositionPatient or "
                 "PixelSpacing; its position in space is unknown"
             )
-        if item.frames > 1:
-            raise InputError(
-                f"series {label} is multi-frame (enhanced) DICOM ({item.frames} frames in one file); "
-                "convert it to single-frame slices or NIfTI (e.g. with dcm2niix) first"
+        if min(item.pixel_spacing) <= 0:
+            raise GeometryError(
+                f"{item.path.name} (series {label}): PixelSpacing is {list(item.pixel_spacing)} mm; "
+                "a zero pixel size cannot be measured — fix the header"
             )
     orientations = np.stack([s.orientation for s in slices])
     distinct = np.abs(orientations - orientations[0]).max(axis=1) > ORIENTATION_TOLERANCE
@@ -323,12 +458,13 @@ def load_dicom_series(
     series_map, notes = _collect_series(files)
     series, choose_notes = _choose_series(series_map, series_uid, folder.name or str(folder))
     notes = choose_notes + notes
+    notes += _check_pixel_format(series)
     geometry = _stack_geometry(series)
     ordered = [series.slices[i] for i in geometry.order]
     first = ordered[0].dataset
     # every geometric refusal happens here, before any pixel is decoded
     plan = _plan_stack(geometry, first, series.label, resample_uneven=resample_uneven, resample_tilt=resample_tilt)
-    hu = _read_pixels([s.path for s in ordered], [s.dataset for s in ordered])
+    hu = _read_pixels([s.path for s in ordered], [s.dataset for s in ordered], [s.frame for s in ordered])
     expected = (len(ordered), ordered[0].rows, ordered[0].columns)
     if hu.shape != expected:
         raise InputError(f"series {series.label}: decoded pixel array {hu.shape} does not match the headers {expected}")
@@ -429,12 +565,75 @@ def _optional_float(value) -> float | None:
         return None
 
 
-def _read_pixels(paths: list[Path], datasets: list[pydicom.Dataset]) -> np.ndarray:
-    """Rescaled pixel values ``(n, rows, columns)``, int32 when exact in integers, else float32."""
+def _read_pixels(
+    paths: list[Path], datasets: list[pydicom.Dataset], frames: list[int | None] | None = None
+) -> np.ndarray:
+    """Rescaled pixel values ``(n, rows, columns)``: int16/int32 when exact in integers, else float32.
+
+    ``frames[k]`` is the frame of ``paths[k]`` in a multi-frame file (``None`` for single-frame
+    files); ``datasets[k]`` holds that slice's own rescale.
+    """
+    frames = frames if frames is not None else [None] * len(paths)
     integral = all(
         float(ds.get("RescaleSlope", 1) or 1).is_integer() and float(ds.get("RescaleIntercept", 0) or 0).is_integer()
         for ds in datasets
     )
+    # GDCM inverts MONOCHROME1 and needs the preamble; pydicom reads both as stored
+    pydicom_only = any(f is not None for f in frames) or any(  # per-frame geometry and rescale too
+        _photometric(ds) == "MONOCHROME1" or getattr(ds, "preamble", b"") is None for ds in datasets
+    )
+    if not pydicom_only:
+        stack = _read_pixels_sitk(paths, datasets, integral)
+        if stack is not None:
+            return stack
+    out = np.empty((len(paths), int(datasets[0].Rows), int(datasets[0].Columns)), dtype=np.float32)
+    decoded: dict[Path, tuple[np.ndarray, bool]] = {}  # the last multi-frame file, kept for its next frames
+    for k, (path, frame) in enumerate(zip(paths, frames, strict=True)):
+        try:
+            if frame is None:
+                ds = _read_dataset(path)
+                _check_decoder(ds, path)
+                out[k] = apply_rescale(ds.pixel_array, ds)
+                continue
+            if path not in decoded:
+                decoded = {path: _decode_frames(path, [ds for p, ds in zip(paths, datasets) if p == path])}
+            stored, rescaled = decoded[path]
+            out[k] = stored[frame] if rescaled else apply_rescale(stored[frame], datasets[k])
+        except InputError:
+            raise
+        except Exception as exc:  # decoders raise many types; the user needs the file and the reason
+            raise InputError(
+                f"{path.name}: pixel data cannot be decoded ({type(exc).__name__}: {exc}); "
+                "the file may be truncated or damaged"
+            ) from exc
+    return out
+
+
+def _decode_frames(path: Path, frames: list[pydicom.Dataset]) -> tuple[np.ndarray, bool]:
+    """All frames of a multi-frame file: ``(values, already_rescaled)``.
+
+    pydicom gives the stored values, rescaled per frame by the caller. When pydicom has no
+    decoder for the transfer syntax, GDCM is used instead, but only if every frame shares one
+    rescale: GDCM applies the first frame's rescale to all frames.
+    """
+    ds = _read_dataset(path)
+    try:
+        _check_decoder(ds, path)
+    except InputError:
+        slopes = {_optional_float(f.get("RescaleSlope")) for f in frames}
+        intercepts = {_optional_float(f.get("RescaleIntercept")) for f in frames}
+        if len(slopes) > 1 or len(intercepts) > 1:
+            raise
+        try:
+            image = sitk.ReadImage(str(path), sitk.sitkFloat32)
+        except RuntimeError:
+            raise InputError(f"{path.name}: neither pydicom nor GDCM can decode its pixel data") from None
+        return sitk.GetArrayFromImage(image).reshape(-1, int(ds.Rows), int(ds.Columns)), True
+    return ds.pixel_array.reshape(-1, int(ds.Rows), int(ds.Columns)), False
+
+
+def _read_pixels_sitk(paths: list[Path], datasets: list[pydicom.Dataset], integral: bool) -> np.ndarray | None:
+    """Rescaled stack decoded by GDCM, or ``None`` when GDCM cannot decode it."""
     reader = sitk.ImageSeriesReader()  # SetImageIO("GDCMImageIO") would pick the same IO, 1.7× slower
     reader.SetFileNames([str(p) for p in paths])
     # The pixel type of the first file would be used for all; ask for one that holds every slice's
@@ -451,20 +650,46 @@ def _read_pixels(paths: list[Path], datasets: list[pydicom.Dataset]) -> np.ndarr
     try:
         return sitk.GetArrayFromImage(reader.Execute())
     except RuntimeError:
-        pass  # a transfer syntax GDCM cannot decode: try pydicom's decoders file by file
+        return None  # a transfer syntax GDCM cannot decode: the caller tries pydicom's decoders
     finally:
         sitk.ProcessObject.SetGlobalWarningDisplay(warnings_shown)
-    out = np.empty((len(paths), int(datasets[0].Rows), int(datasets[0].Columns)), dtype=np.float32)
-    for k, path in enumerate(paths):
-        try:
-            ds = pydicom.dcmread(path)
-            out[k] = apply_rescale(ds.pixel_array, ds)
-        except Exception as exc:  # decoders raise many types; the user needs the file and the reason
-            raise InputError(
-                f"{path.name}: pixel data cannot be decoded ({type(exc).__name__}: {exc}); "
-                "the file may be truncated or use a transfer syntax without an installed decoder"
-            ) from exc
-    return out
+
+
+def _read_dataset(path: Path) -> pydicom.Dataset:
+    """The whole file; a bare data set without file meta gets the transfer syntax it was read in."""
+    try:
+        ds = pydicom.dcmread(path, force=True)
+    except Exception as exc:  # pydicom raises many types on damaged files
+        raise InputError(f"{path.name}: DICOM file is corrupt or truncated ({type(exc).__name__}: {exc})") from exc
+    if "TransferSyntaxUID" not in ds.get("file_meta", pydicom.Dataset()):
+        implicit, little = ds.original_encoding
+        if getattr(ds, "file_meta", None) is None:
+            ds.file_meta = pydicom.dataset.FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = (
+            ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+        )
+    return ds
+
+
+def _check_decoder(ds: pydicom.Dataset, path: Path) -> None:
+    """Refuse, naming the packages to install, a transfer syntax pydicom has no usable decoder for."""
+    syntax = ds.get("file_meta", pydicom.Dataset()).get("TransferSyntaxUID")
+    if syntax is None or not syntax.is_compressed:
+        return
+    try:
+        decoder = get_decoder(syntax)
+    except NotImplementedError:
+        raise InputError(
+            f"{path.name}: pixel data in transfer syntax {syntax.name} ({syntax}) has no decoder in pydicom; "
+            "export the series uncompressed (or as JPEG 2000 / JPEG lossless)"
+        ) from None
+    if not decoder.is_available:
+        missing = "; ".join(decoder.missing_dependencies)
+        raise InputError(
+            f"{path.name}: pixel data in transfer syntax {syntax.name} cannot be decoded here; "
+            f"install one of the decoders pydicom lists for it ({missing}) — e.g. "
+            "`pip install pylibjpeg-libjpeg` for JPEG, JPEG lossless and JPEG-LS"
+        )
 
 
 def _rescaled_range_fits_int16(ds: pydicom.Dataset) -> bool:

@@ -29,7 +29,10 @@ def load_volume(
 
     ``path`` is a folder of DICOM files (searched with its subfolders), one DICOM file (its series
     is taken from the same folder), or a ``.nii``/``.nii.gz``/``.nrrd``/``.nhdr``/``.mha``/``.mhd``
-    file. For DICOM, ``series_uid`` picks a series (default: the CT series with most slices),
+    file. DICOM may be single-frame slices in any transfer syntax GDCM or pydicom decodes, with
+    or without the 128-byte preamble, or enhanced multi-frame CT; localizers, SR/RT/presentation
+    objects and DICOMDIR files are skipped (see ``info.load_notes``).
+    For DICOM, ``series_uid`` picks a series (default: the CT series with most slices),
     ``resample_tilt`` / ``resample_uneven`` allow resampling a gantry-tilted / unevenly spaced
     series instead of refusing it. Image files are taken to hold HU already (after any NIfTI
     ``scl_slope``/``scl_inter``). HU are int16 when integral and within range, else float32.

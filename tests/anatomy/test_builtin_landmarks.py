@@ -158,15 +158,87 @@ def test_levels_hold_across_phantom_seeds_and_an_iliac_stent(seed, metal):
         assert "vertebrae_L5" in result.uncertain and any("metal" in n for n in result.notes)
 
 
-def test_contrast_phantom_levels_and_no_lumen_in_bone():
-    ph = make_vascular_phantom(0, lumen_hu=350.0)
+@pytest.mark.parametrize("seed", [0, 2])
+def test_contrast_phantom_levels_and_no_lumen_in_bone(seed):
+    ph = make_vascular_phantom(seed, lumen_hu=350.0)
     result = segment_bones(ph.volume)
     assert any("contrast" in n for n in result.notes)
     _check_levels(result, ph.labels)
+    # measured (seed 0 / 2): T12 0.85 / 0.83, L1 0.80 / 0.81, L2 0.80 / 0.83, L3 0.90 / 0.87, L4 0.85 /
+    # 0.84, L5 0.85 / 0.86, sacrum 0.90 / 0.90 (seed 0: 0.44–0.63 before the arch behind the vertebral
+    # bodies was exempted from the cortex rule)
+    for name in LUMBAR + ("sacrum",):
+        assert dice(result.labels.mask(name), ph.labels.mask(name)) >= 0.76, name
+    bone = result.bone_mask()
+    ids = ph.labels.ids_by_name
+    main = np.isin(ph.labels.labels, [ids[n] for n in ("aorta", "common_iliac_artery_left", "common_iliac_artery_right")])
+    # measured 0 / 0 (seed 0 was 152: the common iliacs were 'other_bone'; seed 2 had a 4-slice stub)
+    assert np.count_nonzero(bone & main) == 0
     arteries = np.isin(ph.labels.labels, [i for i, n in ph.labels.names.items() if "arter" in n or n == "aorta"])
-    # measured 180 of 4909 arterial voxels (3.7 %) in bone, mostly the iliac rims next to plaques;
-    # vertebra Dice is only 0.44–0.63 here (marrow next to a broken cortex ring is not filled)
-    assert np.count_nonzero(result.bone_mask() & arteries) <= 0.05 * np.count_nonzero(arteries)
+    calcium = ph.calcium_fraction > 0
+    # measured, seed 0: 16 of 4909 arterial voxels (0.3 %; was 180) and 8 of 404 calcium voxels (2.0 %;
+    # was 86), all in the left external iliac lying against the acetabulum at the lower edge of the
+    # scan; seed 2: 22 arterial voxels (0.4 %), 1 of 475 calcium voxels
+    assert np.count_nonzero(bone & arteries) <= 0.005 * np.count_nonzero(arteries)
+    assert np.count_nonzero(bone & calcium) <= 0.025 * np.count_nonzero(calcium)
+
+
+def _tube_volume() -> tuple[np.ndarray, np.ndarray]:
+    """3-mm test volume in canonical order (fat, noise SD 10 HU) holding an enhanced tube (30 mm
+    lumen at 300 HU) whose 3-mm wall is calcified (800 HU) over half its circumference, a
+    vertebra-like box (cortical shell round textured marrow) and a thin bright plate (a vertebral
+    arch at 3 mm). Returns the volume and the tube's in-plane radius (voxels) per (y, x)."""
+    rng = np.random.default_rng(0)
+    h = -100.0 + rng.normal(0.0, 10.0, (30, 40, 60))
+    yy, xx = np.mgrid[:40, :60]
+    r = np.hypot(yy - 12, xx - 12)
+    h[:, r <= 5.0] += 400.0
+    wall = (r > 5.0) & (r <= 6.0)
+    h[:, wall] += 140.0
+    h[:, wall & (xx < 12)] += 760.0
+    h[10:20, 5:35, 30:45] = 800.0  # vertebral body: cortex …
+    h[11:19, 6:34, 31:44] = 200.0 + rng.normal(0.0, 60.0, (8, 28, 13))  # … round textured marrow
+    h[12:18, 37:39, 20:58] = 320.0  # a plate 6 mm thick, 18 mm high: the arch at 3 mm
+    return h, r
+
+
+def test_contrast_lumen_takes_the_half_calcified_tube_not_the_vertebra_or_the_arch():
+    h, r = _tube_volume()
+    lumen = lm._contrast_lumen(h, (3.0, 3.0, 3.0))
+    # lumen and wall, plaque included; the median of the shell voxels unlike the lumen is the wall
+    # and fat, darker than the lumen although half the wall is at 800 HU. Measured 96 %.
+    assert lumen[:, r <= 6.0].mean() >= 0.95
+    assert not lumen[10:20, 5:35, 30:45].any()  # marrow is darker than its cortex
+    assert not lumen[12:18, 37:39, 20:58].any()  # too thin for an organ, too short for a vessel
+    # a wall calcified all round looks like a cortex round marrow: not taken (a limit, by design)
+    h[:, (r > 5.0) & (r <= 6.0)] = 900.0
+    assert not lm._contrast_lumen(h, (3.0, 3.0, 3.0))[:, r <= 5.0].any()
+
+
+def test_vessel_like_components_by_shape_and_hu():
+    lab = np.zeros((40, 30, 60), np.int32)
+    h = np.zeros(lab.shape)
+    lab[0:20, 2:5, 2:5] = 1  # 9 mm tube, 60 mm long, lumen HU: a vessel
+    h[lab == 1] = 300.0
+    lab[0:20, 2:5, 10:13] = 2  # the same shape, cortical HU: a thin bone (fibula-like)
+    h[lab == 2] = 900.0
+    lab[0:8, 10:20, 20:30] = 3  # a 30 mm block at lumen HU: not a tube
+    h[lab == 3] = 300.0
+    lab[0:40, 10:19, 40:49] = 4  # 27 mm wide, 120 mm long: a femoral shaft, not a vessel
+    h[lab == 4] = 300.0
+    assert lm._vessel_like(h, lab, 4, (3.0, 3.0, 3.0)).tolist() == [True, False, False, False]
+
+
+def test_fill_sacrum_fills_fatty_marrow_below_the_sacral_disc_only():
+    bone = np.zeros((20, 40, 40), bool)
+    h = np.full(bone.shape, 20.0)  # fatty marrow and soft tissue, below the 75-HU hole rule
+    bone[:, 10:20, 15:25] = True
+    bone[:, 12:18, 17:23] = False  # a cortical ring (6 × 6 voxels of marrow inside) on every slice
+    dx_mm = np.broadcast_to((np.arange(40) - 20.0) * 3.0, (20, 40))
+    filled = lm._fill_sacrum(bone, h, 9.5, dx_mm, (3.0, 3.0, 3.0))
+    assert filled[10:, 12:18, 17:23].all()  # below L5/S1: 36 voxels per slice filled
+    assert not filled[:10, 12:18, 17:23].any()  # above it (L5's canal stays open)
+    assert np.array_equal(filled & ~bone, np.pad(np.ones((10, 6, 6), bool), ((10, 0), (12, 22), (17, 17))))
 
 
 def test_result_contract(phantom):
@@ -209,14 +281,15 @@ def test_real_scan_dice_bars(real):
     # measured: T12 0.81, L1 0.89, L2 0.91, L3 0.91, L4 0.92, L5 0.71 (the tilted L5/S1 disc)
     bars = {"vertebrae_T12": 0.77, "vertebrae_L1": 0.85, "vertebrae_L2": 0.87, "vertebrae_L3": 0.87,
             "vertebrae_L4": 0.87, "vertebrae_L5": 0.66,
-            # measured: hips 0.79 / 0.79, femurs 0.72 / 0.63 (the left hip holds a prosthesis)
-            "hip_left": 0.75, "hip_right": 0.75, "femur_left": 0.65, "femur_right": 0.58}
+            # measured: hips 0.84 / 0.83, femurs 0.72 / 0.63 (the left hip holds a prosthesis)
+            "hip_left": 0.80, "hip_right": 0.79, "femur_left": 0.65, "femur_right": 0.58}
     for name, bar in bars.items():
         assert dice(result.labels.mask(name), truth.mask(name)) >= bar, name
-    # TotalSegmentator splits S1 off the sacrum; ours is the whole sacrum. Measured 0.41: the
-    # fatty sacral marrow (median 17 HU) is not taken as bone.
+    # TotalSegmentator splits S1 off the sacrum; ours is the whole sacrum. Measured 0.57 (0.41 before
+    # the marrow enclosed below L5/S1 was filled whatever its HU, and before the pubic symphysis
+    # stopped being taken for sacrum); the thin lower sacrum, fat inside, is still missed.
     sacrum = truth.mask("sacrum") | truth.mask("vertebrae_S1")
-    assert dice(result.labels.mask("sacrum"), sacrum) >= 0.35
+    assert dice(result.labels.mask("sacrum"), sacrum) >= 0.53
 
 
 def test_no_level_is_invented_without_the_sacrum(real):
@@ -240,6 +313,19 @@ def test_real_contrast_ct_without_sacrum_or_disc_claims_no_level(shared_data):
     assert any("contrast" in n for n in result.notes)
     assert result.vertebrae == () and result.level_anchor == "none"
     assert segment_heart_region(volume) is None  # lung bases only
+
+
+def test_real_contrast_ct_keeps_the_calcified_aorta_out_of_bone(shared_data):
+    # aorta ≈ 150 HU inside a heavily calcified wall, lying on T11–T12: measured 0.15 % of its voxels
+    # in bone (44 % before the lumen test used the median of its shell), vertebrae 86 % covered
+    folder = shared_data / "ct" / "totalseg_dicom"
+    volume = load_volume(folder / "example_ct_dicom")
+    truth = load_labelmap(folder / "example_seg_dicom.nii.gz", volume.grid)
+    bone = segment_bones(volume).bone_mask()
+    aorta = truth.mask("aorta")
+    assert np.count_nonzero(bone & aorta) <= 0.01 * np.count_nonzero(aorta)
+    spine = truth.mask("vertebrae_T11") | truth.mask("vertebrae_T12")
+    assert bone[spine].mean() >= 0.8
 
 
 def test_runtime_on_a_fine_512_grid(real):

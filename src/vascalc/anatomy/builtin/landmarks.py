@@ -16,9 +16,13 @@ Steps (thresholds are the module constants below):
    lies off the midline (fatty marrow of the femoral shaft), never the midline spinal canal (CSF
    and cord, 0–40 HU) nor a cavity over 25 cm²; components under 1.5 cm³ are not skeleton. Thin
    bright structures just in front of the vertebral bodies (aortic wall calcium) are opened away.
-   On a contrast scan (tagged, or ≥ 300 cm³ of even 150–700 HU tissue) even regions brighter than
-   their surroundings (lumen, enhancing organs) and their rim are excluded, and bone must lie near
-   cortex (> 450 HU);
+   On a contrast scan (tagged, or ≥ 300 cm³ of even 150–700 HU tissue) even regions (100–700 HU)
+   brighter than the median of what surrounds them and either wide (≥ 12 mm: aorta, kidneys) or
+   tubes (long along z: aorta, iliac arteries) are lumen or organ; they, their rim and their wall
+   (6 mm, plaques included) are excluded. Bone must lie within a voxel of cortex (> 450 HU) except
+   behind the vertebral bodies (the arch, ~300 HU at 3 mm, where no large vessel runs); hole
+   filling skips regions as bright as their rim, and tube-shaped components of lumen HU (an iliac
+   segment) are dropped;
 3. spine column: the bone of a ±15 mm strip about the spine's midline, behind the body's centre;
    its anterior edge traces the front of the vertebral bodies;
 4. discs: minima of the bone fraction in a box 3–18 mm behind that edge (bodies are bone, discs are
@@ -27,7 +31,8 @@ Steps (thresholds are the module constants below):
 5. levels: L5/S1 is the lowest disc with the sacral alae reaching the ilia (bone ≥ 200 mm wide)
    below it and not above it; vertebrae are counted up from it (L5, L4 … T12, T11 …). Without a
    sacrum in view, T12 is the lowest vertebra with separate rib bone beside it above a rib-free
-   one, and every level is flagged uncertain; with neither, no level is given;
+   one, and every level is flagged uncertain; with neither, no level is given. Below L5/S1 every
+   region the sacral cortex encloses is filled whatever its HU (fatty sacral marrow is 0–40 HU);
 6. markers — each vertebra's midline column between two disc planes tilted with the spine, the
    sacrum below L5/S1, each femoral head (the thickest lateral bone) and shaft, each ilium — grow
    over the whole bone mask by a watershed of the smoothed negative HU, so that borders fall on
@@ -64,14 +69,30 @@ HOLE_FILL_HU = 75.0
 MAX_HOLE_AREA_MM2 = 2500.0
 #: On a contrast scan an enclosed region brighter than this is a lumen (even a calcified one).
 CONTRAST_LUMEN_MIN_HU = 260.0
-#: On a contrast scan bone must lie within 2 voxels of a voxel this bright (cortex at 3 mm).
+#: On a contrast scan bone must lie within a voxel of a voxel this bright (cortex at 3 mm).
 CONTRAST_CORTEX_HU = 450.0
 #: On a contrast scan an even, bright-centred region at least this wide in-plane is a lumen or an
 #: enhancing organ; the thin posterior arch of a vertebra at 3 mm is as even and bright, but narrower.
-import os
-LUMEN_MIN_WIDTH_MM = float(os.environ.get('LW','10'))
-TUBE_ELONGATION = float(os.environ.get('TE','2'))
-VESSEL_MAX_SIDE_MM = float(os.environ.get('VS','15'))
+LUMEN_MIN_WIDTH_MM = 12.0
+#: … or a tube: an even region (or a bone-like component) at least this many times longer along z
+#: than the side of its mean cross-section (aorta, iliac arteries), unlike a vertebra or its arch.
+TUBE_ELONGATION = 1.5
+#: A component with a mean cross-section wider than this (side of a square, mm) is not a vessel
+#: segment (the femoral shaft is a long tube too, ~25 mm wide).
+VESSEL_MAX_SIDE_MM = 15.0
+#: A separate component this small (mm³), that thin and of lumen HU is a vessel stub on a contrast scan.
+VESSEL_STUB_MM3 = 5000.0
+#: A contrast lumen may be as dark as this (HU) when the bolus is late or the wall is calcified.
+LUMEN_CORE_MIN_HU = 100.0
+#: On a contrast scan, bone farther than this (mm) behind the body's centre needs no cortex nearby:
+#: the vertebral arch lies there (300 HU at 3 mm), large vessels do not.
+POSTERIOR_ARCH_MM = 25.0
+#: On a contrast scan every voxel this close (in-plane voxels, ~6 mm) to a lumen core is vessel wall.
+LUMEN_WALL_VOXELS = 2
+#: The sacrum (alae included) lies within this of the midline (mm); its enclosed marrow is filled
+#: whatever its HU up to this area (mm²) per slice; the pelvic cavity is larger.
+SACRUM_HALF_WIDTH_MM = 60.0
+MAX_SACRAL_HOLE_AREA_MM2 = 2500.0
 #: Bone components smaller than this are not skeleton (vessel calcium, calcified nodes).
 MIN_BONE_VOLUME_MM3 = 1500.0
 
@@ -240,25 +261,28 @@ def _midline_x(body: np.ndarray) -> np.ndarray:
     return ndi.median_filter(xs, size=7, mode="nearest")
 
 
-def _homogeneous_bright(h: np.ndarray) -> np.ndarray:
-    """Voxels of 150–700 HU whose 3×3×3 neighbourhood varies by < 40 HU (SD): contrast-filled
+def _homogeneous_bright(h: np.ndarray, low_hu: float = BONE_THRESHOLD_HU) -> np.ndarray:
+    """Voxels of ``low_hu``–700 HU whose 3×3×3 neighbourhood varies by < 40 HU (SD): contrast-filled
     lumen and enhancing organs. Bone at 3 mm mixes cortex and marrow and is rarely that even."""
     m = ndi.uniform_filter(h, 3)
     sd = np.sqrt(np.maximum(ndi.uniform_filter(h * h, 3) - m * m, 0.0))
-    return (sd < 40.0) & (h > BONE_THRESHOLD_HU) & (h < 700.0)
+    return (sd < 40.0) & (h > low_hu) & (h < 700.0)
 
 
-def _contrast_lumen(h: np.ndarray) -> np.ndarray:
-    """Contrast-filled lumen and enhancing organs, with their partial-volume rim (bool).
+def _contrast_lumen(h: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
+    """Contrast-filled lumen and enhancing organs, with their wall and partial-volume rim (bool).
 
-    Both they and trabecular bone are even regions of 150–700 HU; a lumen (or organ) is brighter
-    than what surrounds it (wall, fat), marrow is darker than its cortex. Each even region is
-    compared with a 2-voxel shell around it; the bright-centred ones that are also thick (an
-    in-plane core at least :data:`LUMEN_MIN_WIDTH_MM` wide: aorta, iliac arteries, kidneys — not
-    the thin, partial-volumed posterior arch of a vertebra) and their rim (below 600 HU, sparing
-    the cortex and dense plaques) are returned.
+    Both they and trabecular bone are even regions of 100–700 HU; a lumen (or organ) is brighter
+    than what surrounds it (fat, muscle), marrow is darker than its cortex. Each even region is
+    compared with the median of a 2-voxel shell around it (the median, so that a calcified wall
+    ring does not hide the lumen it encloses). A bright-centred region is a lumen or an organ when
+    it is also wide (in-plane core ≥ :data:`LUMEN_MIN_WIDTH_MM`: aorta, kidneys, liver) or a tube
+    (≥ :data:`TUBE_ELONGATION` × longer along z than wide: aorta, iliac arteries); the thin,
+    short, partial-volumed arch of a vertebra is neither. Returned with its wall (every voxel
+    within :data:`LUMEN_WALL_VOXELS` in-plane, plaques included) and its rim (two voxels, below
+    600 HU, sparing the cortex).
     """
-    cores = _homogeneous_bright(h)
+    cores = _homogeneous_bright(h, LUMEN_CORE_MIN_HU)
     lab, n = ndi.label(cores)
     if n == 0:
         return cores
@@ -267,19 +291,24 @@ def _contrast_lumen(h: np.ndarray) -> np.ndarray:
     grown = ndi.grey_dilation(lab, footprint=np.ones((5, 5, 5), bool))
     shell = np.where(lab == 0, grown, 0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        shell_hu = np.nan_to_num(np.asarray(ndi.mean(h, shell, idx)), nan=1e4)
+        # the median: a calcified wall ring (> 500 HU) must not make a lumen look darker than its shell
+        # (of the shell voxels unlike the core: more of the same lumen is not what surrounds it)
+        shell = np.where(np.abs(h - np.concatenate([[0.0], core_hu])[shell]) >= 60.0, shell, 0)
+        shell_hu = np.nan_to_num(np.asarray(ndi.median(h, shell, idx), dtype=float), nan=1e4)
     # in-plane half-width (voxels): z neighbours are put far away so the distance is per slice
     half = ndi.distance_transform_edt(np.pad(cores, ((0, 0), (1, 1), (1, 1))), sampling=(1e3, 1.0, 1.0))[:, 1:-1, 1:-1]
     width_vox = 2.0 * np.asarray(ndi.maximum(half, lab, idx), dtype=float) - 1.0
     # a vessel is a tube: long along z for its cross-section (aorta, iliacs), unlike a vertebral arch
     count = np.bincount(lab.ravel(), minlength=n + 1)[1:].astype(float)
     z_slices = np.asarray([sl[0].stop - sl[0].start for sl in ndi.find_objects(lab)], dtype=float)
-    side_mm = np.sqrt(count / z_slices) * WORK_SPACING_MM
-    tube = (z_slices * WORK_SPACING_MM >= TUBE_ELONGATION * side_mm) & (width_vox >= 2.0)
-    thick = width_vox * WORK_SPACING_MM >= LUMEN_MIN_WIDTH_MM
+    side_mm = np.sqrt(count / z_slices * spacing[1] * spacing[2])
+    tube = (z_slices * spacing[0] >= TUBE_ELONGATION * side_mm) & (width_vox >= 2.0)
+    thick = width_vox * float(np.sqrt(spacing[1] * spacing[2])) >= LUMEN_MIN_WIDTH_MM
     lumen = np.isin(lab, idx[(core_hu - shell_hu > 50.0) & (thick | tube)])
     rim = ndi.binary_dilation(lumen, structure=ndi.generate_binary_structure(3, 1), iterations=2)
-    return lumen | (rim & (h < 600.0))
+    # the wall, plaques included (a plaque must never be bone): the core is ~1 voxel inside the lumen
+    wall = ndi.binary_dilation(lumen, structure=_PLANE8, iterations=LUMEN_WALL_VOXELS)
+    return lumen | (rim & (h < 600.0)) | wall
 
 
 def _is_contrast(volume: Volume, h: np.ndarray, body: np.ndarray, sp: tuple[float, float, float]) -> bool:
@@ -294,13 +323,17 @@ def _bone_work(h: np.ndarray, body: np.ndarray, xc: np.ndarray, spacing: tuple[f
     raw = (h > BONE_THRESHOLD_HU) & body
     even = np.zeros_like(raw)
     if contrast:
-        even = _contrast_lumen(h)
+        even = _contrast_lumen(h, spacing)
         # a small enhanced artery has no even core at 3 mm: bone must also lie near cortex
         near_cortex = ndi.binary_dilation(h > CONTRAST_CORTEX_HU, structure=ndi.generate_binary_structure(3, 1),
-                                          iterations=int(os.environ.get("NI","2")))
-        pass
-        if os.environ.get("NC","1")=="1":
-            raw &= near_cortex
+                                          iterations=1)
+        # behind the vertebral bodies (the arch, partial-volumed to 300 HU at 3 mm) no large
+        # vessel runs: there the cortex rule does not apply
+        _, ny, nx = h.shape
+        yb = _per_slice_centroid(body, 1)
+        behind = (np.arange(ny)[None, :, None] - yb[:, None, None]) * spacing[1] >= POSTERIOR_ARCH_MM
+        mid = (np.abs(np.arange(nx)[None, :] - xc[:, None]) * spacing[2] <= 50.0)[:, None, :]
+        raw &= near_cortex | (behind & mid)
     raw &= ~even
     # trabecular bone next to the cortex is often 100–150 HU: take it when it touches the cortex
     raw |= (h > BONE_EDGE_HU) & body & ndi.binary_dilation(raw, structure=_PLANE8) & ~even
@@ -343,7 +376,8 @@ def _vessel_like(h: np.ndarray, lab: np.ndarray, n: int, spacing: tuple[float, f
     """Per component (1…n), whether it is an enhanced vessel segment rather than a bone (bool).
 
     A vessel is a tube: long along z for its cross-section (side of the mean slice area under
-    :data:`VESSEL_MAX_SIDE_MM`, length ≥ :data:`TUBE_ELONGATION` × that side) and, at 3 mm, its
+    :data:`VESSEL_MAX_SIDE_MM`, length ≥ :data:`TUBE_ELONGATION` × that side, or any length when
+    smaller than :data:`VESSEL_STUB_MM3`) and, at 3 mm, its
     median is lumen (< 500 HU); a rib or a fibula of that calibre is cortical bone, brighter.
     """
     idx = np.arange(1, n + 1)
@@ -352,8 +386,39 @@ def _vessel_like(h: np.ndarray, lab: np.ndarray, n: int, spacing: tuple[float, f
                           dtype=float)
     side_mm = np.sqrt(count / z_slices * spacing[1] * spacing[2])
     median_hu = np.asarray(ndi.median(h, lab, idx), dtype=float)
-    return ((z_slices * spacing[0] >= TUBE_ELONGATION * side_mm) & (side_mm <= VESSEL_MAX_SIDE_MM)
+    # a short stub (cut out of a longer vessel by the cortex rule) need not look elongated
+    stub = count * float(np.prod(spacing)) < VESSEL_STUB_MM3
+    return (((z_slices * spacing[0] >= TUBE_ELONGATION * side_mm) | stub) & (side_mm <= VESSEL_MAX_SIDE_MM)
             & (median_hu < 500.0))
+
+
+def _fill_sacrum(bone: np.ndarray, h: np.ndarray, z_disc: float, dx_mm: np.ndarray,
+                 sp: tuple[float, float, float]) -> np.ndarray:
+    """Fill the fatty marrow of the sacrum: regions enclosed by bone below the L5/S1 disc.
+
+    Sacral marrow is often fat (median ~20 HU), so the hole rule of :func:`_bone_work` (mean
+    above :data:`HOLE_FILL_HU`) leaves the sacrum a hollow shell. Below L5/S1 and within
+    :data:`SACRUM_HALF_WIDTH_MM` of the midline, a region the cortex encloses in an axial slice
+    (after closing its gaps) is marrow when it is smaller than :data:`MAX_SACRAL_HOLE_AREA_MM2`
+    and is not air or fluid darker than −200 HU (the pelvic cavity is larger; bowel gas is air).
+    """
+    z0 = int(np.floor(z_disc)) + 1
+    if z0 >= bone.shape[0]:
+        return bone
+    zone = np.zeros_like(bone)
+    zone[z0:] = (np.abs(dx_mm[z0:]) <= SACRUM_HALF_WIDTH_MM)[:, None, :]
+    shell = bone & zone
+    closed = ndi.binary_closing(np.pad(shell, ((0, 0), (4, 4), (4, 4))), structure=_PLANE8,
+                                iterations=2)[:, 4:-4, 4:-4]
+    holes = _fill_holes_2d(closed | shell) & ~bone & zone
+    lab, n = ndi.label(holes, structure=_PLANE)
+    if not n:
+        return bone
+    idx = np.arange(1, n + 1)
+    area_mm2 = ndi.sum_labels(holes, lab, idx) * sp[1] * sp[2]
+    mean_hu = np.asarray(ndi.mean(h, lab, idx), dtype=float)
+    keep = (area_mm2 < MAX_SACRAL_HOLE_AREA_MM2) & (mean_hu > -200.0)
+    return bone | (np.isin(lab, idx[keep]) | (closed & zone & ~bone & (h > -200.0)))
 
 
 def _per_slice_centroid(mask: np.ndarray, axis: int) -> np.ndarray:
@@ -754,6 +819,8 @@ def segment_bones(volume: Volume) -> LandmarkResult:
     discs, streaked = _discs_outside_metal(discs, metal_z, col.z_range, sp[0])
     joined = _joined_width_mm(bone, col.column, sp[2])
     k_s = _sacral_disc(discs, joined, col.z_range, sp[0]) if len(discs) else None
+    if k_s is not None:
+        bone = _fill_sacrum(bone, h, discs[k_s], dx_mm, sp)
     notes = ["contrast-enhanced scan: even, bright regions (lumen, organs) kept out of bone; where an "
              "enhanced vessel touches bone the bone mask is less reliable"] if contrast else []
     if streaked[max(col.z_range[0], 0): col.z_range[1] + 1].any():
@@ -804,7 +871,8 @@ def segment_bones(volume: Volume) -> LandmarkResult:
         d = discs[k_s]
         below = _signed_mm(planes[float(d)], zz, yy, sp)
         # the alae: bone near the midline, behind the front of the sacrum, clear of L5's processes
-        alae = (below > 10.0) & (np.abs(dx_mm) <= 35.0)[:, None, :] & (depth_mm >= -10.0)
+        # (only where the column is in view: below it, the midline bone is the pubic symphysis)
+        alae = (below > 10.0) & (np.abs(dx_mm) <= 35.0)[:, None, :] & (depth_mm >= -10.0) & (depth_mm < 1e5)
         add("sacrum", ((below > 3.0) & column_core) | alae)
         z_sac = int(np.ceil(d))
         heads = _femoral_heads(bone, dx_mm, z_sac + int(40.0 / dz), sp)

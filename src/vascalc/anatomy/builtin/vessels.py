@@ -5,7 +5,12 @@ The arteries are found as tubes, not as voxels. The aorta is seeded where a roun
 slice: 32 rays are cast from the centre to the first fat / half-lumen / bone sample, the rays that
 agree on one radius (the wall) get a circle fitted through them and the others (escaping through
 an attached IVC, crus, branch or muscle) are ignored. Going down, the bifurcation is where the
-track splits into two tubes or narrows to < 0.72 × the aortic radius; the two iliacs are then
+track splits into two tubes, narrows to < 0.72 × the aortic radius, or keeps an aortic calibre but
+swerves sideways away from the midline for ≥ 15 mm (an iliac touching its vein or the IVC with
+no fat plane, on non-contrast CT: the aorta runs straight down its last centimetres, the common
+iliacs part at ≈ 25–30°); when the streaks of a screw or stent hide the bifurcation, the two
+iliacs are looked for again as two tubes on the first clear slices below (within 60 mm), the
+streaked gap staying uncertain for the aorta and both iliacs. The two iliacs are then
 followed down the pelvis and the thighs (radius capped at 7.5 mm; where an artery lies against
 its vein the antero-lateral tube is kept). Iliac becomes femoral at the femoral-head level. Each
 slice of each vessel is a centre and a star-shaped outline in millimetres, drawn at the full
@@ -62,8 +67,6 @@ FAT_EDGE_HU = -15.0
 WALL_MM = {"aorta": 2.0, "iliac": 1.5, "femoral": 1.5, "branch": 1.2}
 #: Outer radius cap of the iliac/femoral arteries (mm; common iliac ≈ 10–14 mm across with wall).
 ILIAC_MAX_RADIUS_MM = 7.5
-_ILIAC_DIR = (-0.5, 0.87)
-_BIAS = 0.0
 _N_RAYS = 32
 _ANGLES = np.linspace(0.0, 2.0 * np.pi, _N_RAYS, endpoint=False)
 _UNIT = np.stack([np.sin(_ANGLES), np.cos(_ANGLES)], axis=1)  # (dy, dx): 0 = +x (left), π/2 = +y (posterior)
@@ -329,8 +332,7 @@ def _smooth_track(fits: dict[int, _Fit], size: int = 5) -> dict[int, _Fit]:
     return out
 
 
-def _reseed(ctx: _Ctx, z: int, pred_mm: np.ndarray, r_mm: float, reach_mm: float,
-            toward: np.ndarray | None = None) -> np.ndarray:
+def _reseed(ctx: _Ctx, z: int, pred_mm: np.ndarray, r_mm: float, reach_mm: float) -> np.ndarray:
     """Start point for the fit on slice ``z``: the most interior tube-like pixel near the
     prediction (distance-to-edge minus half the distance from the prediction), so that a tube
     that moved by several millimetres between slices is picked up from inside, not from the fat."""
@@ -348,10 +350,7 @@ def _reseed(ctx: _Ctx, z: int, pred_mm: np.ndarray, r_mm: float, reach_mm: float
     depth = np.minimum(ndimage.distance_transform_edt(inside, sampling=(sy, sx)), r_mm)
     yy, xx = np.mgrid[y0:y1, x0:x1]
     away = np.hypot(yy * sy - pred_mm[0], xx * sx - pred_mm[1])
-    score = depth - 0.5 * away
-    if toward is not None:
-        score = score + _BIAS * ((yy * sy - pred_mm[0]) * toward[0] + (xx * sx - pred_mm[1]) * toward[1])
-    score = np.where(away <= reach_mm, score, -np.inf)
+    score = np.where(away <= reach_mm, depth - 0.5 * away, -np.inf)
     k = np.unravel_index(int(np.argmax(score)), score.shape)
     if not np.isfinite(score[k]):
         return pred_mm
@@ -418,7 +417,8 @@ def _track(ctx: _Ctx, z0: int, fit0: _Fit, direction: int, *, r_range_mm: tuple[
     on_metal: set[int] = set()
     while 0 <= z < nz and (z_limit is None or (z - z_limit) * direction <= 0):
         pred = prev.centre_mm + velocity * (1 + len(pending))
-        if stop is not None and stop(z, pred, prev):
+        if stop is not None and not (metal is not None and metal.near(z, pred)) and stop(z, pred, prev):
+            # (a split seen through metal streaks is no evidence: it is looked for below them)
             return fits, uncertain + pending, z
         if metal is not None and metal.near(z, pred):
             # streaks: no evidence here; carry the prediction on, draw nothing, mark uncertain
@@ -428,7 +428,7 @@ def _track(ctx: _Ctx, z0: int, fit0: _Fit, direction: int, *, r_range_mm: tuple[
             if len(on_metal) * dz > 150.0:
                 break
             continue
-        fit = _fit_tube(ctx, z, _reseed(ctx, z, pred, prev.radius_mm, max_shift_mm, lateral), prev.radius_mm)
+        fit = _fit_tube(ctx, z, _reseed(ctx, z, pred, prev.radius_mm, max_shift_mm), prev.radius_mm)
         if fit is not None and r_cap_mm is not None:
             fit = _cap_fit(ctx, z, fit, r_cap_mm, lateral)
         good = (fit is not None and r_range_mm[0] <= fit.radius_mm <= r_range_mm[1]
@@ -528,8 +528,11 @@ def _find_aorta_seed(ctx: _Ctx, body: np.ndarray, spine_x, spine_ant, has_spine)
 def _split(ctx: _Ctx, z: int, centre_mm: np.ndarray, r_mm: float, spread: float = 0.45,
            extra_gap_mm: float = 0.0) -> dict[str, _Fit] | None:
     """Two tubes (left, right) below the aortic bifurcation, or None while there is still one:
-    small-tube fits started either side of the aortic centre converge to one centre inside the
-    aorta, and to two distinct centres once the iliacs have parted."""
+    small-tube fits started ``spread`` × ``r_mm`` either side of the aortic centre converge to one
+    centre inside the aorta, and to two distinct centres once the iliacs have parted.
+    ``extra_gap_mm`` > 0: looking far below the last aortic slice (under metal streaks) — the
+    starts are moved inside the nearest tube, each fit is capped at the iliac calibre, and the
+    tubes may lie that much further apart."""
     fit = _fit_tube(ctx, z, centre_mm, r_mm) if extra_gap_mm == 0.0 else None
     if fit is not None:
         # touching iliacs: one blob, much wider than deep, centred between them
@@ -544,8 +547,12 @@ def _split(ctx: _Ctx, z: int, centre_mm: np.ndarray, r_mm: float, spread: float 
             return {"left": mk(fit.centre_mm + np.array([0.0, lat_l - h])),
                     "right": mk(fit.centre_mm - np.array([0.0, lat_r - h]))}
     off = np.array([0.0, spread * r_mm])
-    left = _fit_tube(ctx, z, centre_mm + off, 0.5 * r_mm)
-    right = _fit_tube(ctx, z, centre_mm - off, 0.5 * r_mm)
+    starts = [centre_mm + off, centre_mm - off]
+    if extra_gap_mm > 0.0:
+        # far below the last aortic slice the guess is rough: start inside the nearest tube
+        starts = [_reseed(ctx, z, c, 0.5 * r_mm, 0.5 * r_mm + 4.0) for c in starts]
+    left = _fit_tube(ctx, z, starts[0], 0.5 * r_mm)
+    right = _fit_tube(ctx, z, starts[1], 0.5 * r_mm)
     if left is None or right is None:
         return None
     min_hits = 0.5
@@ -559,7 +566,8 @@ def _split(ctx: _Ctx, z: int, centre_mm: np.ndarray, r_mm: float, spread: float 
         min_hits = 0.35
     gap = float(np.hypot(*(left.centre_mm - right.centre_mm)))
     if (left.centre_mm[1] > right.centre_mm[1] and gap >= 0.9 * (left.radius_mm + right.radius_mm)
-            and max(left.radius_mm, right.radius_mm) < 0.8 * r_mm and min(left.hit_fraction, right.hit_fraction) >= min_hits
+            and max(left.radius_mm, right.radius_mm) < 0.8 * r_mm
+            and min(left.hit_fraction, right.hit_fraction) >= min_hits
             and 2.0 <= min(left.radius_mm, right.radius_mm) and gap < 3.0 * r_mm + 10.0 + extra_gap_mm):
         return {"left": left, "right": right}
     return None
@@ -615,9 +623,12 @@ def _find_and_track_aorta(ctx: _Ctx, body, spine_x, spine_ant, has_spine, metal:
 
 def _bifurcation_by_radius(ctx: _Ctx, fits: dict[int, _Fit], z0: int, metal: _Metal | None = None):
     """Where the aorta's track, followed caudally, narrows to an iliac (radius < 0.72 × the aorta
-    just above, on three slices) it has slipped into one iliac: that is the bifurcation. The other
-    iliac is looked for mirrored about the last aortic centre. When the track just ends, two tubes
-    are looked for side by side below its end. Returns (first iliac slice, {side: (slice, fit)})."""
+    just above, on three slices) or swerves away from its course (centre > 0.6 × the aortic
+    radius to one side over ≥ 15 mm, still parting) it has slipped into one iliac: that is the
+    bifurcation. The other iliac is looked for mirrored about the last aortic centre. When the
+    track just ends, two tubes are looked for side by side below its end — below ``metal``
+    streaks on the first clear slices, with starts spread wider as the iliacs part. Returns
+    (first iliac slice, {side: (slice, fit)})."""
     zs = sorted(fits, reverse=True)  # the whole track: the seed may sit just above the bifurcation
     radius = {z: fits[z].radius_mm for z in zs}
     for i, z in enumerate(zs):
@@ -626,7 +637,24 @@ def _bifurcation_by_radius(ctx: _Ctx, fits: dict[int, _Fit], z0: int, metal: _Me
         if len(above) < 3 or len(below) < 3:
             continue
         ref = float(np.median(above))
-        if all(radius[u] < 0.72 * ref for u in below):
+        narrowed = all(radius[u] < 0.72 * ref for u in below)
+        if not narrowed:
+            # no fat plane between an iliac and its vein/the IVC (non-contrast): the track keeps an
+            # aortic calibre but swerves sideways into the iliac — the aorta itself runs nearly
+            # straight down its last 20–30 mm, the common iliacs part at ≈ 25–30° from the midline
+            # (a leak into a touching organ swerves too, but comes back: an iliac keeps parting
+            # from the midline over the next ≥ 15 mm)
+            x_ref = float(np.median([fits[u].centre_mm[1] for u in zs[max(0, i - 8): i]]))
+            run = zs[i: i + max(3, int(np.ceil(15.0 / ctx.spacing[0])))]
+            drift = np.array([fits[u].centre_mm[1] - x_ref for u in run])
+            if (len(run) * ctx.spacing[0] >= 15.0 and np.all(np.abs(drift) > 0.6 * ref)
+                    and (drift.min() > 0 or drift.max() < 0) and abs(drift[-1]) > abs(drift[0]) + 0.2 * ref):
+                # the bifurcation is where the swerve began
+                j = i
+                while j > 0 and abs(fits[zs[j - 1]].centre_mm[1] - x_ref) > 0.25 * ref:
+                    j -= 1
+                i, z, narrowed = j, zs[j], True
+        if narrowed:
             aorta_c = fits[zs[i - 1]].centre_mm
             followed = fits[z]
             side = "left" if followed.centre_mm[1] > aorta_c[1] else "right"
@@ -663,10 +691,10 @@ def _bifurcation_by_radius(ctx: _Ctx, fits: dict[int, _Fit], z0: int, metal: _Me
             # below streaks the iliacs may have parted further than the bifurcation test expects:
             # they diverge by ≈ 0.5 mm per mm of descent (common iliacs at ≈ 25–30° to the midline)
             drop_mm = (zs[-1] - u) * ctx.spacing[0]
-            for k in (1.0, 1.6, 2.3):
+            for spread in (1.0, 1.6, 2.3):
                 if sp is not None or drop_mm < 10.0:
                     break
-                sp = _split(ctx, u, last.centre_mm, last.radius_mm, spread=k, extra_gap_mm=0.6 * drop_mm)
+                sp = _split(ctx, u, last.centre_mm, last.radius_mm, spread=spread, extra_gap_mm=0.6 * drop_mm)
             if sp is not None:
                 return u, {k: (u, v) for k, v in sp.items()}
             u -= 1
@@ -911,10 +939,15 @@ def segment_vessels(volume: Volume, *, bones: np.ndarray | None = None, body: np
             notes.append("no aortic bifurcation found in the scan: iliac and femoral arteries not followed")
         else:
             fem_z = _femoral_level(bone_small, sp, spine_x, bif_z)
+            # iliacs re-acquired below metal: the bifurcation lies somewhere in the streaked gap,
+            # so the gap is uncertain for the iliacs too
+            gap = [z for z in aorta_unc if bif_z < z < min(aorta_fits)]
+            for side in iliac_seeds:
+                uncertain[f"iliac_artery_{side}"].update(gap)
             for side, (zs0, seed) in iliac_seeds.items():
                 kw = dict(r_range_mm=(2.0, 14.0), max_shift_mm=4.0 + 1.0 * sp[0], metal=metal,
                           max_gap_mm=12.0, min_hits=0.3, r_cap_mm=ILIAC_MAX_RADIUS_MM - grow["iliac"],
-                          lateral=np.array([_ILIAC_DIR[0], _ILIAC_DIR[1] if side == "left" else -_ILIAC_DIR[1]]))
+                          lateral=np.array([-0.5, 0.87 if side == "left" else -0.87]))
                 fits, unc, _ = _track(ctx, zs0, seed, -1, **kw)
                 up, unc_up, _ = _track(ctx, zs0, seed, +1, z_limit=bif_z, **kw)
                 fits = _smooth_track({zs0: seed, **fits, **up}, size=3)

@@ -137,3 +137,19 @@ def test_summary_statistics_match_hand_computation():
     assert iv.pearson_r == pytest.approx(np.corrcoef([10, 20, 40], [11, 18, 40])[0, 1])
     assert iv.zero_n == 1 and iv.zero_max == 2.0
     assert s[("classic_volume", "")].mape_percent == pytest.approx(100 * (0.5 + 0.5 + 0.25) / 3)
+
+
+def test_summary_of_a_two_vessel_cell_has_no_pearson_but_does_not_fail():
+    """Pearson needs 3 pairs; a cell with 2 calcified vessels reports r = NaN and still its MAPE."""
+    import math
+
+    from vascalc.bench.accuracy import VesselRow, summarise
+
+    def row(structure, truth, measured):
+        return VesselRow("c0", "vascular", 1, False, 1.0, 10.0, "agatston", structure, truth, truth, 1,
+                         measured, measured, 0.0, measured, measured, measured, "default")
+
+    out = summarise([row("aorta", 100.0, 110.0), row("renal_artery_left", 10.0, 8.0)])
+    cell = [s for s in out if s.quantity == "integrated_volume" and s.pooled == ""][0]
+    assert cell.n == 2 and math.isnan(cell.pearson_r)
+    assert cell.mape_percent == pytest.approx((10.0 + 20.0) / 2)

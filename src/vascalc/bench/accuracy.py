@@ -298,7 +298,8 @@ def _agreement(sel, kind, method, quantity, col, truth_col, unit, dz, nz, pooled
     if y.size >= 2:
         em = error_metrics(y, yhat)
         mape, r2i, r2p = em.mape_percent, em.r2_identity, em.r2_pearson
-        if np.ptp(y) > 0 and np.ptp(yhat) > 0:
+        # Pearson needs 3 pairs (vascalc.stats); with 2 vessels r is ±1 by construction anyway
+        if y.size >= 3 and np.ptp(y) > 0 and np.ptp(yhat) > 0:
             r = pearson(y, yhat).r
     elif y.size == 1:
         mape = float(100 * abs(yhat[0] - y[0]) / y[0])

@@ -28,7 +28,10 @@ class ScoringOptions:
     ``pv_background`` compartments|inpaint|median|mean (see :func:`vascalc.calcium.pv.cluster_pv`); ``pv_background_scope`` vessel|ring
     (vessel: ring voxels in the same vessel's ROI when at least ``pv_min_ring_voxels`` exist);
     ``pv_clip_fraction`` clips the volume fraction to [0, 1]; ``pv_object`` lesion|reference picks
-    S_obj of the integrated scores (each lesion's own self-consistent HU, or the fixed reference). ``force`` overrides the contrast
+    S_obj of the integrated scores (each lesion's own self-consistent HU, or the fixed reference). ``pv_seed``
+    [T] adds regions the threshold missed (HU > vessel background + max(``pv_seed_sd``·σ,
+    ``pv_seed_floor_hu``), ≥ ``pv_seed_min_voxels`` voxels, see :func:`vascalc.calcium.pv.pv_seed_regions`)
+    to the integrated scores only; threshold scores never change. ``force`` overrides the contrast
     guard; ``strict`` makes every threshold ``>`` instead of ``>=``; ``kvp_override`` replaces the
     scan's kVp; ``contrast_guard_hu`` is the guard's median-lumen limit.
     """
@@ -48,6 +51,10 @@ class ScoringOptions:
     pv_min_ring_voxels: int = 20
     pv_clip_fraction: bool = False
     pv_object: str = "lesion"
+    pv_seed: bool = True
+    pv_seed_sd: float = 3.0
+    pv_seed_floor_hu: float = 50.0
+    pv_seed_min_voxels: int = 3
     force: bool = False
     strict: bool = False
     kvp_override: float | None = None
@@ -75,6 +82,8 @@ class ScoringOptions:
             raise MethodError("pv_background_scope must be 'vessel' or 'ring'")
         if self.pv_object not in ("lesion", "reference"):
             raise MethodError("pv_object must be 'lesion' or 'reference'")
+        if self.pv_seed_sd < 0 or self.pv_seed_floor_hu < 0 or self.pv_seed_min_voxels < 1:
+            raise MethodError("pv_seed_sd and pv_seed_floor_hu must be ≥ 0 and pv_seed_min_voxels ≥ 1")
         if self.pv_region_mm <= 0 or self.pv_ring_mm <= 0:
             raise MethodError("pv_region_mm and pv_ring_mm must be > 0 mm")
 

@@ -68,7 +68,7 @@ def cluster_pv(hu: np.ndarray, clusters: np.ndarray, n_clusters: int, cluster_ve
                object_model: str = "lesion", calibration_a: float = 0.0,
                calibration_b: float = 1.0, min_region_voxels: float = 2.0,
                mask_vessel: np.ndarray | None = None, near_vessel: np.ndarray | None = None,
-               significance_sd: float = 3.0) -> ClusterPV:
+               significance_sd: float = 3.0, depth_mm: np.ndarray | None = None) -> ClusterPV:
     """Integrated-intensity and volume-fraction scores of every cluster (A.7) on a crop.
 
     Region R_c: voxels within the ellipsoid of half-sizes r_i = max(``region_mm``,
@@ -84,7 +84,9 @@ def cluster_pv(hu: np.ndarray, clusters: np.ndarray, n_clusters: int, cluster_ve
     (peri-vascular tissue at the same depth) for the others. Because blur preserves integrals, the
     blurred background summed over R equals this sharp two-compartment model summed over R, while
     one constant S_bkg is biased by N·(mean local background − S_bkg) when R mixes lumen (≈40 HU)
-    and fat (≈−100 HU). ``inpaint`` fills R voxel by voxel by in-plane normalised convolution
+    and fat (≈−100 HU). With ``depth_mm`` (distance below the own mask's surface) the inside
+    compartment is further split into wall and lumen layers where the ring shows both, as in CTA
+    (:func:`_split_lumen_wall`). ``inpaint`` fills R voxel by voxel by in-plane normalised convolution
     (Gaussian, σ_i = r_i) of the surrounding calcium-free voxels. Region voxels far below their
     background (gas, air) are dropped from R. ``background_hu`` reports the mean background over R.
 
@@ -149,7 +151,7 @@ def cluster_pv(hu: np.ndarray, clusters: np.ndarray, n_clusters: int, cluster_ve
     bkg_vox = ring_bkg[rc - 1].copy()
     if background == "compartments" and mask_vessel is not None and rc.size:
         inside_all = mask_vessel[idx] == cluster_vessel[c]
-        in_stat, in_n, _ = _grouped(c[ring & inside_all], values[ring & inside_all], n, np.median)
+        in_stat, in_n, in_sd = _grouped(c[ring & inside_all], values[ring & inside_all], n, np.median)
         outside = ring & ~inside_all
         if near_vessel is not None:
             # tissue just outside the vessel (same distance from the wall as the region's outer part),
@@ -163,10 +165,17 @@ def cluster_pv(hu: np.ndarray, clusters: np.ndarray, n_clusters: int, cluster_ve
             out_n = np.where(use_close, close_n, out_n)
         # a compartment with too few ring voxels borrows the other one, then the whole ring
         in_ok, out_ok = in_n >= min_ring_voxels, out_n >= min_ring_voxels
+        # [T] the noise SD is read inside the vessel compartment: the MAD of a ring that mixes
+        # lumen/wall (≈40 HU) and fat (≈−100 HU) measures the tissue step, not the noise, and would
+        # flatten the object-HU plateau test and loosen nothing but the significance guard
+        noise = np.where(in_ok & np.isfinite(in_sd), np.minimum(noise, np.nan_to_num(in_sd, nan=np.inf)), noise)
         s_in = np.where(in_ok, in_stat, np.where(out_ok, out_stat, ring_bkg))
         s_out = np.where(out_ok, out_stat, np.where(in_ok, in_stat, ring_bkg))
         inside_r = inside_all[in_region]
         bkg_vox = np.where(inside_r, s_in[rc - 1], s_out[rc - 1])
+        if depth_mm is not None:
+            bkg_vox, noise = _split_lumen_wall(bkg_vox, inside_r, rc, depth_mm[idx], c, ring & inside_all,
+                                               values, n_clusters, noise, min_ring_voxels, in_region)
     elif background == "inpaint" and rc.size:
         sigma = (0.0,) + tuple(float(r / sp) for r, sp in zip(reach_r[1:], spacing[1:]))
         halo = tuple(int(np.ceil(3 * s)) for s in sigma)
@@ -201,20 +210,30 @@ def cluster_pv(hu: np.ndarray, clusters: np.ndarray, n_clusters: int, cluster_ve
     order = np.lexsort((-np.nan_to_num(net_vox), rc))
     rc_sorted, net_sorted = rc[order], np.nan_to_num(net_vox[order])
     pos_sorted = np.stack([rz[order], ry[order], rx[order]], axis=1)
+    bkg_sorted = bkg_vox[order]
     bounds = np.searchsorted(rc_sorted, np.arange(n + 1))
     own_hu = np.full(n_clusters, np.nan)
+    # [T] background of the tissue the calcium displaced: the mean background of the plateau voxels
+    # (the object's own place), not of the whole region, which reaches into fat or lumen
+    obj_bkg = bkg.copy()
     cross = np.zeros((1, 3, 3), dtype=bool)
     cross[0, 1, :] = cross[0, :, 1] = True
     for k in range(1, n):
         run = net_sorted[bounds[k]:bounds[k + 1]]
         if run.size and np.isfinite(net[k - 1]) and net[k - 1] > 0:
             tol = max(3.0 * noise[k - 1], 0.05 * run[0])
-            top = pos_sorted[bounds[k]:bounds[k + 1]][run >= run[0] - tol]
+            on_top = run >= run[0] - tol
+            top = pos_sorted[bounds[k]:bounds[k + 1]][on_top]
+            top_bkg = bkg_sorted[bounds[k]:bounds[k + 1]][on_top]
             lo = top.min(axis=0)
             plateau = np.zeros(tuple(top.max(axis=0) - lo + 3), dtype=bool)
             plateau[tuple((top - lo + 1).T)] = True
             resolved = bool(ndi.binary_erosion(plateau, cross).any())
-            own_hu[k - 1] = bkg[k - 1] + self_consistent_object_hu(run, 0.0, net[k - 1], noise[k - 1], resolved)
+            # only a resolved plateau reads the object at its own place; an unresolved object's H
+            # is a lower bound, and pairing it with the wall's background would inflate ρ/(ρ − B)
+            if resolved and np.isfinite(top_bkg).any():
+                obj_bkg[k - 1] = float(np.nanmean(top_bkg))
+            own_hu[k - 1] = obj_bkg[k - 1] + self_consistent_object_hu(run, 0.0, net[k - 1], noise[k - 1], resolved)
     v = float(np.prod(spacing))
     with np.errstate(invalid="ignore", divide="ignore"):
         if object_model == "lesion":
@@ -223,14 +242,15 @@ def cluster_pv(hu: np.ndarray, clusters: np.ndarray, n_clusters: int, cluster_ve
         else:
             s_obj = np.full(n_clusters, float(object_hu))
             rho = np.full(n_clusters, float(density_mg_cm3))
-        n_obj = net / (s_obj - bkg)
+        n_obj = net / (s_obj - (obj_bkg if object_model == "lesion" else bkg))
         # a cluster whose net intensity is within noise of zero (a bright noise speck, e.g. in a
         # contrast-filled lumen above an adaptive threshold) has no measurable object HU, and the
         # small S_obj − S_bkg of the lesion model would turn its noise into volume: it counts 0
         noise_of_sum = significance_sd * noise * np.sqrt(np.maximum(region_count, 1))
         n_obj = np.where(np.isfinite(net) & (net <= noise_of_sum), 0.0, n_obj)
         volume = n_obj * v
-        mass = volume * rho / 1000.0
+        # a cluster counted as 0 has mass 0 even where its object HU (hence ρ) is undefined
+        mass = np.where(n_obj == 0.0, 0.0, volume * rho / 1000.0)
         # volume fraction (R16): the reference rod as S_obj and the ring S_bkg, as the reference code
         f = (rv - ring_bkg[rc - 1]) / (object_hu - ring_bkg[rc - 1])
         if clip:
@@ -292,3 +312,102 @@ def _grouped(keys: np.ndarray, values: np.ndarray, n: int, stat) -> tuple[np.nda
         out[k - 1] = float(stat(sample))
         sd[k - 1] = 1.4826 * float(np.median(np.abs(sample - np.median(sample))))
     return out, counts, sd
+
+
+@dataclass(frozen=True)
+class PVSeeds:
+    """Regions scored by the partial-volume method only (:func:`pv_seed_regions`)."""
+
+    labels: np.ndarray          # int32 crop array: 0, or the seed region's id (1..n)
+    n: int
+    vessel: np.ndarray          # vessel index 1..V per seed region (index id − 1)
+    level_hu: np.ndarray        # per vessel index 1..V (index v − 1): seed level, NaN without a sample
+    background_hu: np.ndarray   # per vessel: median of its calcium-free mask voxels
+    noise_sd_hu: np.ndarray     # per vessel: 1.4826·MAD of the same voxels
+
+
+def pv_seed_regions(hu: np.ndarray, owner: np.ndarray, mask_vessel: np.ndarray, calcium: np.ndarray,
+                    n_vessels: int, sd_k: float = 3.0, floor_hu: float = 50.0, min_voxels: int = 3,
+                    connectivity: int = 26) -> PVSeeds:
+    """Calcium the threshold missed, for the partial-volume scores only [T] (A.7).
+
+    At thick slices the blurred peak of a thin plaque can stay below 130 HU, so no threshold voxel
+    seeds its PV region and its mass is lost. Per vessel v, the background B_v is the median and
+    σ_v the robust SD (1.4826·MAD) of its own calcium-free mask voxels in its ROI; a seed voxel is
+    an ROI voxel of v, not calcium, with HU > B_v + max(``sd_k``·σ_v, ``floor_hu``). Seed regions
+    are their 3-D connected components (split by vessel) of at least ``min_voxels`` voxels that do
+    not touch threshold calcium (a component touching it is that lesion's blurred rim, already in
+    its PV region). The σ_v of a contrast lumen mixed with the wall is large, which keeps the
+    level above the lumen's blurred edge; :func:`cluster_pv`'s significance guard then removes
+    noise regions. All units HU; arrays are on the crop.
+    """
+    structure = ndi.generate_binary_structure(3, {6: 1, 18: 2, 26: 3}[connectivity])
+    sample = (mask_vessel > 0) & (mask_vessel == owner) & ~calcium & np.isfinite(hu)
+    keys = mask_vessel[sample].astype(np.int64)
+    med, count, sd = _grouped(keys, hu[sample].astype(np.float64), n_vessels + 1, np.median)
+    level = med + np.maximum(sd_k * np.nan_to_num(sd), floor_hu)
+    level_full = np.r_[np.inf, np.where(count > 0, level, np.inf)]
+    above = (owner > 0) & ~calcium & (hu > level_full[owner])
+    empty = PVSeeds(np.zeros(hu.shape, dtype=np.int32), 0, np.zeros(0, dtype=np.int64), level, med, sd)
+    if not above.any():
+        return empty
+    comp, _ = ndi.label(above | calcium, structure=structure)
+    touches = np.zeros(int(comp.max()) + 1, dtype=bool)
+    touches[comp[calcium]] = True
+    z, y, x = np.nonzero(above & ~touches[comp])
+    if z.size == 0:
+        return empty
+    v = owner[z, y, x].astype(np.int64)
+    key = comp[z, y, x].astype(np.int64) * (n_vessels + 1) + v
+    uniq, inverse, size = np.unique(key, return_inverse=True, return_counts=True)
+    keep = size[inverse] >= min_voxels
+    big = size >= min_voxels
+    new_id = np.cumsum(big)
+    labels = np.zeros(hu.shape, dtype=np.int32)
+    labels[z[keep], y[keep], x[keep]] = new_id[inverse[keep]]
+    return PVSeeds(labels, int(big.sum()), (uniq[big] % (n_vessels + 1)).astype(np.int64), level, med, sd)
+
+
+def _split_lumen_wall(bkg_vox: np.ndarray, inside_r: np.ndarray, rc: np.ndarray, depth: np.ndarray,
+                      c: np.ndarray, ring_in: np.ndarray, values: np.ndarray, n_clusters: int,
+                      noise: np.ndarray, min_ring_voxels: int, in_region: np.ndarray,
+                      min_contrast_hu: float = 100.0) -> tuple[np.ndarray, np.ndarray]:
+    """Inside-mask background as two layers, wall over lumen, where they differ (CTA) [T].
+
+    A mask of lumen + wall around a contrast lumen holds two tissues (≈40 and ≈350 HU); one median
+    for both makes the wall voxels of a wall plaque's region look 300 HU too dark and cancels the
+    plaque. Per cluster, the inside ring values split at the midpoint of their 10th and 90th
+    percentiles when those differ by more than ``min_contrast_hu`` and by 6 robust SDs of the
+    bright part: the dark part is the wall, the bright part the lumen. The wall is the outer layer
+    of the mask, so the layer boundary is the depth (distance below the mask surface, mm) quantile
+    equal to the dark fraction; region voxels shallower than it get the wall median, deeper ones
+    the lumen median: the sharp background whose blurred integral over R the image shows.
+    Returns (per-voxel background, per-cluster noise SD): the noise of a split cluster is the
+    lumen's robust SD, because the SD of the mixed ring measures the tissue step, not the noise.
+    """
+    out = bkg_vox.copy()
+    noise_out = noise.copy()
+    order = np.argsort(c[ring_in], kind="stable")
+    keys = c[ring_in][order]
+    vals = values[ring_in][order]
+    dep = depth[ring_in][order]
+    bounds = np.searchsorted(keys, np.arange(n_clusters + 2))
+    r_depth = depth[in_region]
+    for k in range(1, n_clusters + 1):
+        v = vals[bounds[k]:bounds[k + 1]]
+        if v.size < 2 * min_ring_voxels:
+            continue
+        q10, q90 = np.quantile(v, [0.1, 0.9])
+        mid = 0.5 * (q10 + q90)
+        dark = v <= mid
+        if dark.sum() < min_ring_voxels or (~dark).sum() < min_ring_voxels:
+            continue
+        bright = v[~dark]
+        sd_bright = 1.4826 * float(np.median(np.abs(bright - np.median(bright))))
+        if q90 - q10 <= max(min_contrast_hu, 6.0 * sd_bright):
+            continue
+        edge = float(np.quantile(dep[bounds[k]:bounds[k + 1]], dark.mean()))
+        sel = (rc == k) & inside_r
+        out[sel] = np.where(r_depth[sel] < edge, float(np.median(v[dark])), float(np.median(bright)))
+        noise_out[k - 1] = sd_bright
+    return out, noise_out

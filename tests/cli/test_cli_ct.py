@@ -11,7 +11,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from vascalc.imaging import Grid, LabelMap, ScanInfo, Volume, save_labels_nifti, save_volume_nifti
+from vascalc.imaging import Grid, ScanInfo, Volume, save_labels_nifti, save_volume_nifti
 from vascalc.imaging.dicom_writer import write_dicom_series
 
 

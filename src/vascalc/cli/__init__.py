@@ -36,7 +36,7 @@ def _root(
 
 
 def _register() -> None:
-    from vascalc.cli import bench, ct, demo, phantom, stats, train
+    from vascalc.cli import bench, ct, demo, phantom, stats, train, xray
 
     app.command("demo")(demo.demo)
     app.add_typer(ct.app, name="ct")
@@ -44,6 +44,7 @@ def _register() -> None:
     app.add_typer(stats.app, name="stats", help="Agreement statistics: the tables of a validation study.")
     app.add_typer(train.app, name="train", help="Train segmentation models (needs the [learn] extra).")
     app.add_typer(bench.app, name="bench", help="Accuracy and segmentation benchmarks against truth.")
+    app.add_typer(xray.app, name="xray", help="Abdominal aortic calcification (Kauppila AAC-24) on lateral radiographs.")
 
 
 _register()

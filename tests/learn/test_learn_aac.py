@@ -1,0 +1,148 @@
+"""Learned AAC-24 graders (vascalc.learn.aac): CORAL by hand, a tiny training run, save/load, prediction."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("monai")
+
+import torch  # noqa: E402
+
+from vascalc.learn.aac import (  # noqa: E402
+    AacConfig,
+    build_coral_network,
+    coral_levels,
+    coral_loss,
+    coral_probabilities,
+    grades_from_probabilities,
+    load_aac_ensemble,
+    predict_aac24_regression,
+    predict_grades,
+    save_aac_ensemble,
+    segment_patches,
+    train_model,
+)
+from vascalc.phantoms.types import VertebraLandmark  # noqa: E402
+from vascalc.radiograph.kauppila import SEGMENTS  # noqa: E402
+
+P = 16  # tiny patches keep the whole file fast
+
+
+def _tiny_patches(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Noise patches with a bright stripe at the near columns covering grade/3 of the rows (0 for grade 0),
+    i.e. the B.1 rule drawn directly: f = 0, ≈ 0.25, ≈ 0.5, ≈ 0.85."""
+    rng = np.random.default_rng(seed)
+    grades = np.tile(np.arange(4), n // 4 + 1)[:n]
+    x = rng.normal(0.0, 0.3, size=(n, P, P)).astype(np.float32)
+    cover = {0: 0, 1: 4, 2: 8, 3: 14}
+    for i, g in enumerate(grades):
+        start = rng.integers(0, P - cover[g] + 1)
+        x[i, start:start + cover[g], 2:6] += 2.0
+    return x, grades
+
+
+def test_coral_levels_and_loss_by_hand():
+    levels = coral_levels([0, 1, 3])
+    assert levels.tolist() == [[0, 0, 0], [1, 0, 0], [1, 1, 1]]
+    logits = torch.tensor([[0.0, 1.0, -2.0], [2.0, 0.5, 0.0], [1.0, 1.0, 1.0]])
+    y = torch.from_numpy(levels)
+    # −[y log σ(z) + (1 − y) log(1 − σ(z))] summed over the 3 tasks, mean over the 3 samples
+    sig = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
+    z = logits.numpy().astype(float)
+    expected = -(levels * np.log(sig(z)) + (1 - levels) * np.log(1 - sig(z))).sum(axis=1).mean()
+    assert float(coral_loss(logits, y)) == pytest.approx(expected, rel=1e-6)
+    assert grades_from_probabilities(np.array([[0.9, 0.6, 0.2], [0.4, 0.3, 0.1], [0.99, 0.98, 0.51]])).tolist() == [2, 0, 3]
+
+
+def test_coral_head_is_rank_consistent():
+    net = build_coral_network(width=4)
+    with torch.no_grad():
+        net.first_bias.fill_(1.0)
+        net.bias_steps.copy_(torch.tensor([-3.0, 2.0]))  # any raw values: softplus keeps the steps > 0
+    b = net.biases().detach().numpy()
+    assert b[0] == pytest.approx(1.0)
+    assert b[1] == pytest.approx(1.0 - np.log1p(np.exp(-3.0)), rel=1e-5)
+    assert b[2] == pytest.approx(b[1] - np.log1p(np.exp(2.0)), rel=1e-5)
+    net.eval()
+    prob = coral_probabilities(net, np.random.default_rng(0).normal(size=(10, P, P)).astype(np.float32))
+    assert prob.shape == (10, 3)
+    assert np.all(np.diff(prob, axis=1) < 0)  # P(grade > k) strictly decreases with k
+
+
+def _tiny_config(**kw) -> AacConfig:
+    return AacConfig(patch_px=P, epochs=kw.pop("epochs", 25), batch_size=8, learning_rate=5e-3, width=4, **kw)
+
+
+def test_tiny_training_lowers_loss_and_beats_chance():
+    x, g = _tiny_patches(40, seed=1)
+    net, losses = train_model("coral", x, g, _tiny_config(), seed=0)
+    assert losses[-1] < 0.6 * losses[0]
+    xt, gt = _tiny_patches(40, seed=2)
+    pred = grades_from_probabilities(coral_probabilities(net, xt))
+    assert np.mean(pred == gt) > 0.5  # chance is 0.25 with 4 balanced grades
+    assert np.mean(np.abs(pred - gt)) < 0.75
+
+
+def test_training_is_deterministic_with_a_seed():
+    x, g = _tiny_patches(16, seed=3)
+    cfg = _tiny_config(epochs=2)
+    a, la = train_model("coral", x, g, cfg, seed=5)
+    b, lb = train_model("coral", x, g, cfg, seed=5)
+    assert la == lb
+    for (name, ta), tb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(ta, tb), name
+
+
+def _landmarks() -> tuple[VertebraLandmark, ...]:
+    """Four 25-mm bodies 10 mm apart, 30 mm deep, anterior at column 60 (1-mm pixels)."""
+    out = []
+    for i, name in enumerate(("L1", "L2", "L3", "L4")):
+        top, bottom = 20.0 + 35.0 * i, 45.0 + 35.0 * i
+        out.append(VertebraLandmark(name=name, corners_px=((top, 60.0), (top, 90.0), (bottom, 90.0), (bottom, 60.0)),
+                                    centre_px=((top + bottom) / 2, 75.0)))
+    return tuple(out)
+
+
+def test_segment_patches_follow_the_walls():
+    """A bright vertical line 5 mm in front of the spine over L2's level only lights L2's posterior
+    patch at the near columns and its mirrored anterior patch at the far columns."""
+    image = np.zeros((180, 120), dtype=np.float32)
+    # L2's level runs between the disc midpoints, rows 50–85; a 3-px line (cols 54–56, i.e. 4–6 mm
+    # in front of the anterior border at col 60) survives the 2-mm column sampling of the patch
+    image[55:80, 54:57] = 1.0
+    patches = segment_patches(image, _landmarks(), 1.0, patch_px=P, band_mm=(0.0, 30.0))
+    assert patches.shape == (8, P, P)
+    names = list(SEGMENTS)
+    post, ant = patches[names.index("L2_posterior")], patches[names.index("L2_anterior")]
+    col = int(np.argmax(post.mean(axis=0)))
+    assert 2 <= col <= 3  # 4–6 mm of a 0–30 mm band sampled every 2 mm: columns 2–3
+    assert np.array_equal(ant, post[:, ::-1])  # the same level, mirrored along d
+    # the line covers rows 55–80 of the level's 50–85, i.e. 25/35 of its height: ≈ 11.4 of 16 patch rows
+    lit = post[:, col] > 0.5 * post[:, col].max()
+    assert 11 <= lit.sum() <= 13 and np.all(post[:, 6:] < 0)
+    assert np.allclose(patches[names.index("L1_posterior")], 0.0)  # flat patch → 0 after standardising
+
+
+def test_save_load_round_trip_and_prediction(tmp_path):
+    x, g = _tiny_patches(16, seed=4)
+    cfg = _tiny_config(epochs=1, n_folds=2)
+    nets = [train_model("coral", x, g, cfg, seed=k)[0] for k in range(2)]
+    crops = np.random.default_rng(0).normal(size=(6, 4 * P, P)).astype(np.float32)
+    reg = [train_model("regressor", crops, np.array([0, 3, 6, 9, 12, 24], dtype=np.float32), cfg, seed=9)[0]]
+    meta = {"config": {**cfg.__dict__, "band_mm": list(cfg.band_mm)}}
+    save_aac_ensemble(tmp_path, nets, reg, meta)
+    loaded = load_aac_ensemble(tmp_path)
+    assert len(loaded.graders) == 2 and len(loaded.regressors) == 1 and loaded.config == cfg
+    for a, b in zip(nets, loaded.graders):
+        assert np.array_equal(coral_probabilities(a, x), coral_probabilities(b, x))
+    image = np.random.default_rng(1).random((180, 120)).astype(np.float32)
+    grades, prob = predict_grades(tmp_path, image, _landmarks(), 1.0)
+    assert list(grades) == list(SEGMENTS) and all(v in (0, 1, 2, 3) for v in grades.values())
+    for s in SEGMENTS:
+        p = np.array(prob[s])
+        assert p.shape == (3,) and np.all((p > 0) & (p < 1)) and np.all(np.diff(p) <= 0)
+        assert grades[s] == int((p > 0.5).sum())
+    score = predict_aac24_regression(loaded, image, _landmarks(), 1.0)
+    assert 0.0 <= score <= 24.0

@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+from collections.abc import Iterator
 from types import ModuleType
 
 from vascalc.errors import DependencyError
@@ -40,3 +42,16 @@ def learn_available() -> bool:
     except DependencyError:
         return False
     return True
+
+
+@contextlib.contextmanager
+def deterministic(seed: int) -> Iterator[None]:
+    """Seed torch and switch on its deterministic algorithms for the block, then restore the setting."""
+    torch = require_torch()
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    torch.manual_seed(seed)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before)

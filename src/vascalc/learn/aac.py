@@ -27,7 +27,6 @@ Determinism: the same seed, settings, machine and thread count give the same wei
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from collections.abc import Sequence
@@ -38,7 +37,7 @@ import numpy as np
 from scipy import ndimage
 
 from vascalc.errors import InputError, OutputError
-from vascalc.learn._deps import require_monai, require_torch
+from vascalc.learn._deps import deterministic, require_monai, require_torch
 from vascalc.radiograph.kauppila import (
     LEVELS,
     SEGMENTS,
@@ -260,18 +259,6 @@ def build_regressor(width: int = 8):
     return Regressor()
 
 
-@contextlib.contextmanager
-def _deterministic(seed: int):
-    torch = require_torch()
-    before = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)
-    torch.manual_seed(seed)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(before)
-
-
 def _augment(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Flip along t (reversing the axis leaves the covered fraction unchanged) and add mild noise."""
     flip = rng.random(len(x)) < 0.5
@@ -284,7 +271,7 @@ def train_model(kind: str, inputs: np.ndarray, targets: np.ndarray, config: AacC
     """Train a CORAL grader (``kind="coral"``, targets = grades 0–3) or the regressor (``"regressor"``,
     targets = AAC-24) on ``inputs (n, h, w)``; returns ``(network in eval mode, loss per epoch)``."""
     torch = require_torch()
-    with _deterministic(seed):
+    with deterministic(seed):
         if kind == "coral":
             net = build_coral_network(config.width)
             levels = coral_levels(targets)

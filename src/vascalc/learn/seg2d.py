@@ -19,7 +19,6 @@ averaged over slices = 83.4 % in S4. Here:
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,7 +27,7 @@ from typing import Callable
 import numpy as np
 
 from vascalc.errors import InputError
-from vascalc.learn._deps import require_monai, require_torch
+from vascalc.learn._deps import deterministic, require_monai, require_torch
 from vascalc.learn.data import SliceSet
 from vascalc.learn.metrics import DiceScores, dice_scores
 from vascalc.learn.models import NetworkSpec, build_network
@@ -149,18 +148,6 @@ def _augmenter(config: Seg2DConfig, seed: int):
     return compose
 
 
-@contextlib.contextmanager
-def _deterministic(seed: int):
-    torch = require_torch()
-    before = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)
-    torch.manual_seed(seed)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(before)
-
-
 def _init_output_bias(network, foreground_fraction: float) -> None:
     """Start the output at the foreground prior (logit of its pixel fraction) instead of 0.5: vessels
     are ~0.3 % of a slice, and a 0.5 start spends the first epochs only learning 'mostly background'
@@ -190,7 +177,7 @@ def train_network(
     epoch that passes it.
     """
     torch = require_torch()
-    with _deterministic(seed):
+    with deterministic(seed):
         network = build_network(config.network)
         _init_output_bias(network, float(masks.float().mean()))
         optimiser = torch.optim.Adam(network.parameters(), lr=config.learning_rate)

@@ -15,13 +15,12 @@ from vascalc.errors import InputError
 from vascalc.imaging.labelmap import LabelMap
 from vascalc.imaging.volume import Volume
 from vascalc.phantoms import physics
-from vascalc.phantoms.core import (CtPhysics, Vessel, make_grid, paint_vessels, place_sectors, plaque_records,
+from vascalc.phantoms.core import (TRUTH_SCHEMA_VERSION, CtPhysics, Vessel, make_grid, paint_vessels, place_sectors, plaque_records,
                                    random_plaques, render_ct, scan_info, spec_hash, structure_truth)
 from vascalc.phantoms.geometry import Canvas, ellipse_stack_sdf, paint, paint_ellipsoid
 from vascalc.phantoms.types import Phantom, PlaqueSpec
 from vascalc.phantoms.vascular import TISSUE_HU
 
-SCHEMA_VERSION = "1.0"
 HEART_CENTRE = np.array([15.0, -20.0, -90.0])
 HEART_SEMI = np.array([55.0, 45.0, 60.0])
 VESSEL_NAMES = ("aorta", "rca", "left_main", "lad", "lcx")
@@ -133,7 +132,7 @@ def make_chest_phantom(seed: int = 0, *, shape: tuple[int, int, int] = (64, 256,
               "plaques": plaques if isinstance(plaques, str) else [asdict(p) for p in plaques],
               "plaque_rate": plaque_rate, "physics": asdict(phys)}
     truth = {
-        "schema_version": SCHEMA_VERSION, "kind": "chest", "seed": seed, "parameters": params,
+        "schema_version": TRUTH_SCHEMA_VERSION, "kind": "chest", "seed": seed, "parameters": params,
         "parameters_hash": spec_hash(params), "contrast": contrast,
         "hu_model": {"formula": "plaque HU = hu_per_mg_cm3 * density_mg_cm3 (over water, 0 HU)",
                      "hu_per_mg_cm3": hu_per_mg_cm3, "calibration_factor_mg_cm3_per_hu": 1.0 / hu_per_mg_cm3,

@@ -16,6 +16,9 @@ from vascalc.phantoms import physics
 from vascalc.phantoms.geometry import Canvas, WallSector, axis_coords_mm, index_slices, paint_capsule, render_fraction
 from vascalc.phantoms.types import PlaqueSpec
 
+#: Version of the truth.json layout written for every phantom.
+TRUTH_SCHEMA_VERSION = "1.0"
+
 #: Scanner range of stored CT numbers (12-bit): values are clipped here, as most scanners do.
 HU_MIN, HU_MAX = -1024, 3071
 

@@ -11,11 +11,10 @@ from vascalc.errors import InputError
 from vascalc.imaging.labelmap import LabelMap
 from vascalc.imaging.volume import Volume
 from vascalc.phantoms import physics
-from vascalc.phantoms.core import CtPhysics, make_grid, render_ct, scan_info, spec_hash
+from vascalc.phantoms.core import TRUTH_SCHEMA_VERSION, CtPhysics, make_grid, render_ct, scan_info, spec_hash
 from vascalc.phantoms.geometry import Canvas, WallSector, ellipse_stack_sdf, paint
 from vascalc.phantoms.types import Phantom
 
-SCHEMA_VERSION = "1.0"
 
 
 def make_insert_phantom(seed: int = 0, *, shape: tuple[int, int, int] = (16, 400, 400),
@@ -98,7 +97,7 @@ def make_insert_phantom(seed: int = 0, *, shape: tuple[int, int, int] = (16, 400
               "rod_densities_mg_cm3": list(rod_densities_mg_cm3), "rod_diameter_mm": rod_diameter_mm,
               "body_hu": body_hu, "physics": asdict(phys)}
     truth = {
-        "schema_version": SCHEMA_VERSION, "kind": "inserts", "seed": seed, "parameters": params,
+        "schema_version": TRUTH_SCHEMA_VERSION, "kind": "inserts", "seed": seed, "parameters": params,
         "parameters_hash": spec_hash(params),
         "hu_model": {"formula": "HU = body_hu + hu_per_mg_cm3 * density_mg_cm3", "hu_per_mg_cm3": hu_per_mg_cm3,
                      "calibration_factor_mg_cm3_per_hu": 1.0 / hu_per_mg_cm3},

@@ -15,14 +15,13 @@ from vascalc.errors import InputError
 from vascalc.imaging.labelmap import LabelMap
 from vascalc.imaging.volume import Volume
 from vascalc.phantoms import physics
-from vascalc.phantoms.core import (CtPhysics, Vessel, make_grid, paint_vessels, place_sectors, plaque_records,
+from vascalc.phantoms.core import (TRUTH_SCHEMA_VERSION, CtPhysics, Vessel, make_grid, paint_vessels, place_sectors, plaque_records,
                                    random_plaques, render_ct, scan_info, spec_hash, structure_truth)
 from vascalc.phantoms.geometry import (Canvas, ellipse_stack_sdf, index_slices, paint, paint_capsule, paint_ellipsoid,
                                        paint_plate, segment_distance)
 from vascalc.phantoms.metal import metal_streaks
 from vascalc.phantoms.types import Phantom, PlaqueSpec
 
-SCHEMA_VERSION = "1.0"
 
 #: Tissue CT numbers (HU, non-contrast, 120 kVp); see docs/phantoms.md for the comparison with a real scan.
 TISSUE_HU = {
@@ -304,7 +303,7 @@ def make_vascular_phantom(seed: int = 0, *, shape: tuple[int, int, int] = (100, 
               "plaque_rate": plaque_rate, "metal": metal, "physics": asdict(phys)}
     L = abdominal_layout()
     truth = {
-        "schema_version": SCHEMA_VERSION, "kind": "vascular", "seed": seed, "parameters": params,
+        "schema_version": TRUTH_SCHEMA_VERSION, "kind": "vascular", "seed": seed, "parameters": params,
         "parameters_hash": spec_hash(params), "contrast": contrast,
         "hu_model": {"formula": "plaque HU = hu_per_mg_cm3 * density_mg_cm3 (over water, 0 HU)",
                      "hu_per_mg_cm3": hu_per_mg_cm3, "calibration_factor_mg_cm3_per_hu": 1.0 / hu_per_mg_cm3,

@@ -14,14 +14,13 @@ from typing import Callable
 
 import numpy as np
 
-from vascalc import __version__
 from vascalc.anatomy import taxonomy
 from vascalc.anatomy.regions import NAMED_REGIONS, named_regions
 from vascalc.calcium import CalciumResult, ScoringOptions, parse_method, score_calcium
 from vascalc.errors import InputError, MaskError
 from vascalc.imaging import LabelMap, Volume, load_labelmap, load_volume
+from vascalc.workflows.header import result_header
 
-SCHEMA_VERSION = "1.0"
 
 ProgressCallback = Callable[[str], None]
 
@@ -49,10 +48,7 @@ class CtResult:
         info = self.volume.info.to_dict()
         notes = info.pop("load_notes", ())
         return {
-            "schema_version": SCHEMA_VERSION,
-            "tool": {"name": "vascalc", "version": __version__},
-            "kind": "ct",
-            "case_id": self.case_id,
+            **result_header("ct", self.case_id),
             "input": {
                 "scan": info,
                 "geometry": {

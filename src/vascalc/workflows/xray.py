@@ -15,13 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from vascalc import __version__
 from vascalc.imaging.radiograph import Radiograph, load_radiograph
 from vascalc.radiograph.baseline import BaselineParams, grade_baseline
 from vascalc.radiograph.kauppila import DEFAULT_BANDS, KauppilaResult, parse_bands, spine_geometry
 from vascalc.radiograph.locate import ASSUMED_FOV_MM, Localisation, locate_vertebrae
+from vascalc.workflows.header import result_header
 
-SCHEMA_VERSION = "1.0"
 MODEL_ID = "model-free:profile_v1"
 
 
@@ -44,10 +43,7 @@ class AacResult:
     def to_dict(self) -> dict:
         rg, k = self.radiograph, self.kauppila
         return {
-            "schema_version": SCHEMA_VERSION,
-            "tool": {"name": "vascalc", "version": __version__},
-            "kind": "xray",
-            "case_id": self.case_id,
+            **result_header("xray", self.case_id),
             "input": {
                 "image": dict(rg.source),
                 "geometry": {"shape_rows_cols": list(rg.shape),

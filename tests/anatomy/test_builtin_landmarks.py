@@ -349,11 +349,13 @@ def test_heart_region_on_the_chest_phantom_and_none_on_an_abdomen(real):
     ph = make_chest_phantom(0)
     region = segment_heart_region(ph.volume)
     assert region is not None and region.shape == ph.volume.shape
-    # a search region, generous by design: measured Dice 0.70, 97 % of the heart inside
+    # a search region, generous by design: the phantom's lungs are cut by the top slice, so the region
+    # keeps the great vessels above the heart (measured Dice 0.56–0.62 over seeds 0–5, the whole
+    # heart and ≥ 98 % of every coronary inside)
     heart = ph.labels.mask("heart")
-    assert dice(region, heart) >= 0.65
-    assert np.count_nonzero(region & heart) >= 0.95 * np.count_nonzero(heart)
+    assert dice(region, heart) >= 0.5
+    assert np.count_nonzero(region & heart) >= 0.97 * np.count_nonzero(heart)
     for artery in ("rca", "lad", "lcx"):
-        assert region[ph.labels.mask(artery)].mean() >= 0.9, artery
+        assert region[ph.labels.mask(artery)].mean() >= 0.97, artery
     volume, _, _ = real
     assert segment_heart_region(volume) is None  # lung bases and colon gas only

@@ -77,6 +77,9 @@ def ct(
     psf_fwhm: float = typer.Option(1.0, "--psf-fwhm", help="In-plane PSF FWHM (mm)."),
     supersample: int = typer.Option(4, "--supersample", help="Partial-volume samples per voxel edge."),
     metal: Metal | None = typer.Option(None, "--metal", help="Add a stent or a spinal screw (vascular only)."),
+    distractors: str = typer.Option("random", "--distractors",
+                                    help="Chest only: non-coronary calcium: random, none, all, or kinds separated "
+                                         "by commas (aortic_valve, mitral_annulus, pericardium, …)."),
     dicom: bool = typer.Option(False, "--dicom", help="Also write the CT as a DICOM series in dicom/."),
     masks: bool = typer.Option(True, "--masks/--no-masks", help="Write masks/<name>.nii.gz per structure."),
 ) -> None:
@@ -97,7 +100,9 @@ def ct(
     if kind is Kind.vascular:
         phantom = make_vascular_phantom(seed, lumen_hu=lumen, metal=metal.value if metal else None, **common)
     elif kind is Kind.chest:
-        phantom = make_chest_phantom(seed, lumen_hu=lumen, **common)
+        kinds = distractors if distractors in ("random", "none", "all") else [
+            k.strip() for k in distractors.split(",") if k.strip()]
+        phantom = make_chest_phantom(seed, lumen_hu=lumen, distractors=kinds, **common)
     else:
         phantom = make_insert_phantom(seed, **common)
     generated = time.perf_counter() - start

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -154,15 +155,20 @@ def paint_vessels(canvas: Canvas, vessels: list[Vessel], label_ids: dict[str, in
 def random_plaques(rng: np.random.Generator, vessels: list[Vessel], mean_counts: dict[str, float], *,
                    length_range_mm: dict[str, tuple[float, float]], density_range=(200.0, 900.0),
                    avoid: dict[str, list[tuple[float, float]]] | None = None,
-                   end_margin_mm: dict[str, float] | None = None) -> list[PlaqueSpec]:
+                   end_margin_mm: dict[str, float] | None = None,
+                   counts: dict[str, int] | None = None) -> list[PlaqueSpec]:
     """Draw non-overlapping random plaques (Poisson counts per vessel) that each fit one straight piece.
 
     ``avoid``: arc-length intervals (mm) per vessel where no plaque may lie (branch origins).
+    ``counts``: exact plaque counts for the vessels it names (no Poisson draw for those).
     Plaques on one vessel are ≥ 2 mm apart along it, so each plaque is one lesion.
     """
     out: list[PlaqueSpec] = []
     for v in vessels:
-        n = int(rng.poisson(mean_counts.get(v.name, 0.0)))
+        if counts is not None and v.name in counts:
+            n = int(counts[v.name])
+        else:
+            n = int(rng.poisson(mean_counts.get(v.name, 0.0)))
         lengths = v.segment_lengths()
         starts = np.concatenate([[0.0], np.cumsum(lengths)])
         taken: list[tuple[float, float]] = list((avoid or {}).get(v.name, []))
@@ -197,11 +203,15 @@ def spec_hash(params: dict) -> str:
 
 def render_ct(canvas: Canvas, sectors: list[tuple[WallSector, float, float]], phys: CtPhysics,
               rng: np.random.Generator, *, streaks: np.ndarray | None = None,
+              moving: Sequence[bool] | None = None, motion: Callable[[np.ndarray], np.ndarray] | None = None,
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[float]]:
     """The image chain: anatomy z-blur, exact calcium through the slice profile, PSF, noise, 12-bit clip.
 
     ``sectors``: (shape, HU of the calcium, HU of the material it replaces). Returns
     ``(hu int16, calcium_fraction float32, plaque_ids int32, voxelised volumes mm³ per sector)``.
+    ``moving`` (one flag per sector) with ``motion`` (an image → image map, e.g. a motion-blur
+    kernel): the image of the flagged calcium passes through ``motion`` before the PSF; the
+    returned fraction and ids stay those of the true, unmoved calcium.
     """
     grid = canvas.grid
     dz, dy, dx = grid.spacing_mm
@@ -215,6 +225,7 @@ def render_ct(canvas: Canvas, sectors: list[tuple[WallSector, float, float]], ph
     support = 0.5 * phys.slice_thickness_mm + 4.0 * physics.fwhm_to_sigma(phys.ssp_blur_fwhm_mm) + dz
     s = phys.supersample
     voxelised: list[float] = []
+    moving_image: np.ndarray | None = None
     for index, (shape, hu_ca, hu_bg) in enumerate(sectors, start=1):
         # Small shapes get more samples, so that ≥ 16 sample steps span their smallest extent.
         s_shape = int(min(32, max(s, np.ceil(16 * max(dy, dx) / max(shape.smallest_feature_mm(), 1e-3)))))
@@ -235,7 +246,14 @@ def render_ct(canvas: Canvas, sectors: list[tuple[WallSector, float, float]], ph
                                 blur_fwhm_mm=phys.ssp_blur_fwhm_mm)
         # W integrates the SSP over each fine interval; the object is constant on it → weight × value.
         contrib = np.tensordot(W.astype(np.float32), fine_z, axes=(1, 0))
-        image[c0:c1, sl[1], sl[2]] += np.float32(hu_ca - hu_bg) * contrib
+        target = image
+        if moving is not None and motion is not None and moving[index - 1]:
+            if moving_image is None:
+                moving_image = np.zeros(grid.shape, np.float32)
+            target = moving_image
+        target[c0:c1, sl[1], sl[2]] += np.float32(hu_ca - hu_bg) * contrib
+    if moving_image is not None:
+        image += motion(moving_image)
     np.minimum(fraction, 1.0, out=fraction)
     if streaks is not None:
         image += streaks

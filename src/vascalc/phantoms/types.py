@@ -59,7 +59,8 @@ class Phantom:
     calcium volume fraction of every voxel (float32, 0–1; voxel = increment-thick cell).
     ``plaque_ids``: id (1-based, as in ``truth["plaques"]``) of the plaque covering most of each
     voxel, 0 elsewhere. ``truth``: JSON-ready dict with every parameter, the seed, per-structure and
-    per-plaque truth (see docs/phantoms.md).
+    per-plaque truth (see docs/phantoms.md). ``distractor_ids`` (chest phantom; None elsewhere): id
+    (as in ``truth["distractors"]``) of the non-coronary calcium covering most of each voxel, 0 elsewhere.
     """
 
     volume: Volume
@@ -67,6 +68,7 @@ class Phantom:
     calcium_fraction: np.ndarray
     plaque_ids: np.ndarray
     truth: dict = field(default_factory=dict)
+    distractor_ids: np.ndarray | None = None
 
     def truth_for(self, name: str) -> StructureTruth:
         """Calcium truth of a structure; ``iliac_artery_left/right`` sum the common and external iliac."""

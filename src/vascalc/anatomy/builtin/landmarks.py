@@ -989,7 +989,10 @@ def segment_heart_region(volume: Volume) -> np.ndarray | None:
         return None
     zs = np.flatnonzero(lungs.any(axis=(1, 2)))
     z_top, z_bot = int(zs[0]), int(zs[-1])
-    z_start = z_top + int(0.3 * (z_bot - z_top))
+    # The upper 30 % of the lungs' height holds only the great vessels, but that is only known when the
+    # apices are in view; a scan that starts below them (lungs cut by the top slice) keeps its top.
+    apex_in_view = z_top > 0 and not lungs[z_top].sum() * float(sp[1] * sp[2]) > 2000.0
+    z_start = z_top + int(0.3 * (z_bot - z_top)) if apex_in_view else z_top
     bone = _bone_work(h, body, xc, sp)
     xc = _spine_midline_x(bone, body, xc, sp)
     nz, ny, nx = h.shape

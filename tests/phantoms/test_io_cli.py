@@ -62,3 +62,15 @@ def test_cli_ct_and_xray(tmp_path):
     assert set(xt["segment_grades"]) >= {"L1_anterior", "L4_posterior"}
     assert xt["aac24"] == sum(xt["segment_grades"].values())
     assert (tmp_path / "x" / "radiograph.png").is_file()
+
+
+def test_chest_phantom_writes_its_distractor_ids(tmp_path):
+    from vascalc.phantoms import make_chest_phantom
+
+    ph = make_chest_phantom(3, shape=(40, 160, 160), spacing_mm=(2.5, 1.5, 1.5), distractors="all", supersample=2)
+    assert ph.distractor_ids is not None and ph.distractor_ids.any()
+    write_phantom(ph, tmp_path / "chest", masks=False)
+    ids = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "chest" / "distractor_ids.nii.gz")))
+    assert np.array_equal(ids, ph.distractor_ids)
+    truth = json.loads((tmp_path / "chest" / "truth.json").read_text())
+    assert set(np.unique(ids[ids > 0]).tolist()) <= {d["id"] for d in truth["distractors"]}

@@ -51,7 +51,8 @@ def write_phantom(phantom: Phantom, out_dir: Path | str, *, dicom: bool = False,
 
     ``ct.nii.gz`` (int16 HU), ``labels.nii.gz`` + ``labels.json`` (every structure),
     ``vessels.nii.gz``/``landmarks.nii.gz`` with their ``.json`` names tables, ``calcium_fraction.nii.gz``
-    (float32 true calcium fraction), ``plaque_ids.nii.gz`` (int16), ``truth.json``; with ``masks``
+    (float32 true calcium fraction), ``plaque_ids.nii.gz`` (int16), for a chest phantom
+    ``distractor_ids.nii.gz`` (int16, the ``truth["distractors"]`` ids), ``truth.json``; with ``masks``
     a TotalSegmentator-style ``masks/<name>.nii.gz`` per structure, with ``iliac_artery_left/right``
     (common + external iliac) in place of the finer iliac labels so that no two masks overlap; with ``dicom`` the CT as a DICOM series in ``dicom/``.
     """
@@ -72,6 +73,8 @@ def write_phantom(phantom: Phantom, out_dir: Path | str, *, dicom: bool = False,
         written.append(write_json(table, out / f"{stem}.json"))
     written.append(_save_nifti(phantom.calcium_fraction.astype(np.float32), grid, out / "calcium_fraction.nii.gz"))
     written.append(_save_nifti(phantom.plaque_ids.astype(np.int16), grid, out / "plaque_ids.nii.gz"))
+    if phantom.distractor_ids is not None:
+        written.append(_save_nifti(phantom.distractor_ids.astype(np.int16), grid, out / "distractor_ids.nii.gz"))
     if masks:
         mdir = out / "masks"
         mdir.mkdir()

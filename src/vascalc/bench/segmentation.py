@@ -23,7 +23,11 @@ COMPARED = (
     "aorta", "iliac_artery_left", "iliac_artery_right", "femoral_artery_left", "femoral_artery_right",
     "vertebrae_T12", "vertebrae_L1", "vertebrae_L2", "vertebrae_L3", "vertebrae_L4", "vertebrae_L5",
     "sacrum", "hip_left", "hip_right", "femur_left", "femur_right",
+    "inferior_vena_cava", "iliac_vena_left", "iliac_vena_right",
 )
+
+#: Veins asked of the segmenter besides the CT job's structures (they are measured, not scored).
+VEINS = ("inferior_vena_cava", "iliac_vena_left", "iliac_vena_right")
 
 
 @dataclass(frozen=True)
@@ -79,15 +83,23 @@ def compare(case: str, predicted: LabelMap, reference: LabelMap, runtime_s: floa
     return rows
 
 
-def phantom_cases(seeds: Iterable[int] = (0,), *, shape=(120, 256, 256), spacing_mm=(2.5, 1.5, 1.5)) -> list[BenchCase]:
-    """Vascular phantoms: non-contrast, contrast, and non-contrast with a spinal screw, per seed."""
+def phantom_cases(seeds: Iterable[int] = (0,), *, shape=(120, 256, 256), spacing_mm=(2.5, 1.5, 1.5),
+                  legs_shape=(300, 180, 180), legs_spacing_mm=(2.5, 2.0, 2.0)) -> list[BenchCase]:
+    """Vascular phantoms per seed: abdomen–pelvis (T12 to the hips) non-contrast, contrast, and
+    non-contrast with a spinal screw; then T12 to the knees (``legs_shape``, coarser in-plane, so
+    that the femoral arteries are measured) non-contrast and contrast."""
     from vascalc.phantoms import make_vascular_phantom
 
     cases = []
     for seed in seeds:
         for label, kwargs in (("noncontrast", {"lumen_hu": 40.0}), ("contrast", {"lumen_hu": 350.0}),
-                              ("screw", {"lumen_hu": 40.0, "metal": "screw"})):
-            phantom = make_vascular_phantom(seed, shape=shape, spacing_mm=spacing_mm, **kwargs)
+                              ("screw", {"lumen_hu": 40.0, "metal": "screw"}),
+                              ("legs-noncontrast", {"lumen_hu": 40.0, "shape": legs_shape,
+                                                    "spacing_mm": legs_spacing_mm}),
+                              ("legs-contrast", {"lumen_hu": 350.0, "shape": legs_shape,
+                                                 "spacing_mm": legs_spacing_mm})):
+            kwargs = {"shape": shape, "spacing_mm": spacing_mm, **kwargs}
+            phantom = make_vascular_phantom(seed, **kwargs)
             cases.append(BenchCase(f"phantom-{label}-{seed}", phantom.volume, phantom.totalseg_labels(),
                                    f"vascular phantom seed {seed}, {label}"))
     return cases
@@ -114,14 +126,14 @@ def real_cases(shared_data: Path) -> list[BenchCase]:
 def run_segmentation_bench(cases: Iterable[BenchCase], backend: str = "builtin",
                            progress: Callable[[str], None] | None = None) -> list[StructureQuality]:
     """Segment every case with ``backend`` and compare it with its reference."""
-    from vascalc.anatomy.segment import segment
+    from vascalc.anatomy.segment import CT_STRUCTURES, segment
 
     rows: list[StructureQuality] = []
     for case in cases:
         if progress:
             progress(f"segmenting {case.name}")
         start = time.perf_counter()
-        predicted = segment(case.volume, backend=backend)
+        predicted = segment(case.volume, structures=CT_STRUCTURES + VEINS, backend=backend)
         runtime = time.perf_counter() - start
         rows += compare(case.name, predicted, case.reference, runtime)
     return rows

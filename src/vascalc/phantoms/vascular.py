@@ -2,7 +2,17 @@
 
 Anatomy is laid out in LPS mm with z = 0 a little above T12 and z decreasing towards the knees
 (:func:`abdominal_layout`). Sizes follow an average adult; they are meant to look like CT, not to be
-an atlas. Calcium lies only in vessel walls, as annular sectors with exact truth.
+an atlas. Calcium lies only in artery walls, as annular sectors with exact truth.
+
+The arteries have their companion veins, as on a real CT (:func:`abdominal_veins`): the inferior vena
+cava right of the aorta (larger, flatter), the common iliac veins joining it at L5 (the right common
+iliac artery crosses in front of the confluence and the left common iliac vein), the external iliac
+and femoral veins medial/posterior to their arteries, all beside the psoas muscles. Each artery and
+vein is wrapped in a thin fat plane (−100 HU, 1–3 mm) that is present in most places but not all
+(:func:`_paint_fat_planes`): where it is missing, artery, vein and psoas touch with no edge between
+them — the hard case of non-contrast CT. Veins are 45 HU without contrast and lag behind the arteries
+on CTA (``vein_hu``). Artery walls are anatomical: aorta 2.0 mm, common iliac 1.5 mm, external iliac
+and femoral 1.2 mm, visceral branches 1.0 mm; every vessel label is lumen + wall.
 """
 
 from __future__ import annotations
@@ -10,6 +20,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 import numpy as np
+from scipy import ndimage
 
 from vascalc.errors import InputError
 from vascalc.imaging.labelmap import LabelMap
@@ -17,8 +28,8 @@ from vascalc.imaging.volume import Volume
 from vascalc.phantoms import physics
 from vascalc.phantoms.core import (TRUTH_SCHEMA_VERSION, CtPhysics, Vessel, make_grid, paint_vessels, place_sectors, plaque_records,
                                    random_plaques, render_ct, scan_info, spec_hash, structure_truth)
-from vascalc.phantoms.geometry import (Canvas, ellipse_stack_sdf, index_slices, paint, paint_capsule, paint_ellipsoid,
-                                       paint_plate, segment_distance)
+from vascalc.phantoms.geometry import (Canvas, axis_coords_mm, ellipse_stack_sdf, index_slices, paint, paint_capsule,
+                                       paint_ellipsoid, paint_plate, segment_distance)
 from vascalc.phantoms.metal import metal_streaks
 from vascalc.phantoms.types import Phantom, PlaqueSpec
 
@@ -28,7 +39,7 @@ TISSUE_HU = {
     "air": -1000.0, "fat": -100.0, "muscle": 50.0, "soft_tissue": 25.0, "liver": 55.0, "kidney": 32.0,
     "blood": 40.0, "wall": 45.0, "csf": 12.0, "disc": 80.0, "bladder": 8.0, "gas": -850.0,
     "cortical": 1000.0, "trabecular": 190.0, "dense_cortical": 1250.0, "marrow_fat": -40.0,
-    "cancellous": 230.0, "posterior_elements": 330.0, "cartilage": 70.0, "metal": 3071.0,
+    "cancellous": 230.0, "posterior_elements": 330.0, "cartilage": 70.0, "metal": 3071.0, "vein": 45.0,
 }
 
 VESSEL_NAMES = ("aorta", "common_iliac_artery_left", "common_iliac_artery_right", "external_iliac_artery_left",
@@ -38,10 +49,13 @@ VERTEBRAE = ("vertebrae_T12", "vertebrae_L1", "vertebrae_L2", "vertebrae_L3", "v
 LANDMARK_NAMES = (*VERTEBRAE, "sacrum", "hip_left", "hip_right", "femur_left", "femur_right", "kidney_left",
                   "kidney_right", "liver", "inferior_vena_cava", "urinary_bladder", "metal_implant")
 BONE_NAMES = (*VERTEBRAE, "sacrum", "hip_left", "hip_right", "femur_left", "femur_right")
+#: Veins with their own labels (the IVC keeps its landmark id); TotalSegmentator v2 names where it has them.
+VEIN_NAMES = ("iliac_vena_left", "iliac_vena_right", "femoral_vein_left", "femoral_vein_right")
 _CAVITY = 900  # temporary label of the abdominal cavity while painting
 
 LABEL_IDS: dict[str, int] = {name: i + 1 for i, name in enumerate(VESSEL_NAMES)}
 LABEL_IDS.update({name: 21 + i for i, name in enumerate(LANDMARK_NAMES)})
+LABEL_IDS.update({name: 41 + i for i, name in enumerate(VEIN_NAMES)})
 
 # (name, body height mm, half-width ax, half-depth ay, centre y) cranial → caudal; discs between.
 _VERTEBRA_SHAPES = (("vertebrae_T12", 24, 20.0, 14.0, 48.0), ("vertebrae_L1", 26, 21.0, 15.0, 46.0),
@@ -77,28 +91,51 @@ def abdominal_vessels() -> list[Vessel]:
     vessels = []
     for side, tag in ((1, "left"), (-1, "right")):
         cia_end = (45.0 * side if side > 0 else -42.0, 20.0, zb - 55.0)
-        vessels.append(Vessel(f"common_iliac_artery_{tag}", ((4.0, 9.0, zb), cia_end), (5.0,), 2.0,
+        vessels.append(Vessel(f"common_iliac_artery_{tag}", ((4.0, 9.0, zb), cia_end), (5.0,), 1.5,
                               start_margin_mm=15.0))
         eia = (cia_end, (62.0 * side, -15.0, -270.0), (80.0 * side, -50.0, -305.0))
-        vessels.append(Vessel(f"external_iliac_artery_{tag}", eia, (4.0, 4.0), 1.5, start_margin_mm=8.0))
+        vessels.append(Vessel(f"external_iliac_artery_{tag}", eia, (4.0, 4.0), 1.2, start_margin_mm=8.0))
         fem = ((80.0, -50.0, -305.0), (82.0, -45.0, -380.0), (78.0, -25.0, -520.0), (60.0, 20.0, -600.0),
                (62.0, 45.0, -650.0), (66.0, 50.0, -690.0))
-        vessels.append(Vessel(f"femoral_artery_{tag}", _mirror(fem, side), (3.6, 3.5, 3.3, 3.2, 3.2), 1.5,
+        vessels.append(Vessel(f"femoral_artery_{tag}", _mirror(fem, side), (3.6, 3.5, 3.3, 3.2, 3.2), 1.2,
                               start_margin_mm=6.0))
     zr = L["z_renal_mm"]
     vessels.append(Vessel("renal_artery_left", ((10.0, 13.0, zr), (35.0, 18.0, zr - 3), (55.0, 30.0, zr - 10)),
-                          (2.8, 2.8), 1.2, start_margin_mm=16.0))
+                          (2.8, 2.8), 1.0, start_margin_mm=16.0))
     vessels.append(Vessel("renal_artery_right", ((10.0, 13.0, zr), (-10.0, 16.0, zr - 2), (-32.0, 22.0, zr - 5),
-                                                 (-55.0, 30.0, zr - 10)), (2.8, 2.8, 2.8), 1.2, start_margin_mm=22.0))
+                                                 (-55.0, 30.0, zr - 10)), (2.8, 2.8, 2.8), 1.0, start_margin_mm=22.0))
     zc = L["z_celiac_mm"]
     vessels.append(Vessel("celiac_trunk", ((12.0, 14.5, zc), (12.0, -12.0, zc + 2), (14.0, -30.0, zc + 4)),
-                          (3.0, 3.0), 1.2, start_margin_mm=16.0))
+                          (3.0, 3.0), 1.0, start_margin_mm=16.0))
     vessels.append(Vessel("superior_mesenteric_artery", ((11.0, 14.0, zc - 14), (11.0, -14.0, zc - 18),
                                                          (10.0, -28.0, zc - 35), (8.0, -32.0, zc - 100)),
-                          (3.2, 3.2, 3.2), 1.2, start_margin_mm=16.0))
+                          (3.2, 3.2, 3.2), 1.0, start_margin_mm=16.0))
     vessels.append(Vessel("aorta", ((12.0, 16.0, 10.0), (10.0, 14.0, -57.0), (7.0, 11.5, -129.0), (4.0, 9.0, zb)),
-                          (11.0, 10.5, 9.5), 3.0, start_margin_mm=2.0))
+                          (11.0, 10.5, 9.5), 2.0, start_margin_mm=2.0))
     return vessels
+
+
+def abdominal_veins() -> dict[str, tuple[tuple[float, float, float, float, float], ...]]:
+    """The veins as stacks of axial ellipses: per vein, knots (z, centre x, centre y, semi-axis x,
+    semi-axis y) in mm, cranial → caudal, linearly interpolated between knots.
+
+    The IVC runs right of the aorta, wider than deep (≈ 26 × 16 mm), down to the confluence at L5
+    (≈ 3 cm below the aortic bifurcation); the common iliac veins leave it posterior and medial to
+    the common iliac arteries, the left one crossing the midline behind the right common iliac
+    artery; external iliac and femoral veins run medial/posterior to their arteries, a few mm away
+    (popliteal: behind the artery)."""
+    L = abdominal_layout()
+    zc = L["vertebrae"]["vertebrae_L5"]["z_top_mm"] - 6.0  # confluence at the upper L5 body
+    veins = {"inferior_vena_cava": ((20.0, -26.0, 6.0, 13.0, 9.0), (-100.0, -24.0, 14.0, 13.0, 8.5),
+                                    (-170.0, -20.0, 22.5, 12.0, 6.5), (zc, -13.0, 25.0, 13.0, 5.5))}
+    for side, tag in ((1, "left"), (-1, "right")):
+        x0 = -5.0 if side > 0 else -20.0  # the confluence lies right of the midline
+        veins[f"iliac_vena_{tag}"] = ((zc + 4.0, x0, 25.0, 6.5, 5.0), (-232.0, 31.0 * side, 31.0, 7.0, 5.5),
+                                      (-270.0, 52.0 * side, -6.0, 6.5, 5.5), (-305.0, 69.0 * side, -44.0, 6.0, 5.0))
+        veins[f"femoral_vein_{tag}"] = ((-305.0, 69.0 * side, -44.0, 6.0, 5.0), (-380.0, 71.0 * side, -38.0, 5.5, 4.5),
+                                        (-520.0, 68.0 * side, -18.0, 5.0, 4.5), (-600.0, 52.0 * side, 28.0, 5.0, 4.5),
+                                        (-650.0, 56.0 * side, 55.0, 5.0, 4.5), (-690.0, 60.0 * side, 60.0, 5.0, 4.5))
+    return veins
 
 
 def _interp(zs, values):
@@ -168,13 +205,12 @@ def _paint_anatomy(canvas: Canvas, rng: np.random.Generator, *, lumen_hu: float,
         paint_ellipsoid(canvas, (80.0 * side, 45.0, -95.0), (26.0, 24.0, 55.0), H["kidney"] + 0.8 * enh,
                         ids[f"kidney_{tag}"])
     paint_ellipsoid(canvas, (0.0, -50.0, zh + 10.0), (45.0, 35.0, 35.0), H["bladder"], ids["urinary_bladder"])
-    paint_capsule(canvas, (-28.0, 0.0, top), (-24.0, 8.0, -165.0), 10.0, H["blood"] + 0.6 * enh,
-                  ids["inferior_vena_cava"])
     # Muscles: psoas (to the hip) and paraspinal.
     for side in (1, -1):
+        # (the psoas runs down behind-lateral of the iliac vessels, which lie on its medial border)
         psoas = _interp((-44.0, -130.0, -218.0, zh + 20),
                         [(30.0 * side, 45.0, 8.0, 8.0), (40.0 * side, 45.0, 18.0, 16.0),
-                         (50.0 * side, 37.0, 22.0, 18.0), (70.0 * side, -10.0, 18.0, 18.0)])
+                         (50.0 * side, 37.0, 22.0, 18.0), (72.0 * side, 5.0, 16.0, 16.0)])
         paint(canvas, (-100, -40, zh + 20), (100, 70, -44),
               ellipse_stack_sdf(zh + 20, -44.0, lambda Z, f=psoas: f(Z)[:2], lambda Z, f=psoas: f(Z)[2:]), H["muscle"])
         para = _interp((top, -250.0), [(28.0 * side, 100.0, 24.0, 20.0), (22.0 * side, 105.0, 18.0, 14.0)])
@@ -186,6 +222,74 @@ def _paint_anatomy(canvas: Canvas, rng: np.random.Generator, *, lumen_hu: float,
     amplitude = np.where(canvas.hu > 150, np.float32(45.0), np.where(canvas.hu > -500, np.float32(8.0),
                                                                      np.float32(0.0)))
     canvas.hu += amplitude * texture
+
+
+def _vein_sdf(knots):
+    """Signed distance (mm) of a vein given as axial-ellipse knots (see :func:`abdominal_veins`), and its box."""
+    k = np.asarray(knots, float)
+    f = _interp(k[:, 0], [tuple(r[1:]) for r in k])
+    lo = (float((k[:, 1] - k[:, 3]).min()), float((k[:, 2] - k[:, 4]).min()), float(k[:, 0].min()))
+    hi = (float((k[:, 1] + k[:, 3]).max()), float((k[:, 2] + k[:, 4]).max()), float(k[:, 0].max()))
+    return ellipse_stack_sdf(lo[2], hi[2], lambda Z: f(Z)[:2], lambda Z: f(Z)[2:]), lo, hi
+
+
+def _soft_tissue_labels() -> tuple[int, ...]:
+    """Labels a vein or a fat plane may be painted over: unlabelled tissue, the cavity, soft organs."""
+    return (0, _CAVITY, *(LABEL_IDS[n] for n in ("liver", "kidney_left", "kidney_right", "inferior_vena_cava")))
+
+
+def _paint_fat_planes(canvas: Canvas, arteries: list[Vessel], veins: dict, rng: np.random.Generator) -> None:
+    """A fat plane (−100 HU) 1–3 mm thick around every artery and vein, missing in ≈ 1/4 of places.
+
+    Its thickness follows a smooth random field (30-mm lattice) and is cut to zero where the field
+    is low: there the vessel touches its neighbours (vein, psoas) with no edge, as on real CT.
+    Painted before the vessels, so that a plane only survives where no other vessel lies.
+    """
+    grid = canvas.grid
+    cell = 30.0
+    z, y, x = (np.asarray(a) for a in axis_coords_mm(grid))
+    first = np.array([x[0], y[0], z[0]])
+    lattice = rng.standard_normal(tuple(int(np.ceil((a[-1] - a[0]) / cell)) + 3 for a in (z, y, x)))
+    # linear interpolation of unit white noise has SD ≈ 0.6 between knots: rescale to ≈ 1
+    lattice = (lattice / 0.6).astype(np.float32)
+
+    def thickness(Z, Y, X):
+        coords = np.broadcast_arrays((Z - first[2]) / cell + 1.0, (Y - first[1]) / cell + 1.0,
+                                     (X - first[0]) / cell + 1.0)
+        f = ndimage.map_coordinates(lattice, [c.ravel() for c in coords], order=1, mode="nearest")
+        f = f.reshape(coords[0].shape)
+        t = np.clip(2.0 + 0.8 * f, 0.0, 3.0)
+        return np.where(t >= 1.0, t, 0.0)
+
+    allowed = _soft_tissue_labels()
+    fat = TISSUE_HU["fat"]
+
+    def shell(sd_fn):
+        def sdf(Z, Y, X):
+            sd, _ = sd_fn(Z, Y, X)
+            t = thickness(Z, Y, X)
+            return np.where(t > 0.0, sd - t, 1e3), None
+        return sdf
+
+    for v in arteries:
+        for k in range(len(v.points) - 1):
+            a, b = np.asarray(v.points[k], float), np.asarray(v.points[k + 1], float)
+            r = v.lumen_radius_mm[k] + v.wall_mm
+            paint(canvas, np.minimum(a, b) - r - 3.0, np.maximum(a, b) + r + 3.0,
+                  shell(lambda Z, Y, X, a=a, b=b, r=r: (segment_distance((X, Y, Z), a, b) - r, None)),
+                  fat, None, only_labels=allowed)
+    for name, knots in veins.items():
+        sdf, lo, hi = _vein_sdf(knots)
+        paint(canvas, (lo[0] - 3.0, lo[1] - 3.0, lo[2]), (hi[0] + 3.0, hi[1] + 3.0, hi[2]), shell(sdf), fat, None,
+              only_labels=allowed)
+
+
+def _paint_veins(canvas: Canvas, veins: dict, vein_hu: float) -> None:
+    """The veins (labelled) over soft tissue only: bone keeps its label where a vein grazes it."""
+    allowed = _soft_tissue_labels()
+    for name, knots in veins.items():
+        sdf, lo, hi = _vein_sdf(knots)
+        paint(canvas, lo, hi, sdf, vein_hu, LABEL_IDS[name], only_labels=allowed)
 
 
 def _paint_spine(canvas: Canvas, L: dict, top: float) -> None:
@@ -260,7 +364,7 @@ def make_vascular_phantom(seed: int = 0, *, shape: tuple[int, int, int] = (100, 
                           metal: str | None = None, supersample: int = 4, psf_fwhm_mm: float = 1.0,
                           ssp_blur_fwhm_mm: float | None = None, noise_corr_fwhm_mm: float = 0.0,
                           hu_per_mg_cm3: float = physics.HU_PER_MG_HA_CM3,
-                          plaque_rate: float = 1.0) -> Phantom:
+                          plaque_rate: float = 1.0, vein_hu: float | None = None) -> Phantom:
     """Abdomen–pelvis–leg CT phantom with calcified wall plaques of exactly known volume and mass.
 
     The grid's top slice sits a little above T12 (z = 0 mm) and the volume extends caudally for
@@ -270,7 +374,10 @@ def make_vascular_phantom(seed: int = 0, *, shape: tuple[int, int, int] = (100, 
     (organs enhance with it). ``plaques``: ``"random"`` (seeded; always includes two posterior aortic
     plaques a few mm from the vertebral bodies), ``"none"``, or a list of :class:`PlaqueSpec`.
     ``plaque_rate`` scales the random counts. ``metal``: None, ``"stent"`` (left common iliac) or
-    ``"screw"`` (left L4 pedicle), with streaks. Other arguments: see :class:`CtPhysics`.
+    ``"screw"`` (left L4 pedicle), with streaks. ``vein_hu``: HU of the veins (IVC, iliac, femoral);
+    None = 45 HU without contrast and, on CTA, the arterial-phase lag 40 + 0.35 × (``lumen_hu`` − 40)
+    (≈ 150 HU at 350); pass ``vein_hu=lumen_hu`` for a portal/late phase. Other arguments: see
+    :class:`CtPhysics`.
     """
     if metal not in (None, "stent", "screw"):
         raise InputError(f"metal must be None, 'stent' or 'screw', got {metal!r}")
@@ -279,9 +386,15 @@ def make_vascular_phantom(seed: int = 0, *, shape: tuple[int, int, int] = (100, 
     grid = make_grid(shape, spacing_mm, z_top_mm=0.0)
     rng = np.random.default_rng(seed)
     contrast = lumen_hu > 100.0
+    if vein_hu is None:
+        vein_hu = 40.0 + 0.35 * (lumen_hu - 40.0) if contrast else TISSUE_HU["vein"]
     canvas = Canvas.empty(grid, TISSUE_HU["air"])
     _paint_anatomy(canvas, rng, lumen_hu=lumen_hu, contrast=contrast)
     vessels = abdominal_vessels()
+    veins = abdominal_veins()
+    # a generator of its own: the fat planes leave the main stream (texture, plaques, noise) as it was
+    _paint_fat_planes(canvas, vessels, veins, np.random.default_rng([seed, 1]))
+    _paint_veins(canvas, veins, float(vein_hu))
     paint_vessels(canvas, vessels, LABEL_IDS, wall_hu=TISSUE_HU["wall"], lumen_hu=lumen_hu)
     canvas.labels[canvas.labels == _CAVITY] = 0
     by_name = {v.name: v for v in vessels}
@@ -300,15 +413,19 @@ def make_vascular_phantom(seed: int = 0, *, shape: tuple[int, int, int] = (100, 
     names = {i: n for n, i in LABEL_IDS.items() if n != "metal_implant" or metal == "screw"}
     params = {"seed": seed, "shape": list(shape), "spacing_mm": list(spacing_mm), "lumen_hu": lumen_hu,
               "plaques": plaques if isinstance(plaques, str) else [asdict(p) for p in plaques],
-              "plaque_rate": plaque_rate, "metal": metal, "physics": asdict(phys)}
+              "plaque_rate": plaque_rate, "metal": metal, "vein_hu": float(vein_hu), "physics": asdict(phys)}
     L = abdominal_layout()
     truth = {
         "schema_version": TRUTH_SCHEMA_VERSION, "kind": "vascular", "seed": seed, "parameters": params,
         "parameters_hash": spec_hash(params), "contrast": contrast,
         "hu_model": {"formula": "plaque HU = hu_per_mg_cm3 * density_mg_cm3 (over water, 0 HU)",
                      "hu_per_mg_cm3": hu_per_mg_cm3, "calibration_factor_mg_cm3_per_hu": 1.0 / hu_per_mg_cm3,
-                     "wall_hu": TISSUE_HU["wall"], "lumen_hu": lumen_hu, "tissue_hu": TISSUE_HU},
+                     "wall_hu": TISSUE_HU["wall"], "lumen_hu": lumen_hu, "vein_hu": float(vein_hu),
+                     "tissue_hu": TISSUE_HU},
         "mask_definition": "vessel labels are lumen + wall; calcium lies in the wall, from the lumen surface outwards",
+        "veins": {name: {"axial_ellipse_knots_lps_mm": [dict(zip(("z", "x", "y", "semi_x", "semi_y"), k))
+                                                        for k in knots], "hu": float(vein_hu)}
+                  for name, knots in veins.items()},
         "label_groups": {"iliac_artery_left": ["common_iliac_artery_left", "external_iliac_artery_left"],
                          "iliac_artery_right": ["common_iliac_artery_right", "external_iliac_artery_right"]},
         "structures": structure_truth(list(VESSEL_NAMES), records),
@@ -351,7 +468,7 @@ def _choose_plaques(rng: np.random.Generator, vessels: list[Vessel], plaques, ra
         s0 = s_at(z_mid) - length / 2
         avoid["aorta"].append((s0, s0 + length))
         fixed.append(PlaqueSpec("aorta", round(s0, 3), length, round(float(rng.uniform(50, 100)), 2),
-                                180.0 + round(float(rng.uniform(-15, 15)), 2), round(float(rng.uniform(1.2, 2.6)), 3),
+                                180.0 + round(float(rng.uniform(-15, 15)), 2), round(float(rng.uniform(1.0, 2.0)), 3),
                                 round(float(rng.uniform(300, 900)), 1)))
     means = {"aorta": 6.0, "common_iliac_artery_left": 2.0, "common_iliac_artery_right": 2.0,
              "external_iliac_artery_left": 1.0, "external_iliac_artery_right": 1.0, "femoral_artery_left": 3.0,

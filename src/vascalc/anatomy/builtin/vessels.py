@@ -11,9 +11,24 @@ no fat plane, on non-contrast CT: the aorta runs straight down its last centimet
 iliacs part at ≈ 25–30°); when the streaks of a screw or stent hide the bifurcation, the two
 iliacs are looked for again as two tubes on the first clear slices below (within 60 mm), the
 streaked gap staying uncertain for the aorta and both iliacs. The two iliacs are then
-followed down the pelvis and the thighs (radius capped at 7.5 mm; where an artery lies against
-its vein the antero-lateral tube is kept). Iliac becomes femoral at the femoral-head level. Each
-slice of each vessel is a centre and a star-shaped outline in millimetres, drawn at the full
+followed down the pelvis and the thighs (radius capped at 7.5 mm: where an artery lies against
+its vein or the psoas with no fat plane, the merged blob is capped and the capped disc kept where
+it is most inside near the artery's own predicted course — the neighbour may be medial, posterior
+or lateral). Iliac becomes femoral at the femoral-head level.
+
+Veins (returned as ``inferior_vena_cava``, ``iliac_vena_left/right``; never scored): the IVC is
+the tube 25–55 mm right of the aorta (nearer lies the right crus; on CTA it must enhance, > 60 HU),
+seeded on the lowest 80 mm of the aorta and followed by its fat edge up the aorta and down to its
+confluence; there it splits into the common iliac veins, or (no split seen) the confluence is
+found like the bifurcation and the other iliac vein picked up beside it, or each vein is looked
+for behind/inside its artery. Below the aorta the tubes are followed in lockstep (the joint
+tracker, :func:`_track_pelvis`): each vein fit excludes the arteries' predicted discs, and each
+artery fit excludes the veins' outlines just fitted on that slice, so no voxel is claimed twice
+and an artery cannot slide into a vein that is being followed. Veins are kept one voxel (≥ 3 mm)
+off bone. Measured (docs/segmentation.md): the IVC is found fairly well (Dice ≈ 0.5–0.85); the
+iliac veins only sometimes.
+
+Each slice of each vessel is a centre and a star-shaped outline in millimetres, drawn at the full
 resolution of the scan at the end, so the search runs on an in-plane downsampled copy (≈ 2 mm),
 and a 512 × 512 × 300 CT takes ≈ 6–13 s on two cores.
 
@@ -50,7 +65,7 @@ from vascalc.imaging import LabelMap, Volume
 VESSEL_LABELS: dict[int, str] = {
     1: "aorta", 2: "iliac_artery_left", 3: "iliac_artery_right", 4: "femoral_artery_left",
     5: "femoral_artery_right", 6: "renal_artery_left", 7: "renal_artery_right", 8: "celiac_trunk",
-    9: "superior_mesenteric_artery",
+    9: "superior_mesenteric_artery", 10: "inferior_vena_cava", 11: "iliac_vena_left", 12: "iliac_vena_right",
 }
 _ID = {n: i for i, n in VESSEL_LABELS.items()}
 
@@ -397,68 +412,129 @@ def _cap_fit(ctx: _Ctx, z: int, fit: _Fit, r_cap_mm: float, lateral: np.ndarray 
     return _Fit(centre, np.full(_N_RAYS, r_cap_mm), r_cap_mm, fit.hit_fraction, fit.inside_hu)
 
 
-def _track(ctx: _Ctx, z0: int, fit0: _Fit, direction: int, *, r_range_mm: tuple[float, float], max_shift_mm: float,
-           stop: Callable[[int, np.ndarray, "_Fit"], bool] | None = None, metal: "_Metal | None" = None,
-           max_gap_mm: float = 9.0, min_hits: float = 0.45,
-           z_limit: int | None = None, r_cap_mm: float | None = None, lateral: np.ndarray | None = None) -> tuple[dict[int, _Fit], list[int], int | None]:
+def _cap_near(ctx: _Ctx, z: int, fit: _Fit, r_cap_mm: float, pred_mm: np.ndarray, reach_mm: float = 3.0) -> _Fit:
+    """``fit`` capped at ``r_cap_mm`` where it has merged with a neighbour (its vein, the psoas,
+    the IVC — on non-contrast CT there is no edge between them): the capped disc is put where it
+    is most inside the merged region, within ``reach_mm`` of the predicted centre. Which side the
+    neighbour lies on varies (the vein medial/posterior, the psoas lateral to the external
+    iliac), so the tube's own course decides, not a fixed side."""
+    if fit.radius_mm <= r_cap_mm:
+        return fit
+    sy, sx = ctx.spacing[1:]
+    half = reach_mm + r_cap_mm
+    y0, y1 = max(int(np.floor((pred_mm[0] - half) / sy)), 0), int(np.ceil((pred_mm[0] + half) / sy)) + 1
+    x0, x1 = max(int(np.floor((pred_mm[1] - half) / sx)), 0), int(np.ceil((pred_mm[1] + half) / sx)) + 1
+    inside = ((ctx.img[z, y0:y1, x0:x1] > ctx.edge_hu) & ~ctx.bone[z, y0:y1, x0:x1]).astype(np.float32)
+    if inside.size == 0:
+        return fit
+    # disc coverage at every pixel (a normalised disc convolution), minus a pull towards the
+    # prediction (a ring term — the free side of the artery in fat — was tried: it helped some
+    # phantoms and lost the femoral arteries in others, see docs/segmentation.md)
+    cover = ndimage.convolve(inside, _disc_kernel(r_cap_mm / sx), mode="constant")
+    yy, xx = np.mgrid[y0:y0 + inside.shape[0], x0:x0 + inside.shape[1]]
+    away = np.hypot(yy * sy - pred_mm[0], xx * sx - pred_mm[1])
+    score = np.where(away <= reach_mm, cover - 0.02 * away, -np.inf)
+    k = np.unravel_index(int(np.argmax(score)), score.shape)
+    centre = np.array([(k[0] + y0) * sy, (k[1] + x0) * sx])
+    return _Fit(centre, np.full(_N_RAYS, r_cap_mm), r_cap_mm, fit.hit_fraction, fit.inside_hu)
+
+
+class _Tracker:
+    """One tube followed slice by slice (see :func:`_track`); :meth:`step` fits the next slice, so
+    that several tubes can be followed in lockstep, each kept out of the others' predicted discs."""
+
+    def __init__(self, ctx: _Ctx, z0: int, fit0: _Fit, direction: int, *, r_range_mm: tuple[float, float],
+                 max_shift_mm: float, stop: Callable[[int, np.ndarray, "_Fit"], bool] | None = None,
+                 metal: "_Metal | None" = None, max_gap_mm: float = 9.0, min_hits: float = 0.45,
+                 z_limit: int | None = None, r_cap_mm: float | None = None, min_core_hu: float = -np.inf):
+        self.ctx, self.direction, self.r_range_mm, self.max_shift_mm = ctx, direction, r_range_mm, max_shift_mm
+        self.stop, self.metal, self.max_gap_mm, self.min_hits = stop, metal, max_gap_mm, min_hits
+        self.z_limit, self.r_cap_mm, self.min_core_hu = z_limit, r_cap_mm, min_core_hu
+        self.fits: dict[int, _Fit] = {}
+        self.uncertain: list[int] = []
+        self.pending: list[int] = []
+        self.on_metal: set[int] = set()
+        self.prev = fit0
+        self.velocity = np.zeros(2)
+        self.z = z0 + direction
+        self.done = False
+        self.stopped_at: int | None = None
+
+    def active(self) -> bool:
+        nz = self.ctx.img.shape[0]
+        if self.done or not (0 <= self.z < nz):
+            return False
+        return self.z_limit is None or (self.z - self.z_limit) * self.direction <= 0
+
+    def predicted(self) -> tuple[np.ndarray, float]:
+        """Centre (mm) and radius expected on the next slice."""
+        return self.prev.centre_mm + self.velocity * (1 + len(self.pending)), self.prev.radius_mm
+
+    def step(self) -> None:
+        """Fit the next slice (``self.z``) and advance; sets ``done`` when the track ends."""
+        ctx, metal, z = self.ctx, self.metal, self.z
+        dz = ctx.spacing[0]
+        pred, _ = self.predicted()
+        near_metal = metal is not None and metal.near(z, pred)
+        if self.stop is not None and not near_metal and self.stop(z, pred, self.prev):
+            # (a split seen through metal streaks is no evidence: it is looked for below them)
+            self.stopped_at, self.done = z, True
+            return
+        if near_metal:
+            # streaks: no evidence here; carry the prediction on, draw nothing, mark uncertain
+            self.on_metal.add(z)
+            self.pending.append(z)
+            self.z += self.direction
+            if len(self.on_metal) * dz > 150.0:
+                self.done = True
+            return
+        prev = self.prev
+        fit = _fit_tube(ctx, z, _reseed(ctx, z, pred, prev.radius_mm, self.max_shift_mm), prev.radius_mm)
+        if fit is not None and self.r_cap_mm is not None:
+            fit = _cap_near(ctx, z, fit, self.r_cap_mm, pred)
+        good = (fit is not None and self.r_range_mm[0] <= fit.radius_mm <= self.r_range_mm[1]
+                and abs(fit.radius_mm - prev.radius_mm) <= 0.35 * prev.radius_mm + 1.5
+                and np.hypot(*(fit.centre_mm - pred)) <= self.max_shift_mm * (1 + len(self.pending))
+                and fit.hit_fraction >= self.min_hits and fit.inside_hu >= self.min_core_hu)
+        if not good:
+            self.pending.append(z)
+            if len([p for p in self.pending if p not in self.on_metal]) * dz > self.max_gap_mm:
+                self.pending = [p for p in self.pending if p in self.on_metal]
+                self.done = True
+        else:
+            # a short gap between two good fits of a continuous tube is bridged by interpolation;
+            # slices on metal stay uncertain and empty
+            n = len(self.pending)
+            for p in self.pending:
+                if p in self.on_metal:
+                    self.uncertain.append(p)
+                    continue
+                w = abs(p - (z - self.direction * (n + 1))) / (n + 1)
+                self.fits[p] = _Fit(prev.centre_mm + (fit.centre_mm - prev.centre_mm) * w,
+                                    prev.radii_mm + (fit.radii_mm - prev.radii_mm) * w,
+                                    prev.radius_mm + (fit.radius_mm - prev.radius_mm) * w, 0.0, prev.inside_hu)
+            self.pending = []
+            step = fit.centre_mm - prev.centre_mm
+            self.velocity = 0.5 * self.velocity + 0.5 * np.clip(step, -self.max_shift_mm, self.max_shift_mm)
+            self.fits[z] = fit
+            self.prev = fit
+        self.z += self.direction
+
+    def result(self) -> tuple[dict[int, _Fit], list[int], int | None]:
+        return self.fits, self.uncertain + self.pending, self.stopped_at
+
+
+def _track(ctx: _Ctx, z0: int, fit0: _Fit, direction: int, **kw) -> tuple[dict[int, _Fit], list[int], int | None]:
     """Follow a tube from slice ``z0`` one slice at a time in ``direction`` (+1 up, −1 down).
 
     Returns ({slice: fit}, uncertain slices, slice where ``stop`` fired or None). Slices on metal
     or with a failed fit are skipped (predicted centre carried on) and listed as uncertain; the
-    track ends after ``max_gap_mm`` of consecutive failures (those trailing slices are dropped)."""
-    fits: dict[int, _Fit] = {}
-    uncertain: list[int] = []
-    pending: list[int] = []
-    prev = fit0
-    velocity = np.zeros(2)
-    nz = ctx.img.shape[0]
-    dz = ctx.spacing[0]
-    z = z0 + direction
-    on_metal: set[int] = set()
-    while 0 <= z < nz and (z_limit is None or (z - z_limit) * direction <= 0):
-        pred = prev.centre_mm + velocity * (1 + len(pending))
-        if stop is not None and not (metal is not None and metal.near(z, pred)) and stop(z, pred, prev):
-            # (a split seen through metal streaks is no evidence: it is looked for below them)
-            return fits, uncertain + pending, z
-        if metal is not None and metal.near(z, pred):
-            # streaks: no evidence here; carry the prediction on, draw nothing, mark uncertain
-            on_metal.add(z)
-            pending.append(z)
-            z += direction
-            if len(on_metal) * dz > 150.0:
-                break
-            continue
-        fit = _fit_tube(ctx, z, _reseed(ctx, z, pred, prev.radius_mm, max_shift_mm), prev.radius_mm)
-        if fit is not None and r_cap_mm is not None:
-            fit = _cap_fit(ctx, z, fit, r_cap_mm, lateral)
-        good = (fit is not None and r_range_mm[0] <= fit.radius_mm <= r_range_mm[1]
-                and abs(fit.radius_mm - prev.radius_mm) <= 0.35 * prev.radius_mm + 1.5
-                and np.hypot(*(fit.centre_mm - pred)) <= max_shift_mm * (1 + len(pending))
-                and fit.hit_fraction >= min_hits)
-        if not good:
-            pending.append(z)
-            if len([p for p in pending if p not in on_metal]) * dz > max_gap_mm:
-                pending = [p for p in pending if p in on_metal]
-                break
-        else:
-            # a short gap between two good fits of a continuous tube is bridged by interpolation;
-            # slices on metal stay uncertain and empty
-            for p in pending:
-                if p in on_metal:
-                    uncertain.append(p)
-                    continue
-                w = abs(p - (z - direction * (len(pending) + 1))) / (len(pending) + 1)
-                a = prev
-                fits[p] = _Fit(a.centre_mm + (fit.centre_mm - a.centre_mm) * w,
-                               a.radii_mm + (fit.radii_mm - a.radii_mm) * w,
-                               a.radius_mm + (fit.radius_mm - a.radius_mm) * w, 0.0, a.inside_hu)
-            pending = []
-            step = fit.centre_mm - prev.centre_mm
-            velocity = 0.5 * velocity + 0.5 * np.clip(step, -max_shift_mm, max_shift_mm)
-            fits[z] = fit
-            prev = fit
-        z += direction
-    return fits, uncertain + pending, None
+    track ends after ``max_gap_mm`` of consecutive failures (those trailing slices are dropped).
+    Keywords: see :class:`_Tracker`."""
+    t = _Tracker(ctx, z0, fit0, direction, **kw)
+    while t.active():
+        t.step()
+    return t.result()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -543,7 +619,14 @@ def _split(ctx: _Ctx, z: int, centre_mm: np.ndarray, r_mm: float, spread: float 
         lat_l, lat_r, half_depth = ray(0), ray(2 * q), 0.5 * (ray(q) + ray(3 * q))
         if min(lat_l, lat_r) >= 1.6 * half_depth and half_depth < 0.8 * r_mm and 2.0 <= half_depth:
             h = half_depth
-            mk = lambda c: _Fit(c, np.full(_N_RAYS, h), h, 1.0, fit.inside_hu)  # noqa: E731
+
+            def mk(c):
+                # the crotch between two touching iliacs makes the blob shallow in its middle: the
+                # half-depth there underestimates each iliac, so each is refitted on its own
+                own = _fit_tube(ctx, z, c, max(h, 0.5 * r_mm))
+                if own is not None and 2.0 <= own.radius_mm <= 0.8 * r_mm and np.hypot(*(own.centre_mm - c)) <= h + 2.0:
+                    return own
+                return _Fit(c, np.full(_N_RAYS, h), h, 1.0, fit.inside_hu)
             return {"left": mk(fit.centre_mm + np.array([0.0, lat_l - h])),
                     "right": mk(fit.centre_mm - np.array([0.0, lat_r - h]))}
     off = np.array([0.0, spread * r_mm])
@@ -699,6 +782,251 @@ def _bifurcation_by_radius(ctx: _Ctx, fits: dict[int, _Fit], z0: int, metal: _Me
                 return u, {k: (u, v) for k, v in sp.items()}
             u -= 1
     return None, {}
+
+
+# ----------------------------------------------------------------------------------------------
+# the venous tree and the joint artery/vein tracker of the pelvis
+# ----------------------------------------------------------------------------------------------
+
+#: Veins returned beside the arteries (TotalSegmentator v2 names); never scored for calcium.
+VEIN_NAMES = ("inferior_vena_cava", "iliac_vena_left", "iliac_vena_right")
+
+
+
+def _disc_mask(shape_yx, spacing_yx, discs: list) -> np.ndarray:
+    """Pixels (small grid, one slice) inside the given shapes: (centre mm, radius mm) discs, or
+    fits (their star-shaped outline)."""
+    out = np.zeros(shape_yx, bool)
+    sy, sx = spacing_yx
+    for d in discs:
+        c, radii = (d.centre_mm, d.radii_mm) if isinstance(d, _Fit) else (d[0], np.full(_N_RAYS, float(d[1])))
+        r = float(radii.max())
+        y0, y1 = max(int(np.floor((c[0] - r) / sy)), 0), min(int(np.ceil((c[0] + r) / sy)) + 1, shape_yx[0])
+        x0, x1 = max(int(np.floor((c[1] - r) / sx)), 0), min(int(np.ceil((c[1] + r) / sx)) + 1, shape_yx[1])
+        if y0 >= y1 or x0 >= x1:
+            continue
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        vy, vx = yy * sy - c[0], xx * sx - c[1]
+        pos = np.mod(np.arctan2(vy, vx), 2 * np.pi) / (2 * np.pi) * _N_RAYS
+        i0 = np.floor(pos).astype(int) % _N_RAYS
+        w = pos - np.floor(pos)
+        out[y0:y1, x0:x1] |= np.hypot(vy, vx) <= radii[i0] * (1 - w) + radii[(i0 + 1) % _N_RAYS] * w
+    return out
+
+
+class _Exclusion:
+    """Context manager: on slice ``z`` the given discs count as 'not this tube' (like bone) for
+    every ray and re-seed, so that a tube followed beside another never steps into it."""
+
+    def __init__(self, ctx: _Ctx, z: int, discs: list[tuple[np.ndarray, float]]):
+        self.ctx, self.z, self.discs = ctx, z, discs
+        self.saved: np.ndarray | None = None
+
+    def __enter__(self):
+        if self.discs and 0 <= self.z < self.ctx.bone.shape[0]:
+            self.saved = self.ctx.bone[self.z].copy()
+            self.ctx.bone[self.z] |= _disc_mask(self.saved.shape, self.ctx.spacing[1:], self.discs)
+        return self
+
+    def __exit__(self, *exc):
+        if self.saved is not None:
+            self.ctx.bone[self.z] = self.saved
+        return False
+
+
+def _find_ivc_seed(ctx: _Ctx, aorta: dict[int, _Fit], z_lo: int, z_hi: int,
+                   min_hu: float = -np.inf) -> tuple[int, _Fit] | None:
+    """The inferior vena cava beside the aorta: a soft-tissue (or enhanced) tube whose centre lies
+    25–55 mm to the patient's right of the aortic centre (nearer lies the right crus) and within
+    ±20 mm front–back of it, on the aortic slices ``z_lo``..``z_hi``; the aorta's own disc is
+    excluded. Best ray agreement wins (on CTA: plus the core HU, the enhanced vein first).
+    ``min_hu``: lowest core HU (on CTA the IVC enhances, > 60 HU even in the arterial phase, while
+    the right crus of the diaphragm — a muscle tube between the aorta and the IVC — does not)."""
+    best = None
+    sx = ctx.spacing[2]
+    for z in range(max(z_lo, 0), z_hi + 1):
+        a = aorta.get(z)
+        if a is None:
+            continue
+        for dx in (a.radius_mm + 10.0, a.radius_mm + 18.0, a.radius_mm + 26.0, a.radius_mm + 34.0):
+            start = a.centre_mm - np.array([0.0, dx])
+            if start[1] < sx:
+                continue
+            with _Exclusion(ctx, z, [(a.centre_mm, a.radius_mm + 0.5)]):
+                fit = _fit_tube(ctx, z, _reseed(ctx, z, start, 8.0, 6.0), 9.0)
+            if fit is None:
+                continue
+            off = a.centre_mm - fit.centre_mm
+            if not (25.0 <= off[1] <= 55.0 and abs(off[0]) <= 20.0 and 5.0 <= fit.radius_mm <= 18.0
+                    and fit.hit_fraction >= 0.5 and fit.inside_hu >= min_hu):
+                continue
+            # on CTA the enhanced vein outranks any muscle tube; otherwise the best ray agreement
+            score = fit.hit_fraction + (fit.inside_hu / 100.0 if np.isfinite(min_hu) else 0.0)
+            if best is None or score > best[0]:
+                best = (score, z, fit)
+    return None if best is None else (best[1], best[2])
+
+
+def _companion_vein(ctx: _Ctx, z: int, artery: _Fit, side: str, avoid: list[tuple[np.ndarray, float]]) -> _Fit | None:
+    """The vein beside an iliac artery on slice ``z``: a tube at least as wide, posterior and/or
+    medial to it (the iliac veins lie behind and inside their arteries), the artery excluded."""
+    medial = 1.0 if side == "right" else -1.0  # canonical x grows to the patient's left
+    best = None
+    for ang in (0.0, 0.5, 1.0):  # posterior … posterior-medial … medial
+        u = np.array([np.cos(ang), medial * np.sin(ang)])
+        start = artery.centre_mm + (artery.radius_mm + 6.0) * u
+        with _Exclusion(ctx, z, [(artery.centre_mm, artery.radius_mm + 0.5), *avoid]):
+            fit = _fit_tube(ctx, z, _reseed(ctx, z, start, 6.0, 4.0), 7.0)
+        if fit is None:
+            continue
+        d = fit.centre_mm - artery.centre_mm
+        if not (3.0 <= fit.radius_mm <= 14.0 and fit.hit_fraction >= 0.4 and d[0] * 1.0 + medial * d[1] > 0
+                and np.hypot(*d) <= artery.radius_mm + fit.radius_mm + 8.0):
+            continue
+        if best is None or fit.hit_fraction > best.hit_fraction:
+            best = fit
+    return best
+
+
+def _track_pelvis(ctx: _Ctx, vctx: _Ctx, aorta: dict[int, _Fit], bif_z: int | None,
+                  iliac_seeds: dict[str, tuple[int, _Fit]], artery_kw: dict, metal: "_Metal | None",
+                  notes: list[str]) -> tuple[dict[str, dict[int, _Fit]], dict[str, list[int]]]:
+    """Arteries and veins below the aorta, followed together slice by slice (the joint two-tree
+    tracker): the IVC is found beside the aorta and followed down to its confluence, where it
+    splits into the common iliac veins (or, when the split is not seen, each iliac vein is picked
+    up behind/inside its artery); on every slice the veins are fitted first with the arteries'
+    predicted discs (and the aorta) excluded, then the arteries with the veins' fitted outlines
+    excluded, so that an iliac artery lying against its vein with no fat plane cannot slide into
+    it — a single tracker there follows the larger vein. (Excluding the veins' *predicted* discs
+    from the arteries was measured to lose more arterial slices than it saved: a flat vein's disc
+    covers its artery.) ``ctx``: the arteries' context
+    (CTA: half-lumen edge); ``vctx``: the veins' (the fat edge). Returns ({name: fits}, {name:
+    uncertain slices})."""
+    fits: dict[str, dict[int, _Fit]] = {}
+    unc: dict[str, list[int]] = {}
+    dz = ctx.spacing[0]
+    zs = sorted(aorta)
+    if not zs:
+        return fits, unc
+    # the IVC: seeded on the lowest 80 mm of the aorta above the bifurcation, followed up the aorta
+    z_low = bif_z + 1 if bif_z is not None else zs[0]
+    vein_kw = dict(r_range_mm=(3.0, 20.0), max_shift_mm=3.0 + 0.5 * dz, metal=metal, max_gap_mm=9.0, min_hits=0.4,
+                   min_core_hu=60.0 if ctx.contrast else -np.inf)
+    seed = _find_ivc_seed(vctx, aorta, z_low, min(z_low + int(80.0 / dz), zs[-1]), min_hu=vein_kw["min_core_hu"])
+    trackers: dict[str, _Tracker] = {}
+    split_at: list = [None]
+    if seed is None:
+        notes.append("inferior vena cava not found beside the aorta")
+    else:
+        z_ivc, f_ivc = seed
+        up = _Tracker(vctx, z_ivc, f_ivc, +1, z_limit=zs[-1], **vein_kw)
+        while up.active():
+            a = aorta.get(up.z)
+            with _Exclusion(vctx, up.z, [(a.centre_mm, a.radius_mm + 0.5)] if a is not None else []):
+                up.step()
+        f_up, u_up, _ = up.result()
+        fits["inferior_vena_cava"] = {z_ivc: f_ivc, **f_up}
+        unc["inferior_vena_cava"] = list(u_up)
+
+        def confluence(z, pred, prev):
+            if bif_z is None or z >= bif_z:
+                return False
+            s = _split(vctx, z, pred, prev.radius_mm)
+            if s is not None:
+                split_at[0] = (z, s)
+                return True
+            return False
+
+        trackers["inferior_vena_cava"] = _Tracker(vctx, z_ivc, f_ivc, -1, stop=confluence, **vein_kw)
+    for side, (z0, f0) in iliac_seeds.items():
+        name = f"iliac_artery_{side}"
+        trackers[name] = _Tracker(ctx, z0, f0, -1, **{**artery_kw[side], "metal": metal})
+        fits[name] = {z0: f0}
+    z = max([t.z for t in trackers.values()], default=-1)
+    veins_seeded = False
+    while z >= 0 and any(t.active() for t in trackers.values()):
+        # veins first, kept out of the arteries' predicted discs (an artery is round and its
+        # prediction good); then the arteries, kept out of the veins' outlines just fitted (a
+        # flat vein's predicted disc would cover its artery)
+        order = [n for n in trackers if "ven" in n] + [n for n in trackers if n.startswith("iliac_artery")]
+        done_here: dict[str, _Fit] = {}
+        for name in order:
+            t = trackers[name]
+            if not t.active() or t.z != z:
+                continue
+            discs = []
+            a = aorta.get(z)
+            if a is not None:
+                discs.append((a.centre_mm, a.radius_mm + 0.5))
+            for other, o in trackers.items():
+                if other == name:
+                    continue
+                if other in done_here:
+                    discs.append(done_here[other])
+                elif o.active() and o.z == z and "ven" not in other:
+                    discs.append(o.predicted())
+            c = vctx if "ven" in name else ctx
+            with _Exclusion(c, z, discs):
+                t.step()
+            if z in t.fits:
+                done_here[name] = t.fits[z]
+        ivc = trackers.get("inferior_vena_cava")
+        if (not veins_seeded and bif_z is not None and z < bif_z and (ivc is None or ivc.done)
+                and any(n.startswith("iliac_artery") for n in done_here)):
+            # below the confluence: the IVC's two halves, or each artery's companion vein (looked
+            # for on every slice down to 40 mm below the bifurcation until both are found)
+            if split_at[0] is not None and split_at[0][0] == z:
+                starts = dict(split_at[0][1])
+            else:
+                starts = {}
+                for side in ("left", "right"):
+                    if f"iliac_vena_{side}" in trackers:
+                        continue
+                    art = done_here.get(f"iliac_artery_{side}")
+                    if art is not None:
+                        others = [(f.centre_mm, f.radius_mm) for n, f in done_here.items()
+                                  if n != f"iliac_artery_{side}"]
+                        comp = _companion_vein(vctx, z, art, side, others)
+                        if comp is not None:
+                            starts[side] = comp
+            for side, f in starts.items():
+                trackers[f"iliac_vena_{side}"] = _Tracker(vctx, z, f, -1, **vein_kw)
+                fits[f"iliac_vena_{side}"] = {z: f}
+                at_split = split_at[0] is not None and split_at[0][0] == z
+                notes.append(f"iliac vein {side} found {'at the IVC confluence' if at_split else 'beside its artery'}")
+            veins_seeded = (all(f"iliac_vena_{s_}" in trackers for s_ in ("left", "right"))
+                            or (bif_z - z) * dz > 40.0)
+        z -= 1
+    for name, t in trackers.items():
+        f, u, _ = t.result()
+        fits.setdefault(name, {}).update(f)
+        unc.setdefault(name, []).extend(u)
+    ivc = fits.get("inferior_vena_cava", {})
+    if bif_z is not None and "iliac_vena_left" not in fits and "iliac_vena_right" not in fits and len(ivc) >= 6:
+        # no split seen: the IVC track ran on down one common iliac vein. Its confluence is found
+        # like the aortic bifurcation (narrowing, or a swerve away from its straight course); the
+        # part below is that iliac vein, and the other one is followed from beside it
+        conf, vseeds = _bifurcation_by_radius(vctx, ivc, max(ivc), None)
+        if conf is not None and conf < bif_z + int(round(20.0 / dz)):
+            followed = next((k for k, (zz, _) in vseeds.items() if zz == conf and ivc.get(zz) is vseeds[k][1]), None)
+            below = {z: f for z, f in ivc.items() if z <= conf}
+            fits["inferior_vena_cava"] = {z: f for z, f in ivc.items() if z > conf}
+            if followed is not None:
+                fits[f"iliac_vena_{followed}"] = below
+            for side, (z0, f0) in vseeds.items():
+                if side == followed:
+                    continue
+                t = _Tracker(vctx, z0, f0, -1, **vein_kw)
+                while t.active():
+                    discs = [(g[t.z].centre_mm, g[t.z].radius_mm) for n, g in fits.items()
+                             if n != f"iliac_vena_{side}" and t.z in g]
+                    with _Exclusion(vctx, t.z, discs):
+                        t.step()
+                f_s, u_s, _ = t.result()
+                fits[f"iliac_vena_{side}"] = {z0: f0, **f_s}
+                unc[f"iliac_vena_{side}"] = list(u_s)
+            notes.append(f"IVC confluence at canonical slice {conf}: iliac veins {', '.join(sorted(vseeds)) or 'none'}")
+    return fits, unc
 
 
 def _enhanced_volume_mm3(small: np.ndarray, body: np.ndarray, spacing) -> float:
@@ -925,6 +1253,10 @@ def segment_vessels(volume: Volume, *, bones: np.ndarray | None = None, body: np
         ctx, (aorta_fits, aorta_unc, bif_z, iliac_seeds), lumen_hu = results
         contrast_detected = lumen_hu > CONTRAST_LUMEN_HU
         grow = {k: (v if ctx.contrast else 0.0) for k, v in WALL_MM.items()}
+        # veins are followed by their fat edge (on CTA they enhance less than the arteries, or as much)
+        vctx = ctx if not ctx.contrast else _Ctx(ctx.img, bone_plain.copy(), ctx.spacing, False, FAT_EDGE_HU)
+        pelvis: dict[str, dict[int, _Fit]] = {}
+        pelvis_unc: dict[str, list[int]] = {}
         for z, fit in aorta_fits.items():
             if metal is not None and metal.near(z, fit.centre_mm):
                 uncertain["aorta"].add(z)  # a seed or a bridged slice on the streaks: not drawn
@@ -944,20 +1276,32 @@ def segment_vessels(volume: Volume, *, bones: np.ndarray | None = None, body: np
             gap = [z for z in aorta_unc if bif_z < z < min(aorta_fits)]
             for side in iliac_seeds:
                 uncertain[f"iliac_artery_{side}"].update(gap)
+            artery_kw = {side: dict(r_range_mm=(2.0, 14.0), max_shift_mm=4.0 + 1.0 * sp[0], max_gap_mm=12.0,
+                                    min_hits=0.3, r_cap_mm=ILIAC_MAX_RADIUS_MM - grow["iliac"])
+                         for side in ("left", "right")}
+            # a seed taken from a split blob can be far too thin (the crotch between the iliacs):
+            # refitted on its own with a common-iliac prior, it is kept when the rays agree
+            # (or on the next slice down, where the two have parted)
+            for side, (zs0, seed) in list(iliac_seeds.items()):
+                for zr in (zs0, zs0 - 1):
+                    own = _fit_tube(ctx, zr, seed.centre_mm, max(seed.radius_mm, 4.0)) if zr >= 0 else None
+                    if (own is not None and own.hit_fraction >= 0.6 and own.radius_mm > seed.radius_mm
+                            and 2.0 <= own.radius_mm <= ILIAC_MAX_RADIUS_MM
+                            and np.hypot(*(own.centre_mm - seed.centre_mm))
+                            <= seed.radius_mm + 2.0 + (zs0 - zr) * sp[0]):
+                        iliac_seeds[side] = (zr, own)
+                        break
+            pelvis, pelvis_unc = _track_pelvis(ctx, vctx, aorta_fits, bif_z, iliac_seeds, artery_kw, metal, notes)
             for side, (zs0, seed) in iliac_seeds.items():
-                kw = dict(r_range_mm=(2.0, 14.0), max_shift_mm=4.0 + 1.0 * sp[0], metal=metal,
-                          max_gap_mm=12.0, min_hits=0.3, r_cap_mm=ILIAC_MAX_RADIUS_MM - grow["iliac"],
-                          lateral=np.array([-0.5, 0.87 if side == "left" else -0.87]))
-                fits, unc, _ = _track(ctx, zs0, seed, -1, **kw)
-                up, unc_up, _ = _track(ctx, zs0, seed, +1, z_limit=bif_z, **kw)
-                fits = _smooth_track({zs0: seed, **fits, **up}, size=3)
+                up, unc_up, _ = _track(ctx, zs0, seed, +1, z_limit=bif_z, metal=metal, **artery_kw[side])
+                fits = _smooth_track({**pelvis.get(f"iliac_artery_{side}", {}), zs0: seed, **up}, size=3)
                 for z, fit in fits.items():
                     part = "femoral" if (fem_z is not None and z < fem_z) else "iliac"
                     if metal is not None and metal.near(z, fit.centre_mm):
                         uncertain[f"{part}_artery_{side}"].add(z)
                         continue
                     _draw(labels_c, _ID[f"{part}_artery_{side}"], z, fit, grow[part], sp_full[1:], offset_mm)
-                for z in unc + unc_up:
+                for z in pelvis_unc.get(f"iliac_artery_{side}", []) + unc_up:
                     part = "femoral" if (fem_z is not None and z < fem_z) else "iliac"
                     uncertain[f"{part}_artery_{side}"].add(z)
             for side in ("left", "right"):
@@ -965,6 +1309,17 @@ def segment_vessels(volume: Volume, *, bones: np.ndarray | None = None, body: np
                     notes.append(f"{side} iliac artery not found below the bifurcation")
             notes.append(f"aortic bifurcation at slice {to_index(bif_z)}; iliac → femoral boundary "
                          f"{'not in the scan' if fem_z is None else f'at slice {to_index(fem_z)}'}")
+        if bif_z is None:
+            pelvis, pelvis_unc = _track_pelvis(ctx, vctx, aorta_fits, None, {}, {}, metal, notes)
+        # the veins last: where an artery and its vein touch, the artery keeps the voxels
+        for name in VEIN_NAMES:
+            vfits = pelvis.get(name, {})
+            for z, fit in (_smooth_track(vfits, size=3) if len(vfits) >= 3 else vfits).items():
+                if metal is not None and metal.near(z, fit.centre_mm):
+                    uncertain[name].add(z)
+                    continue
+                _draw(labels_c, _ID[name], z, fit, 0.0, sp_full[1:], offset_mm)
+            uncertain[name].update(pelvis_unc.get(name, []))
         if not ctx.contrast:
             notes.append("renal, celiac and SMA origins are not looked for on non-contrast CT (absent)")
         else:
@@ -991,6 +1346,22 @@ def segment_vessels(volume: Volume, *, bones: np.ndarray | None = None, body: np
                 near_bone, structure=ndimage.generate_binary_structure(3, 1) * np.array([0, 1, 0], bool)[:, None, None],
                 iterations=it)
         labels_c[box][near_bone] = 0
+        # the veins lie flat on the vertebrae and the sacrum and carry no calcium to keep: they
+        # stay one voxel (≥ 3 mm) off bone and off any voxel brighter than blood (HU > 100 without contrast)
+        veins = np.isin(labels_c[box], [_ID[n] for n in VEIN_NAMES])
+        if veins.any():
+            k = max(1, int(round(3.0 / min(sp_full[1], sp_full[2]))))
+            if not contrast_detected:
+                bright = hu[box] > 100
+            elif bones is not None:
+                bright = bone_c[box]
+            else:  # the plain threshold skeleton (the CTA one keeps only bone near dense cortex)
+                plain = np.repeat(np.repeat(bone_plain, f, axis=1), f, axis=2)
+                plain = np.pad(plain, [(0, 0), (0, hu.shape[1] - plain.shape[1]), (0, hu.shape[2] - plain.shape[2])],
+                               mode="edge")
+                bright = plain[box] & (hu[box] > 100)
+            ring = ndimage.generate_binary_structure(3, 1) * np.array([0, 1, 0], bool)[:, None, None]
+            labels_c[box][veins & ndimage.binary_dilation(bright | near_bone, structure=ring, iterations=k)] = 0
     # a slice counts as uncertain only where no mask of that vessel was drawn
     drawn = {n: set(np.flatnonzero((labels_c == i).any(axis=(1, 2))).tolist()) for i, n in VESSEL_LABELS.items()}
     if perm[0] != 0:
@@ -1002,5 +1373,5 @@ def segment_vessels(volume: Volume, *, bones: np.ndarray | None = None, body: np
                         lumen_hu_median=lumen_hu, elapsed_s=time.perf_counter() - t0, notes=tuple(notes))
 
 
-__all__ = ["CONTRAST_LUMEN_HU", "VESSEL_LABELS", "VesselResult", "WALL_MM", "segment_vessels", "threshold_body",
-           "threshold_bones"]
+__all__ = ["CONTRAST_LUMEN_HU", "VEIN_NAMES", "VESSEL_LABELS", "VesselResult", "WALL_MM", "segment_vessels",
+           "threshold_body", "threshold_bones"]

@@ -9,6 +9,7 @@ import pytest
 from scipy import ndimage as ndi
 
 from vascalc.calcium import ScoringOptions, parse_method, score_calcium
+from vascalc.calcium.background import group_median, signed_depth_mm, vessel_background
 from vascalc.calcium.policies import adaptive_threshold
 from vascalc.calcium.pv import pv_seed_regions
 from vascalc.calcium.roi import eroded_lumen
@@ -142,3 +143,138 @@ def test_wall_plaque_next_to_a_contrast_lumen():
     s = score_calcium(img.astype(np.float32), vessel, {1: "aorta"}, grid, "adaptive:stat=mad;core=0.5").structures[0]
     assert s.calcium_volume_mm3 > 0
     assert s.integrated_mass_mg == pytest.approx(true_mass, rel=0.10)
+
+
+# ---- model-based background (calcium.background, the default PV background) -----------------------
+
+def _rendered_tube(seed: int, lumen_hu: float, plaque_hu: float | None = None, noise_sd: float = 10.0,
+                   thickness_mm: float = 1.2, arc_deg: float = 100.0, shape=(24, 56, 56), ss: int = 4):
+    """A CT-like tube along z: lumen (r ≤ 7 mm), wall 45 HU (to 9 mm), fat −100 HU, anti-aliased by
+    4×4 in-plane supersampling, 1 mm FWHM in-plane PSF and a 0.9 mm FWHM slice profile, white noise.
+    ``plaque_hu``: a wall sector from the lumen surface outwards (``thickness_mm``, ``arc_deg``,
+    slices 8–15) that replaces the wall. Returns (image, vessel mask, grid, true plaque mass mg at
+    1 HU per mg/cm³, true plaque volume mm³)."""
+    dy = SPACING[1]
+    n = shape[1]
+    c = (n * dy) / 2.0 + 0.13                                  # off-grid centre
+    fine = (np.arange(n * ss) + 0.5) * dy / ss
+    yy, xx = np.meshgrid(fine - c, fine - c, indexing="ij")
+    r = np.hypot(yy, xx)
+    theta = np.degrees(np.arctan2(yy, xx))
+
+    def cover(mask):                                           # in-plane area fraction per voxel
+        return mask.reshape(n, ss, n, ss).mean(axis=(1, 3))
+
+    lumen, wall = cover(r <= 7.0), cover((r > 7.0) & (r <= 9.0))
+    sector = cover((r > 7.0) & (r <= 7.0 + thickness_mm) & (np.abs(theta - 30.0) <= arc_deg / 2))
+    sl = np.zeros(shape[0])
+    sl[8:16] = 1.0
+    base = lumen_hu * lumen + 45.0 * wall - 100.0 * (1.0 - lumen - wall)
+    img = np.broadcast_to(base, shape).astype(np.float64).copy()
+    mass = volume = 0.0
+    if plaque_hu is not None:
+        img += (plaque_hu - 45.0) * sl[:, None, None] * sector[None]
+        volume = float(sector.sum() * sl.sum() * np.prod(SPACING))
+        mass = volume * plaque_hu / 1000.0
+    sig = 1.0 / 2.3548
+    img = ndi.gaussian_filter(img, (0.9 / 2.3548 / SPACING[0], sig / dy, sig / dy), mode="nearest")
+    img += np.random.default_rng(seed).normal(0.0, noise_sd, shape)
+    vessel = np.broadcast_to((cover(r <= 9.0) >= 0.5), shape).astype(np.int16)
+    return img.astype(np.float32), vessel, Grid(shape=shape, spacing_mm=SPACING), mass, volume
+
+
+def test_group_median_by_hand():
+    med, count = group_median(np.array([0, 0, 0, 2, 2]), np.array([5.0, 1.0, 3.0, 4.0, 8.0]), 4)
+    assert count.tolist() == [3, 0, 2, 0]
+    assert med[0] == 3.0 and med[2] == 6.0 and np.isnan(med[1]) and np.isnan(med[3])
+
+
+def test_signed_depth_is_sub_voxel_for_a_voxelised_disc():
+    """Distance to the smooth surface behind a voxelised disc (radius 7.3 mm, 0.8 mm pixels), within
+    2 mm of it: unbiased (|mean| < 0.05 mm) with an SD of ≈ 0.1 mm, well below the staircase's."""
+    shape = (6, 40, 40)
+    _, yy, xx = np.indices(shape)
+    rr = np.hypot((yy - 19.6) * 0.8, (xx - 19.3) * 0.8)
+    inside = rr <= 7.3
+    true = 7.3 - rr
+    band = np.abs(true) < 2.0
+    smooth = signed_depth_mm(inside, SPACING, reach_mm=3.0) - true
+    stair = signed_depth_mm(inside, SPACING, reach_mm=3.0, staircase=True) - true
+    assert abs(smooth[band].mean()) < 0.05 and smooth[band].std() < 0.12
+    assert smooth[band].std() < 0.7 * stair[band].std()
+
+
+def test_model_reproduces_a_calcium_free_contrast_tube():
+    """Calcium-free tube: image − model is unbiased (mean within 1 HU over the vessel and its band)
+    with a robust SD within 35 % of the 10 HU noise (the rest is the lumen edge seen through a
+    voxelised mask), and the model records lumen, tissue and displaced-wall levels."""
+    img, vessel, grid, _, _ = _rendered_tube(11, 350.0)
+    box = ndi.find_objects(vessel)[0]
+    near = np.where(ndi.distance_transform_edt(vessel == 0, sampling=SPACING) <= 4.0, 1, 0)
+    bg = vessel_background(img, vessel, near, [box], SPACING, None, band_mm=2.0)
+    assert bg.valid[0]
+    assert 10.0 <= bg.residual_sd_hu[0] <= 13.5
+    around = np.isfinite(bg.model_hu) & (near > 0)
+    assert abs(float((img - bg.model_hu)[around].mean())) < 1.0
+    assert bg.inside_hu[0] == pytest.approx(350.0, abs=3.0)
+    assert bg.tissue_hu[0] == pytest.approx(-100.0, abs=5.0)
+    assert bg.wall_hu[0] == 45.0                             # contrast: the soft-tissue wall
+
+
+@pytest.mark.parametrize("plaque_hu,tolerance", [(900.0, 0.05), (700.0, 0.05), (500.0, 0.08)])
+def test_model_mass_of_a_wall_plaque_in_a_contrast_lumen(plaque_hu, tolerance):
+    """A blurred 1.2 mm wall plaque next to a 350 HU lumen: model-based PV mass within 5 % of truth
+    (8 % at 500 HU, measured −6 %: the mask-derived depth is uncertain by ≈ 0.1 mm, which at the
+    lumen edge (≈ 300 HU/mm) biases the model locally by a few HU over the plaque's region, a larger
+    share of a fainter plaque's signal). The old compartments background is far off (layer split)."""
+    img, vessel, grid, mass, _ = _rendered_tube(12, 350.0, plaque_hu)
+    res = score_calcium(img, vessel, {1: "aorta"}, grid, "adaptive:stat=mad;core=0.5")
+    s = res.structures[0]
+    assert res.method["pv"]["background"] == "model"
+    assert res.method["pv"]["background_model"]["vessels"]["aorta"]["valid"]
+    assert s.integrated_mass_mg == pytest.approx(mass, rel=tolerance)
+
+
+def test_plaque_darker_than_the_lumen_is_found_by_the_model_only():
+    """A 250 HU plaque in the wall of a 350 HU lumen: no threshold above the lumen sees it (no lesion),
+    the model's residual does (a PV-only region) and its mass is within 10 %; the intensity seeds
+    of the compartments background find nothing."""
+    img, vessel, grid, mass, _ = _rendered_tube(13, 350.0, 250.0, thickness_mm=1.5, arc_deg=120.0)
+    res = score_calcium(img, vessel, {1: "aorta"}, grid, "adaptive:stat=mad;core=0.5")
+    s = res.structures[0]
+    assert s.calcium_volume_mm3 == 0.0 and not res.lesions
+    assert res.method["pv"]["seed"]["n_regions"] >= 1
+    assert s.integrated_mass_mg == pytest.approx(mass, rel=0.10)
+    old = score_calcium(img, vessel, {1: "aorta"}, grid, "adaptive:stat=mad;core=0.5",
+                        ScoringOptions(pv_background="compartments")).structures[0]
+    assert old.integrated_mass_mg == 0.0
+
+
+@pytest.mark.parametrize("seed", [21, 22, 23])
+@pytest.mark.parametrize("lumen_hu", [40.0, 350.0])
+def test_model_adds_nothing_to_calcium_free_vessels(seed, lumen_hu):
+    img, vessel, grid, _, _ = _rendered_tube(seed, lumen_hu, noise_sd=20.0)
+    method = "agatston" if lumen_hu < 100 else "adaptive:stat=mad;core=0.5"
+    s = score_calcium(img, vessel, {1: "aorta"}, grid, method).structures[0]
+    assert s.integrated_volume_mm3 <= 5.0
+
+
+def test_model_is_the_default_and_the_old_backgrounds_stay_selectable():
+    assert ScoringOptions().pv_background == "model"
+    for name in ("compartments", "inpaint", "median", "mean"):
+        assert ScoringOptions(pv_background=name).pv_background == name
+    with pytest.raises(MethodError):
+        ScoringOptions(pv_background="radial")
+
+
+def test_model_scores_are_deterministic_and_keep_the_classic_scores():
+    img, vessel, grid, _, _ = _rendered_tube(14, 40.0, 600.0)
+    a = score_calcium(img, vessel, {1: "aorta"}, grid, "agatston")
+    b = score_calcium(img, vessel, {1: "aorta"}, grid, "agatston")
+    old = score_calcium(img, vessel, {1: "aorta"}, grid, "agatston", ScoringOptions(pv_background="compartments"))
+    sa, sb, so = a.structures[0], b.structures[0], old.structures[0]
+    assert sa.integrated_mass_mg == sb.integrated_mass_mg and sa.integrated_volume_mm3 == sb.integrated_volume_mm3
+    # the background only changes the PV scores: threshold volume, Agatston and lesions are the same
+    assert (sa.calcium_volume_mm3, sa.agatston_raw, sa.n_clusters_3d) == (so.calcium_volume_mm3, so.agatston_raw,
+                                                                          so.n_clusters_3d)
+    assert sa.calcium_volume_mm3 > 0

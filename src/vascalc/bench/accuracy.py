@@ -201,14 +201,17 @@ def methods_for(case: CohortCase, methods: Sequence[str]) -> list[str]:
     return [m for m in methods if m.split(":")[0] != "agatston"]
 
 
-def score_case(case: CohortCase, phantom, method: str) -> tuple[list[VesselRow], np.ndarray]:
+def score_case(case: CohortCase, phantom, method: str, pv_background: str | None = None
+               ) -> tuple[list[VesselRow], np.ndarray]:
     """Score one phantom with one policy; returns the per-structure rows and, per true plaque
-    (index id − 1), whether any of its voxels lies in a detected lesion."""
+    (index id − 1), whether any of its voxels lies in a detected lesion. ``pv_background``: the
+    PV background model (:class:`ScoringOptions`; None = its default)."""
     from vascalc.calcium import ScoringOptions, score_calcium
     from vascalc.calcium.options import CalibrationReference
     from vascalc.workflows.ct import score_ct
 
     truth = phantom.truth
+    extra = {} if pv_background is None else {"pv_background": pv_background}
     c_ha = float(truth["hu_model"]["calibration_factor_mg_cm3_per_hu"])
     if case.kind == "inserts":
         # each insert's own (cylinder) mask is its "vessel"; the rods calibrate the PV reference, and
@@ -219,13 +222,13 @@ def score_case(case: CohortCase, phantom, method: str) -> tuple[list[VesselRow],
         cal = CalibrationReference(tuple(r["density_mg_cm3"] for r in rods),
                                    tuple(r["hu_mean_measured"] for r in rods))
         vessels = np.where(np.isin(lm.labels, list(ins)), lm.labels, 0)
-        options = ScoringOptions(force=True, mass_calibration_mg_per_cm3_per_hu=c_ha)
+        options = ScoringOptions(force=True, mass_calibration_mg_per_cm3_per_hu=c_ha, **extra)
         calcium = score_calcium(phantom.volume.hu, vessels, ins, phantom.volume.grid, method, options,
                                 kvp=phantom.volume.info.kvp, slice_thickness_mm=case.slice_thickness_mm,
                                 calibration=cal)
         reference = "rods"
     else:
-        options = ScoringOptions(mass_calibration_mg_per_cm3_per_hu=c_ha)
+        options = ScoringOptions(mass_calibration_mg_per_cm3_per_hu=c_ha, **extra)
         calcium = score_ct(phantom.volume, phantom.labels, method=method, options=options, regions=(),
                            case_id=case.case_id).calcium
         reference = "default"
@@ -426,10 +429,12 @@ def agreement_plots(rows: Sequence[VesselRow], out: Path) -> list[str]:
 def run_accuracy(output: Path | str, *, n_cases: int = 2, seed: int = 0,
                  thicknesses_mm: Sequence[float] = (1.0, 2.0, 3.0), noises_hu: Sequence[float] = (10.0, 20.0),
                  methods: Sequence[str] = ("agatston", "adaptive"), kind: str = "vascular",
-                 command: str = "vascalc bench accuracy", progress: ProgressCallback | None = None) -> AccuracyReport:
+                 command: str = "vascalc bench accuracy", progress: ProgressCallback | None = None,
+                 pv_background: str | None = None) -> AccuracyReport:
     """Build the cohort, score every case with every applicable policy, write ``cases.csv``,
     ``summary.csv``, ``summary.md``, ``detection.csv`` and the agreement PNGs into ``output``
-    (which must not exist or be empty)."""
+    (which must not exist or be empty). ``pv_background`` picks the PV background model by name
+    (``model``, ``compartments``, …; None = the :class:`ScoringOptions` default)."""
     from vascalc.calcium.policies import parse_method
     from vascalc.report.output_folder import check_output_folder, prepare_output_folder
 
@@ -446,7 +451,7 @@ def run_accuracy(output: Path | str, *, n_cases: int = 2, seed: int = 0,
         volumes = np.array([p["volume_mm3"] for p in phantom.truth["plaques"]], dtype=float)
         for method in methods_for(case, methods):
             report(f"{case.case_id}: scoring ({method})")
-            case_rows, detected = score_case(case, phantom, method)
+            case_rows, detected = score_case(case, phantom, method, pv_background)
             rows.extend(case_rows)
             det_records.append((case.kind, method, case.slice_thickness_mm, volumes, detected))
     if not rows:

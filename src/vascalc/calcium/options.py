@@ -25,7 +25,8 @@ class ScoringOptions:
     auto|none|increment|resample3mm. Mass (A.6): ``mass_calibration_mg_per_cm3_per_hu`` (c_HA).
     Partial volume (A.7): region = calcium dilated by ``pv_region_mm`` (at least
     ``pv_min_region_voxels`` voxels per axis); background ring of ``pv_ring_mm`` beyond it;
-    ``pv_background`` compartments|inpaint|median|mean (see :func:`vascalc.calcium.pv.cluster_pv`); ``pv_background_scope`` vessel|ring
+    ``pv_background`` model|compartments|inpaint|median|mean (``model``: the calcium-free image of each
+    vessel, :mod:`vascalc.calcium.background`; the others: :func:`vascalc.calcium.pv.cluster_pv`); ``pv_background_scope`` vessel|ring
     (vessel: ring voxels in the same vessel's ROI when at least ``pv_min_ring_voxels`` exist);
     ``pv_clip_fraction`` clips the volume fraction to [0, 1]; ``pv_object`` lesion|reference picks
     S_obj of the integrated scores (each lesion's own self-consistent HU, or the fixed reference). ``pv_seed``
@@ -45,7 +46,7 @@ class ScoringOptions:
     mass_calibration_mg_per_cm3_per_hu: float | None = None
     pv_region_mm: float = 2.0
     pv_ring_mm: float = 2.0
-    pv_background: str = "compartments"
+    pv_background: str = "model"
     pv_min_region_voxels: float = 2.0
     pv_background_scope: str = "vessel"
     pv_min_ring_voxels: int = 20
@@ -76,8 +77,8 @@ class ScoringOptions:
                               f"got {self.slice_normalisation!r}")
         if self.mass_calibration_mg_per_cm3_per_hu is not None and not self.mass_calibration_mg_per_cm3_per_hu > 0:
             raise MethodError("the mass calibration factor must be a positive number (mg/cm³ per HU)")
-        if self.pv_background not in ("compartments", "inpaint", "median", "mean"):
-            raise MethodError("pv_background must be 'compartments', 'inpaint', 'median' or 'mean'")
+        if self.pv_background not in ("model", "compartments", "inpaint", "median", "mean"):
+            raise MethodError("pv_background must be 'model', 'compartments', 'inpaint', 'median' or 'mean'")
         if self.pv_background_scope not in ("vessel", "ring"):
             raise MethodError("pv_background_scope must be 'vessel' or 'ring'")
         if self.pv_object not in ("lesion", "reference"):

@@ -68,7 +68,8 @@ def cluster_pv(hu: np.ndarray, clusters: np.ndarray, n_clusters: int, cluster_ve
                object_model: str = "lesion", calibration_a: float = 0.0,
                calibration_b: float = 1.0, min_region_voxels: float = 2.0,
                mask_vessel: np.ndarray | None = None, near_vessel: np.ndarray | None = None,
-               significance_sd: float = 3.0, depth_mm: np.ndarray | None = None) -> ClusterPV:
+               significance_sd: float = 3.0, depth_mm: np.ndarray | None = None,
+               model=None) -> ClusterPV:
     """Integrated-intensity and volume-fraction scores of every cluster (A.7) on a crop.
 
     Region R_c: voxels within the ellipsoid of half-sizes r_i = max(``region_mm``,
@@ -87,7 +88,13 @@ def cluster_pv(hu: np.ndarray, clusters: np.ndarray, n_clusters: int, cluster_ve
     and fat (≈−100 HU). With ``depth_mm`` (distance below the own mask's surface) the inside
     compartment is further split into wall and lumen layers where the ring shows both, as in CTA
     (:func:`_split_lumen_wall`). ``inpaint`` fills R voxel by voxel by in-plane normalised convolution
-    (Gaussian, σ_i = r_i) of the surrounding calcium-free voxels. Region voxels far below their
+    (Gaussian, σ_i = r_i) of the surrounding calcium-free voxels. ``model`` (with
+    ``background="model"``): a :class:`vascalc.calcium.background.VesselBackground`; every region
+    voxel's background is the model's calcium-free HU (compartments where the model is undefined),
+    region voxels more than the model's band outside their vessel are left out of R (a wall
+    calcification's blur does not reach them, and a background error there would only add up), the
+    noise SD is the vessel's residual SD, and the object's HU is read over the displaced wall tissue
+    (``wall_hu``): the residual image − model is the calcium's own blurred signal. Region voxels far below their
     background (gas, air) are dropped from R. ``background_hu`` reports the mean background over R.
 
     Integrated intensity (R17) with ``object_model="lesion"`` [T]: S_obj is each cluster's own HU
@@ -149,7 +156,8 @@ def cluster_pv(hu: np.ndarray, clusters: np.ndarray, n_clusters: int, cluster_ve
     rc = c[in_region]
     rv = values[in_region]
     bkg_vox = ring_bkg[rc - 1].copy()
-    if background == "compartments" and mask_vessel is not None and rc.size:
+    use_model = background == "model" and model is not None
+    if background in ("compartments", "model") and mask_vessel is not None and rc.size:
         inside_all = mask_vessel[idx] == cluster_vessel[c]
         in_stat, in_n, in_sd = _grouped(c[ring & inside_all], values[ring & inside_all], n, np.median)
         outside = ring & ~inside_all
@@ -191,10 +199,22 @@ def cluster_pv(hu: np.ndarray, clusters: np.ndarray, n_clusters: int, cluster_ve
             dd = den[lz, ly, lx]
             ok = dd > 1e-3
             bkg_vox[sel[ok]] = num[lz[ok], ly[ok], lx[ok]] / dd[ok]
+    keep_model = np.ones(rc.size, dtype=bool)
+    # per cluster: its vessel's model holds (else the compartments above stay its background)
+    modelled = np.r_[False, model.valid][cluster_vessel[1:]] if use_model else np.zeros(n_clusters, dtype=bool)
+    if use_model and rc.size:
+        m_r = model.model_hu[rz, ry, rx]
+        on = modelled[rc - 1]
+        has_m = np.isfinite(m_r) & on
+        bkg_vox = np.where(has_m, m_r, bkg_vox)
+        d_r = model.depth_mm[rz, ry, rx]
+        keep_model = ~on | (np.isfinite(d_r) & (d_r >= -model.band_mm))
+        vessel_sd = np.r_[np.nan, model.residual_sd_hu][cluster_vessel[1:]]
+        noise = np.where(np.isfinite(vessel_sd) & modelled, vessel_sd, noise)
     # voxels far below their own background (bowel gas, lung, air next to a vessel) carry no
     # calcium blur but would swamp the integral; they are left out of R with their background
     floor = np.maximum(4.0 * noise[rc - 1], 100.0)
-    keep_r = ~(rv < bkg_vox - floor)
+    keep_r = ~(rv < bkg_vox - floor) & keep_model
     rc, rv, bkg_vox = rc[keep_r], rv[keep_r], bkg_vox[keep_r]
     rz, ry, rx = rz[keep_r], ry[keep_r], rx[keep_r]
     region_count = np.bincount(rc, minlength=n)[1:]
@@ -216,6 +236,9 @@ def cluster_pv(hu: np.ndarray, clusters: np.ndarray, n_clusters: int, cluster_ve
     # [T] background of the tissue the calcium displaced: the mean background of the plateau voxels
     # (the object's own place), not of the whole region, which reaches into fat or lumen
     obj_bkg = bkg.copy()
+    # with the model, the residual is the calcium's own blurred signal over the wall it displaced
+    wall = np.where(modelled, np.r_[np.nan, model.wall_hu][cluster_vessel[1:]], np.nan) if use_model \
+        else np.full(n_clusters, np.nan)
     cross = np.zeros((1, 3, 3), dtype=bool)
     cross[0, 1, :] = cross[0, :, 1] = True
     for k in range(1, n):
@@ -231,7 +254,10 @@ def cluster_pv(hu: np.ndarray, clusters: np.ndarray, n_clusters: int, cluster_ve
             resolved = bool(ndi.binary_erosion(plateau, cross).any())
             # only a resolved plateau reads the object at its own place; an unresolved object's H
             # is a lower bound, and pairing it with the wall's background would inflate ρ/(ρ − B)
-            if resolved and np.isfinite(top_bkg).any():
+            if use_model and np.isfinite(wall[k - 1]):
+                # the residual is over the displaced wall, resolved or not
+                obj_bkg[k - 1] = wall[k - 1]
+            elif resolved and np.isfinite(top_bkg).any():
                 obj_bkg[k - 1] = float(np.nanmean(top_bkg))
             own_hu[k - 1] = obj_bkg[k - 1] + self_consistent_object_hu(run, 0.0, net[k - 1], noise[k - 1], resolved)
     v = float(np.prod(spacing))

@@ -277,8 +277,12 @@ def cluster_pv(hu: np.ndarray, clusters: np.ndarray, n_clusters: int, cluster_ve
         volume = n_obj * v
         # a cluster counted as 0 has mass 0 even where its object HU (hence ρ) is undefined
         mass = np.where(n_obj == 0.0, 0.0, volume * rho / 1000.0)
-        # volume fraction (R16): the reference rod as S_obj and the ring S_bkg, as the reference code
-        f = (rv - ring_bkg[rc - 1]) / (object_hu - ring_bkg[rc - 1])
+        # volume fraction (R16): the reference rod as S_obj; S_bkg is the ring value of the reference
+        # code, or each voxel's own model background where the vessel's model holds (one ring value
+        # over a region that mixes contrast lumen, wall and fat turns the mixture into "calcium")
+        s_bkg = np.where(modelled[rc - 1] & np.isfinite(bkg_vox), bkg_vox, ring_bkg[rc - 1]) if use_model \
+            else ring_bkg[rc - 1]
+        f = (rv - s_bkg) / (object_hu - s_bkg)
         if clip:
             f = np.clip(f, 0.0, 1.0)
         vf_mass = np.bincount(rc, weights=np.nan_to_num(f), minlength=n)[1:] * v * density_mg_cm3 / 1000.0

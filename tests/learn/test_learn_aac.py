@@ -146,3 +146,35 @@ def test_save_load_round_trip_and_prediction(tmp_path):
         assert grades[s] == int((p > 0.5).sum())
     score = predict_aac24_regression(loaded, image, _landmarks(), 1.0)
     assert 0.0 <= score <= 24.0
+
+
+# ----------------------------------------------------------------------------- learned localiser
+
+def test_localiser_canvas_mapping_and_decoding_by_hand():
+    from vascalc.learn.aac_localiser import LocaliserConfig, _canvas_to_film, corner_targets, decode, to_canvas
+
+    cfg = LocaliserConfig(mm_per_px=4.0, canvas_px=32)
+    image = np.zeros((100, 80), dtype=np.float32)  # 1-mm pixels: 25 × 20 canvas pixels, centred on 32
+    canvas, off, zoom = to_canvas(image, (1.0, 1.0), cfg)
+    assert canvas.shape == (32, 32) and np.allclose(zoom, 0.25) and off.tolist() == [3.0, 6.0]
+    lm = (VertebraLandmark("L1", ((10.0, 20.0), (10.0, 50.0), (40.0, 50.0), (40.0, 20.0)), (25.0, 35.0)),)
+    pts = corner_targets(lm, off, zoom)
+    assert np.isnan(pts[0]).all() and np.allclose(_canvas_to_film(pts[4:8], off, zoom), lm[0].corners_px)
+    # a logit map peaked between pixels (10, 12) and (10, 13) decodes to column 12.5
+    logits = np.full((1, 32, 32), -50.0)
+    logits[0, 10, 12] = logits[0, 10, 13] = 5.0
+    assert np.allclose(decode(logits)[0], [10.0, 12.5], atol=1e-6)
+
+
+def test_localiser_tiny_training_lowers_the_loss():
+    from vascalc.learn.aac_localiser import LocaliserConfig, locate_learned, LocaliserModel, train_localiser
+    from vascalc.phantoms.lateral_spine import ChainParams, make_lateral_spine
+
+    films = [make_lateral_spine(s, chain=ChainParams(pixel_spacing_mm=2.0)) for s in range(6)]
+    cfg = LocaliserConfig(mm_per_px=8.0, canvas_px=48, channels=(4, 8), epochs=4, batch_size=3)
+    net, losses = train_localiser([f.image for f in films], [f.pixel_spacing_mm for f in films],
+                                  [f.vertebrae for f in films], cfg, seed=0)
+    assert losses[-1] < losses[0]
+    found = locate_learned(LocaliserModel((net,), cfg, {}), films[0].image, films[0].pixel_spacing_mm)
+    assert [v.name for v in found] == ["T12", "L1", "L2", "L3", "L4", "L5"]
+    assert all(0 <= r < films[0].image.shape[0] + 40 for v in found for r, _ in v.corners_px)

@@ -94,7 +94,8 @@ def test_workflow_and_cli_on_a_16_bit_png(tmp_path, drrs):
     xr = drrs[3]
     Image.fromarray((xr.image * 65535).astype(np.uint16)).save(tmp_path / "film.png")
     out = tmp_path / "out"
-    run = CliRunner().invoke(app, ["score", str(tmp_path / "film.png"), "--pixel-spacing", "3.2", "-o", str(out)])
+    run = CliRunner().invoke(app, ["score", str(tmp_path / "film.png"), "--pixel-spacing", "3.2", "--model", "baseline",
+                                   "-o", str(out)])
     assert run.exit_code == 0, run.output
     data = json.loads((out / "result.json").read_text())
     assert data["kind"] == "xray" and data["schema_version"] == "1.0"
@@ -107,14 +108,14 @@ def test_workflow_and_cli_on_a_16_bit_png(tmp_path, drrs):
     again = CliRunner().invoke(app, ["score", str(tmp_path / "film.png"), "-o", str(out)])
     assert again.exit_code != 0 and "not empty" in again.output
     # no spacing given: scored with the assumed field of view, and said so
-    unknown = CliRunner().invoke(app, ["score", str(tmp_path / "film.png"), "-o", str(tmp_path / "o3")])
+    unknown = CliRunner().invoke(app, ["score", str(tmp_path / "film.png"), "--model", "baseline", "-o", str(tmp_path / "o3")])
     assert unknown.exit_code == 0, unknown.output
     data3 = json.loads((tmp_path / "o3" / "result.json").read_text())
     assert data3["input"]["geometry"]["pixel_spacing_mm"] is None
     assert any("field of view" in w for w in data3["warnings"])
     Image.fromarray((xr.image * 255).astype(np.uint8)).save(tmp_path / "film8.png")
     two = CliRunner().invoke(app, ["score", str(tmp_path / "film.png"), str(tmp_path / "film8.png"),
-                                   "--pixel-spacing", "3.2", "-o", str(tmp_path / "o4")])
+                                   "--pixel-spacing", "3.2", "--model", "baseline", "-o", str(tmp_path / "o4")])
     assert two.exit_code == 0, two.output
     totals = [json.loads((tmp_path / "o4" / n / "result.json").read_text())["total"]["aac24"] for n in ("film", "film8")]
     assert abs(totals[0] - totals[1]) <= 2  # 8-bit quantisation changes little

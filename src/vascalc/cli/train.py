@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -10,7 +11,7 @@ from vascalc.errors import InputError
 
 app = typer.Typer(
     name="train",
-    help="Train segmentation models.\n\nExample: vascalc train seg2d --images slices/ -o /tmp/model --epochs 30",
+    help="Train segmentation models and the AAC-24 radiograph models.\n\nExample: vascalc train seg2d --images slices/ -o /tmp/model --epochs 30",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -97,3 +98,46 @@ def seg2d(
         f"{100 * oof['per_slice_mean_dice']:.1f} % / {100 * oof['global_dice']:.1f} %"
     )
     typer.echo(f"model and cv_report.md written to {output}")
+
+
+# AAC-24 on lateral radiographs: the command lives with the other xray commands
+from vascalc.cli.xray import train_xray as _train_xray  # noqa: E402
+
+app.command("xray")(_train_xray)
+
+
+@app.command("coronary")
+def coronary(
+    output: Path = typer.Option(..., "-o", "--output", help="Model file to write (.json), or a new folder."),
+    cohort: int = typer.Option(120, "--cohort", min=2, help="Chest phantoms to train on (ignored with --lesions)."),
+    seed: int = typer.Option(0, "--seed", min=0, max=79, help="Seed: training phantoms are 100000 + 10000·seed + k."),
+    lesions: Optional[Path] = typer.Option(None, "--lesions", help="Train on labelled lesions instead: a CSV "
+                                                                   "(or folder of CSVs) with the feature columns and 'artery'."),
+    export_lesions: Optional[Path] = typer.Option(None, "--export-lesions", help="Also write the labelled lesions as CSV."),
+    description: str = typer.Option("", "--description", help="Free text saved in the model."),
+) -> None:
+    """Train the coronary lesion classifier (random forest → JSON) on chest phantoms or a lesion CSV.
+
+    Example: vascalc train coronary --cohort 120 --seed 0 -o coronary_model.json
+    """
+    from vascalc.coronary.training import TRAIN_SEED_BASE, lesions_from_csv, phantom_lesions, train_lesion_model
+
+    target = output / "coronary_model.json" if output.suffix.lower() != ".json" else output
+    if target.exists():
+        raise InputError(f"{target} exists; choose a new model file (nothing is overwritten)")
+    if lesions is not None:
+        table = lesions_from_csv(lesions)
+        seeds_range = None
+    else:
+        first = TRAIN_SEED_BASE + 10_000 * seed
+        seeds = list(range(first, first + cohort))
+        seeds_range = [seeds[0], seeds[-1]]
+        table = phantom_lesions(seeds, progress=typer.echo)
+    model, report = train_lesion_model(table, seed=seed, description=description)
+    model.info["training_seeds"] = seeds_range
+    target.parent.mkdir(parents=True, exist_ok=True)
+    model.save(target)
+    if export_lesions is not None:
+        table.to_frame().to_csv(export_lesions, index=False, lineterminator="\n")
+    typer.echo(f"{report.get('n_lesions', table.classes.size)} lesions; grouped {report.get('folds')}-fold accuracy "
+               f"{100 * report.get('accuracy', float('nan')):.1f} %, recall {report.get('recall')}; model → {target}")

@@ -38,16 +38,23 @@ def score(
     lowest_level: str = typer.Option("L5", help="Lowest complete vertebral body in the image: L5 or L4."),
     bands: str = typer.Option("low_moderate_high", help="Severity bands: low_moderate_high, ge5, "
                               "four_band_0_4_15 or custom:0=low,2=moderate,6=high."),
-    model: str = typer.Option("baseline", help="Grader: 'baseline' (model-free; the only one in this version)."),
+    model: str = typer.Option("bundled", help="Grader: 'bundled' (the demo model trained on synthetic films, "
+                              "see its MODEL_CARD.md), a model folder from 'vascalc train xray', or 'baseline' "
+                              "(model-free)."),
     qc: bool = typer.Option(True, help="Write the QC PNG."),
 ) -> None:
     """Score AAC-24 / AAC-8 of each radiograph; one sub-folder per image when several are given."""
     from vascalc.report.output_folder import prepare_output_folder
+    from vascalc.radiograph.learned import score_radiograph_learned
     from vascalc.workflows.xray import case_id_for, score_radiograph, write_xray_outputs
 
     try:
-        if model != "baseline":
-            raise InputError(f"unknown model {model!r}: this version has only the model-free 'baseline'")
+        model_dir = None
+        if model not in ("baseline", "bundled"):
+            model_dir = Path(model)
+            if not (model_dir / "model.json").is_file():
+                raise InputError(f"--model {model!r} is not a model folder (no model.json); use 'bundled', "
+                                 "'baseline' or a folder written by 'vascalc train xray'")
         names = [case_id_for(p) for p in inputs]
         if len(set(names)) != len(names):
             raise InputError("two inputs share a file name; their result folders would collide — rename one")
@@ -55,14 +62,65 @@ def score(
         for path in inputs:
             target = out / case_id_for(path) if len(inputs) > 1 else out
             target.mkdir(exist_ok=True)
-            result = score_radiograph(path, pixel_spacing_mm=pixel_spacing, facing=facing,
-                                      lowest_level=lowest_level, bands=bands)
+            if model == "baseline":
+                result = score_radiograph(path, pixel_spacing_mm=pixel_spacing, facing=facing,
+                                          lowest_level=lowest_level, bands=bands)
+            else:
+                result = score_radiograph_learned(path, model_dir=model_dir, pixel_spacing_mm=pixel_spacing,
+                                                  facing=facing, lowest_level=lowest_level, bands=bands)
             write_xray_outputs(result, target, qc=qc)
             k = result.kauppila
             console.print(f"{escape(result.case_id)}: AAC-24 {k.aac24} ({k.severity}), AAC-8 {k.aac8}, "
-                          f"facing {result.localisation.facing}", highlight=False)
+                          f"facing {result.localisation.facing}, grader {result.method['model_id']}", highlight=False)
             for warning in result.warnings:
                 console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+    except VascalcError as error:
+        console.print(f"[red]error:[/] {escape(str(error))}", highlight=False)
+        raise typer.Exit(error.exit_code) from None
+
+
+def train_xray(
+    output: Path = typer.Option(..., "-o", "--output", help="New or empty model folder."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Folder of films + labels.csv (image, the 8 segment "
+                                        "grades L1_anterior … L4_posterior or aac24, optional pixel_spacing_mm, "
+                                        "optional L1_corners … L4_corners)."),
+    synthetic: int = typer.Option(0, "--synthetic", help="Train on N generated lateral films instead of --data."),
+    folds: int = typer.Option(3, "--folds", help="Cross-validation folds (= ensemble members)."),
+    epochs: int = typer.Option(25, "--epochs", help="Training epochs per fold."),
+    seed: int = typer.Option(0, "--seed", help="Random seed: same data, options and seed → same models."),
+    width: int = typer.Option(8, "--width", help="Channels of the first ResNet stage."),
+    test: int = typer.Option(0, "--test", help="With --synthetic: held-out films per test set (new seeds, "
+                             "training chain, fine pixels, DXA chain, 3-D phantom DRRs)."),
+    no_regressor: bool = typer.Option(False, "--no-regressor", help="Skip the whole-score regressor."),
+) -> None:
+    """Train the AAC-24 models (CORAL per-segment grader + whole-score regressor) with k-fold
+    cross-validation and save the fold ensemble (use it with 'vascalc xray score --model FOLDER').
+
+    Example: vascalc train xray --data films/ -o models/aac --folds 5 --epochs 30
+    """
+    from vascalc.learn import require_monai
+    from vascalc.learn.aac import TEST_SETS, AacConfig, train_aac_grader
+    from vascalc.learn.aac_data import train_from_folder
+
+    try:
+        if (data is None) == (synthetic <= 0):
+            raise InputError("give exactly one of --data DIR (labelled films) or --synthetic N (generated films)")
+        if output.exists() and (not output.is_dir() or any(output.iterdir())):
+            raise InputError(f"{output}: exists and is not an empty folder; choose a new model folder")
+        require_monai("vascalc train xray")
+        config = AacConfig(n_folds=folds, epochs=epochs, seed=seed, width=width, regressor=not no_regressor)
+        if data is not None:
+            report = train_from_folder(data, output, config, seed=seed)
+        else:
+            report = train_aac_grader(output, n_train=synthetic, seed=seed, epochs=epochs, config=config,
+                                      n_test=test, test_sets=TEST_SETS if test else ())
+        for model, m in report["cross_validation"].items():
+            console.print(f"CV {model}: MAE {m['mae']}, ICC(A,1) {m['icc_a1']}, 3-class accuracy "
+                          f"{m['accuracy_3class']} (n = {m['n']})", highlight=False)
+        for note in report.get("notes", []):
+            console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+        console.print(f"model and cv_report.md written to {escape(str(output))} "
+                      f"(training {report['training_s']} s)", highlight=False)
     except VascalcError as error:
         console.print(f"[red]error:[/] {escape(str(error))}", highlight=False)
         raise typer.Exit(error.exit_code) from None

@@ -15,11 +15,14 @@ tilt and facing direction are removed before the network sees the image):
 * **whole-score regressor** — the straightened band over all four levels → AAC-24 in [0, 24]
   (sigmoid × 24), as study S1 regressed the total score.
 
-Training images are lateral DRRs of :func:`vascalc.phantoms.make_vascular_phantom` via
-:func:`vascalc.phantoms.project_lateral_radiograph`, varied per image (plaque rate, photons, blur,
-rotation, display gamma) and split k-fold by image; the ensemble is the mean of the fold models'
-probabilities (grader) or scores (regressor). Synthetic DRRs are not clinical radiographs: numbers
-measured here say the code learns the B.1 rule on phantoms, not how it performs on patients.
+Training films come from :func:`vascalc.phantoms.lateral_spine.make_lateral_spine` (analytic
+projections of a varied 3-D lumbar scene, radiograph chain at 0.4–0.9 mm pixels); held-out sets
+add settings never seen in training (0.15–0.3 mm pixels, the DXA-VFA chain, and the 3-D vascular
+phantom's DRR, :func:`phantom_drr_case`). Folds split by image; the ensemble is the mean of the
+fold models' probabilities (grader) or scores (regressor). Labelled folders of real films:
+:mod:`vascalc.learn.aac_data`; the learned corner localiser: :mod:`vascalc.learn.aac_localiser`.
+Synthetic films are not clinical radiographs: numbers measured here say the code learns the B.1
+rule on simulated films, not how it performs on patients.
 
 Determinism: the same seed, settings, machine and thread count give the same weights
 (``torch.use_deterministic_algorithms``, seeded numpy generators).
@@ -36,7 +39,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from vascalc.errors import InputError, OutputError
+from vascalc.errors import GeometryError, InputError, OutputError
 from vascalc.learn._deps import deterministic, require_monai, require_torch
 from vascalc.radiograph.kauppila import (
     LEVELS,
@@ -59,12 +62,13 @@ TEST_SEED_OFFSET = 1_000_000  # held-out phantoms never share a seed with traini
 
 @dataclass(frozen=True)
 class AacConfig:
-    """Settings. ``patch_px``: side of a segment patch (t × d samples); ``band_mm``: d range in front
-    of the anterior vertebral border sampled for every patch; ``width``: channels of the first ResNet
-    stage (doubling per stage, 4 stages of one basic block)."""
+    """Settings. ``patch_px``: samples along t per level; ``band_px`` samples along d over ``band_mm``
+    (the d range in front of the anterior vertebral border; 0 → ``patch_px``); ``width``: channels of
+    the first ResNet stage (doubling per stage, 4 stages of one basic block)."""
 
-    patch_px: int = 32
-    band_mm: tuple[float, float] = (0.0, 36.0)
+    patch_px: int = 16
+    band_mm: tuple[float, float] = (0.0, 56.0)
+    band_px: int = 32
     n_folds: int = 3
     epochs: int = 25
     batch_size: int = 64
@@ -74,8 +78,8 @@ class AacConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.patch_px < 8 or self.patch_px % 8:
-            raise InputError(f"patch size must be a multiple of 8 pixels ≥ 8, got {self.patch_px}")
+        if self.patch_px < 8 or self.patch_px % 8 or self.band_px % 8:
+            raise InputError(f"patch sizes must be multiples of 8 pixels ≥ 8, got {self.patch_px} × {self.band_px}")
         if self.n_folds < 2 or self.epochs < 1 or self.batch_size < 1 or self.width < 1:
             raise InputError("folds must be ≥ 2 and epochs, batch size and width ≥ 1")
         if not self.band_mm[1] > self.band_mm[0]:
@@ -102,9 +106,25 @@ def _geometry(vertebrae, spacing_mm) -> SpineGeometry:
 
 
 def _sample(image: np.ndarray, geometry: SpineGeometry, t: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Bilinear samples on the (t, d) grid, anti-aliased: when the image pixels are finer than the
+    sample step, the cropped region is first smoothed by a Gaussian of 0.4 × step (so that 0.1-mm
+    and 1-mm films give the same patch — the generator-independence of the spine frame)."""
     tt, dd = np.meshgrid(t, d, indexing="ij")
     rows, cols = to_image_coords(geometry, tt, anterior_border_at(geometry, tt) + dd)
-    return ndimage.map_coordinates(np.asarray(image, dtype=np.float32), [rows, cols], order=1, mode="nearest")
+    img = np.asarray(image, dtype=np.float32)
+    step_mm = min(float(np.mean(np.diff(t))) if t.size > 1 else 1.0, float(np.mean(np.diff(d))) if d.size > 1 else 1.0)
+    sigma_px = 0.4 * abs(step_mm) / np.asarray(geometry.spacing_mm)
+    margin = int(np.ceil(3 * sigma_px.max())) + 2
+    r0 = int(max(0, np.floor(rows.min()) - margin))
+    r1 = int(min(img.shape[0], np.ceil(rows.max()) + margin + 1))
+    c0 = int(max(0, np.floor(cols.min()) - margin))
+    c1 = int(min(img.shape[1], np.ceil(cols.max()) + margin + 1))
+    if r1 <= r0 or c1 <= c0:  # the band lies outside the film: constant patch
+        return np.zeros(tt.shape, dtype=np.float32)
+    crop = img[r0:r1, c0:c1]
+    if sigma_px.max() > 0.5:
+        crop = ndimage.gaussian_filter(crop, sigma_px, mode="nearest")
+    return ndimage.map_coordinates(crop, [rows - r0, cols - c0], order=1, mode="nearest")
 
 
 def _standardise(patches: np.ndarray) -> np.ndarray:
@@ -116,8 +136,8 @@ def _standardise(patches: np.ndarray) -> np.ndarray:
 
 
 def segment_patches(image: np.ndarray, vertebrae, pixel_spacing_mm=None, *, patch_px: int = 32,
-                    band_mm: tuple[float, float] = (0.0, 36.0)) -> np.ndarray:
-    """The 8 segment patches ``(8, patch_px, patch_px)`` in :data:`SEGMENTS` order, standardised.
+                    band_mm: tuple[float, float] = (0.0, 60.0), band_px: int | None = None) -> np.ndarray:
+    """The 8 segment patches ``(8, patch_px, band_px)`` in :data:`SEGMENTS` order, standardised.
 
     Rows run along the spinal axis over the level's height (T12/L1 … L4/L5 boundaries, B.2 step 2),
     columns over ``band_mm`` in front of the anterior vertebral border; anterior-wall patches are
@@ -126,8 +146,9 @@ def segment_patches(image: np.ndarray, vertebrae, pixel_spacing_mm=None, *, patc
     """
     geometry = _geometry(vertebrae, pixel_spacing_mm)
     b = geometry.boundaries_mm
-    d = np.linspace(band_mm[0], band_mm[1], patch_px)
-    out = np.empty((len(SEGMENTS), patch_px, patch_px), dtype=np.float32)
+    n_d = band_px or patch_px
+    d = np.linspace(band_mm[0], band_mm[1], n_d)
+    out = np.empty((len(SEGMENTS), patch_px, n_d), dtype=np.float32)
     for k in range(len(LEVELS)):
         # samples at cell centres, so that each covers an equal share of the level's height
         edges = np.linspace(b[k], b[k + 1], patch_px + 1)
@@ -138,14 +159,21 @@ def segment_patches(image: np.ndarray, vertebrae, pixel_spacing_mm=None, *, patc
 
 
 def lumbar_crop(image: np.ndarray, vertebrae, pixel_spacing_mm=None, *, patch_px: int = 32,
-                band_mm: tuple[float, float] = (0.0, 36.0)) -> np.ndarray:
-    """The straightened band over L1–L4 ``(4·patch_px, patch_px)``, standardised (regressor input)."""
+                band_mm: tuple[float, float] = (0.0, 60.0), band_px: int | None = None) -> np.ndarray:
+    """The straightened band over L1–L4 ``(4·patch_px, band_px)``, standardised (regressor input)."""
     geometry = _geometry(vertebrae, pixel_spacing_mm)
     b = geometry.boundaries_mm
     n = 4 * patch_px
     edges = np.linspace(b[0], b[-1], n + 1)
-    crop = _sample(image, geometry, 0.5 * (edges[:-1] + edges[1:]), np.linspace(band_mm[0], band_mm[1], patch_px))
+    crop = _sample(image, geometry, 0.5 * (edges[:-1] + edges[1:]), np.linspace(band_mm[0], band_mm[1], band_px or patch_px))
     return _standardise(crop[None])[0]
+
+
+def case_inputs(image: np.ndarray, vertebrae, pixel_spacing_mm, config: AacConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(segment patches, lumbar crop) of one film with ``config``'s sampling."""
+    geometry = _geometry(vertebrae, pixel_spacing_mm)
+    kw = {"patch_px": config.patch_px, "band_mm": config.band_mm, "band_px": config.band_px or config.patch_px}
+    return segment_patches(image, geometry, **kw), lumbar_crop(image, geometry, **kw)
 
 
 # ----------------------------------------------------------------------------- synthetic data
@@ -168,10 +196,33 @@ def _rotate(image: np.ndarray, vertebrae, angle_deg: float):
     return out.astype(np.float32), moved
 
 
-def synthetic_case(seed: int, *, vary: bool = True) -> SyntheticCase:
+#: Test-set families of :func:`evaluate_aac`: the training chain at new seeds, then settings never
+#: seen in training (fine detector pixels, the DXA-VFA chain, the 3-D vascular phantom's DRR).
+TEST_SETS = ("radiograph", "radiograph_fine", "dxa", "phantom_drr")
+
+
+def synthetic_case(seed: int, *, source: str = "radiograph", vary: bool = True) -> SyntheticCase:
+    """One labelled film. ``source``: ``"radiograph"`` — :func:`vascalc.phantoms.lateral_spine.make_lateral_spine`
+    with the radiograph chain at the training resolution (0.4–0.9 mm pixels); ``"radiograph_fine"`` —
+    the same chain at detector pixels of 0.15–0.3 mm; ``"dxa"`` — the DXA-VFA chain;
+    ``"phantom_drr"`` — :func:`phantom_drr_case` (the 3-D vascular phantom's DRR, a different generator)."""
+    if source == "phantom_drr":
+        return phantom_drr_case(seed, vary=vary)
+    from vascalc.phantoms.lateral_spine import make_lateral_spine
+
+    chain = {"radiograph": "radiograph", "radiograph_fine": "radiograph", "dxa": "dxa"}.get(source)
+    if chain is None:
+        raise InputError(f"unknown synthetic source {source!r}; use one of {', '.join(TEST_SETS)}")
+    film = make_lateral_spine(seed, chain=chain, pixel_spacing_mm=(0.15, 0.3) if source == "radiograph_fine" else None)
+    return SyntheticCase(image=film.image, vertebrae=film.vertebrae, pixel_spacing_mm=film.pixel_spacing_mm,
+                         grades=dict(film.segment_grades), aac24=film.aac24, seed=seed,
+                         variation={"source": source, "chain": asdict(film.chain), "anatomy": film.anatomy})
+
+
+def phantom_drr_case(seed: int, *, vary: bool = True) -> SyntheticCase:
     """A lateral DRR of a seeded vascular phantom with true grades, varied from ``seed`` when ``vary``:
     plaque rate U(0.2, 3), photons 10^U(5.3, 6.5), blur FWHM U(0.4, 1.2) mm, rotation U(−4°, 4°),
-    display gamma U(0.75, 1.35)."""
+    display gamma U(0.75, 1.35). Kept as an independent held-out generator (3.2-mm pixels)."""
     from vascalc.phantoms import make_vascular_phantom, project_lateral_radiograph
 
     rng = np.random.default_rng([seed, 7])
@@ -181,8 +232,6 @@ def synthetic_case(seed: int, *, vary: bool = True) -> SyntheticCase:
                "blur_fwhm_mm": float(rng.uniform(0.4, 1.2)), "rotation_deg": float(rng.uniform(-4, 4)),
                "gamma": float(rng.uniform(0.75, 1.35))}
     ph = make_vascular_phantom(seed=seed, plaque_rate=var["plaque_rate"])
-    # native in-plane spacing (3.2 mm): the model-free baseline was tuned there, and its pixel-noise
-    # estimate is biased on upsampled (correlated) pixels, so both graders see the same honest images
     xr = project_lateral_radiograph(ph, photons_per_pixel=var["photons_per_pixel"],
                                     blur_fwhm_mm=var["blur_fwhm_mm"], seed=seed)
     image, vertebrae = xr.image ** var["gamma"], xr.vertebrae
@@ -190,7 +239,7 @@ def synthetic_case(seed: int, *, vary: bool = True) -> SyntheticCase:
         image, vertebrae = _rotate(image, vertebrae, var["rotation_deg"])
     return SyntheticCase(image=image.astype(np.float32), vertebrae=tuple(vertebrae),
                          pixel_spacing_mm=tuple(xr.pixel_spacing_mm), grades=dict(xr.segment_grades),
-                         aac24=int(xr.aac24), seed=seed, variation=var)
+                         aac24=int(xr.aac24), seed=seed, variation={"source": "phantom_drr", **var})
 
 
 # ----------------------------------------------------------------------------- networks (torch)
@@ -340,6 +389,7 @@ class AacEnsemble:
     def config(self) -> AacConfig:
         c = dict(self.metadata["config"])
         c["band_mm"] = tuple(c["band_mm"])
+        c.setdefault("band_px", 0)  # format-1 folders: square patches
         return AacConfig(**c)
 
 
@@ -417,7 +467,8 @@ def predict_grades(model_dir: str | Path | AacEnsemble, radiograph, landmarks,
     ensemble = model_dir if isinstance(model_dir, AacEnsemble) else load_aac_ensemble(model_dir)
     cfg = ensemble.config
     image, spacing = _image_and_spacing(radiograph, pixel_spacing_mm)
-    patches = segment_patches(image, landmarks, spacing, patch_px=cfg.patch_px, band_mm=cfg.band_mm)
+    patches = segment_patches(image, landmarks, spacing, patch_px=cfg.patch_px, band_mm=cfg.band_mm,
+                              band_px=cfg.band_px or cfg.patch_px)
     prob = np.mean([coral_probabilities(net, patches) for net in ensemble.graders], axis=0)
     grades = grades_from_probabilities(prob)
     return ({s: int(g) for s, g in zip(SEGMENTS, grades)},
@@ -432,7 +483,8 @@ def predict_aac24_regression(model_dir: str | Path | AacEnsemble, radiograph, la
         raise InputError("this model folder has no whole-score regressor (trained with regressor=False)")
     cfg = ensemble.config
     image, spacing = _image_and_spacing(radiograph, pixel_spacing_mm)
-    crop = lumbar_crop(image, landmarks, spacing, patch_px=cfg.patch_px, band_mm=cfg.band_mm)[None]
+    crop = lumbar_crop(image, landmarks, spacing, patch_px=cfg.patch_px, band_mm=cfg.band_mm,
+                       band_px=cfg.band_px or cfg.patch_px)[None]
     return float(np.mean([_run(net, crop)[0] for net in ensemble.regressors]))
 
 
@@ -444,8 +496,10 @@ def _band(aac24) -> np.ndarray:
 
 def score_agreement(reference: Sequence[float], predicted: Sequence[float],
                     ref_grades: np.ndarray | None = None, pred_grades: np.ndarray | None = None) -> dict:
-    """MAE, ICC(A,1), Spearman ρ, 3-class accuracy (0–1 / 2–5 / ≥ 6) and, with grades ``(n, 8)``,
-    per-segment linear κ, all from :mod:`vascalc.stats` (SCORING.md D)."""
+    """MAE, ICC(A,1), Spearman ρ, Bland–Altman bias and limits, 3-class accuracy (0–1 / 2–5 / ≥ 6)
+    with its confusion matrix and, with grades ``(n, 8)``, per-segment linear κ and segment accuracy,
+    all from :mod:`vascalc.stats` (SCORING.md D)."""
+    from vascalc.stats.bland_altman import bland_altman
     from vascalc.stats.continuous import error_metrics, spearman
     from vascalc.stats.diagnostic import multiclass_metrics
     from vascalc.stats.icc import icc_two_methods
@@ -453,135 +507,219 @@ def score_agreement(reference: Sequence[float], predicted: Sequence[float],
 
     y, yhat = np.asarray(reference, dtype=float), np.asarray(predicted, dtype=float)
     out = {"n": int(y.size), "mae": error_metrics(y, yhat).mae, "icc_a1": icc_two_methods(y, yhat).icc}
-    out["spearman"] = spearman(y, yhat).r if np.ptp(yhat) > 0 else float("nan")
+    out["spearman"] = spearman(y, yhat).r if np.ptp(yhat) > 0 and np.ptp(y) > 0 else float("nan")
+    ba = bland_altman(y, yhat)
+    out["bland_altman"] = {"bias": round(ba.bias, 4), "loa_lower": round(ba.loa_lower, 4),
+                           "loa_upper": round(ba.loa_upper, 4)}
     bands = multiclass_metrics(_band(y), _band(np.rint(yhat)), labels=(0, 1, 2))
     out["accuracy_3class"] = bands.accuracy.estimate
+    out["confusion_3class"] = [list(map(int, row)) for row in bands.confusion]
     if ref_grades is not None and pred_grades is not None:
-        out["segment_kappa_linear"] = {
-            s: float(cohen_kappa(ref_grades[:, i], pred_grades[:, i], weights="linear", categories=(0, 1, 2, 3)).kappa)
-            for i, s in enumerate(SEGMENTS)}
+        out["segment_accuracy"] = float(np.mean(ref_grades == pred_grades))
+        kappas = {}
+        for i, s in enumerate(SEGMENTS):
+            try:
+                kappas[s] = round(float(cohen_kappa(ref_grades[:, i], pred_grades[:, i], weights="linear",
+                                                    categories=(0, 1, 2, 3)).kappa), 4)
+            except Exception:  # noqa: BLE001 — κ undefined when both raters use one grade only
+                kappas[s] = float("nan")
+        out["segment_kappa_linear"] = kappas
     return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()}
 
 
-def _cases(seeds: Sequence[int]) -> list[SyntheticCase]:
-    return [synthetic_case(int(s)) for s in seeds]
+def _cases(seeds: Sequence[int], source: str = "radiograph") -> list[SyntheticCase]:
+    return [synthetic_case(int(s), source=source) for s in seeds]
 
 
-def evaluate_aac(model_dir: str | Path | AacEnsemble, n_test: int = 40, seed: int = 0) -> dict:
-    """Held-out evaluation on ``n_test`` phantoms (seeds ``TEST_SEED_OFFSET + seed·10⁴ + i``, never used
-    in training) of the learned grader, the regressor and the model-free baseline on the SAME images
-    with the true landmarks. Returns the agreement dicts, inference time per image and the study figures."""
+def evaluate_aac(model_dir: str | Path | AacEnsemble, n_test: int = 40, seed: int = 0, *,
+                 sets: Sequence[str] = ("radiograph",), localisers: Sequence[str] = ()) -> dict:
+    """Held-out evaluation per test set (:data:`TEST_SETS`; seeds ``TEST_SEED_OFFSET + seed·10⁴ + i``,
+    never used in training) of the learned grader, the regressor and the model-free baseline on the
+    SAME images with the true landmarks. ``localisers``: ``"model-free"`` and/or a folder holding a
+    learned localiser (``localiser.json``); each is run on the same films: success rate, mean L1–L4
+    corner error (mm) and the learned grader's AAC-24 with the predicted landmarks (end to end)."""
+    from vascalc.errors import VascalcError
     from vascalc.imaging.radiograph import radiograph_from_array
+    from vascalc.learn.aac_localiser import corner_error_mm, load_localiser, locate_learned
     from vascalc.radiograph.baseline import grade_baseline
+    from vascalc.radiograph.locate import locate_vertebrae
 
     ensemble = model_dir if isinstance(model_dir, AacEnsemble) else load_aac_ensemble(model_dir)
-    cases = _cases([TEST_SEED_OFFSET + seed * 10_000 + i for i in range(n_test)])
-    truth = np.array([[c.grades[s] for s in SEGMENTS] for c in cases])
-    learned, base, reg = [], [], []
-    t_grader = t_base = 0.0
-    for c in cases:
-        start = time.perf_counter()
-        grades, _ = predict_grades(ensemble, c.image, c.vertebrae, c.pixel_spacing_mm)
-        t_grader += time.perf_counter() - start
-        learned.append([grades[s] for s in SEGMENTS])
-        if ensemble.regressors:
-            reg.append(predict_aac24_regression(ensemble, c.image, c.vertebrae, c.pixel_spacing_mm))
-        start = time.perf_counter()
-        geometry = spine_geometry(c.vertebrae, c.pixel_spacing_mm)
-        b = grade_baseline(radiograph_from_array(c.image, c.pixel_spacing_mm, facing="left"), geometry).result
-        t_base += time.perf_counter() - start
-        base.append([b.grades[s] for s in SEGMENTS])
-    learned, base = np.array(learned), np.array(base)
-    ref = truth.sum(axis=1)
-    report = {"n_test": n_test, "test_seeds": [c.seed for c in cases], "true_aac24_mean": float(ref.mean()),
-              "learned_grader": score_agreement(ref, learned.sum(axis=1), truth, learned),
-              "baseline": score_agreement(ref, base.sum(axis=1), truth, base),
-              "inference_s_per_image": {"learned_grader": round(t_grader / n_test, 4),
-                                        "baseline": round(t_base / n_test, 4)},
-              "studies": STUDIES}
-    if reg:
-        report["regressor"] = score_agreement(ref, reg)
+    learned_loc = {name: load_localiser(name) for name in localisers if name != "model-free"}
+    report = {"n_test": n_test, "studies": STUDIES, "sets": {}}
+    for source in sets:
+        n = n_test if source != "phantom_drr" else max(2, n_test // 2)  # the 3-D phantom is slow to make
+        cases = _cases([TEST_SEED_OFFSET + seed * 10_000 + i for i in range(n)], source)
+        truth = np.array([[c.grades[s] for s in SEGMENTS] for c in cases])
+        learned, base, reg = [], [], []
+        e2e = {name: [] for name in localisers}
+        corner = {name: [] for name in localisers}
+        t_loc = dict.fromkeys(localisers, 0.0)
+        failed = dict.fromkeys(localisers, 0)
+        t_grader = t_base = 0.0
+        for c in cases:
+            start = time.perf_counter()
+            grades, _ = predict_grades(ensemble, c.image, c.vertebrae, c.pixel_spacing_mm)
+            t_grader += time.perf_counter() - start
+            learned.append([grades[s] for s in SEGMENTS])
+            if ensemble.regressors:
+                reg.append(predict_aac24_regression(ensemble, c.image, c.vertebrae, c.pixel_spacing_mm))
+            facing = "left" if c.vertebrae[0].corners_px[0][1] < c.vertebrae[0].corners_px[1][1] else "right"
+            rad = radiograph_from_array(c.image, c.pixel_spacing_mm, facing=facing)
+            start = time.perf_counter()
+            b = grade_baseline(rad, spine_geometry(c.vertebrae, c.pixel_spacing_mm)).result
+            t_base += time.perf_counter() - start
+            base.append([b.grades[s] for s in SEGMENTS])
+            for name in localisers:
+                start = time.perf_counter()
+                try:
+                    if name == "model-free":
+                        found = locate_vertebrae(radiograph_from_array(c.image, c.pixel_spacing_mm)).vertebrae
+                    else:
+                        found = locate_learned(learned_loc[name], c.image, c.pixel_spacing_mm)
+                    t_loc[name] += time.perf_counter() - start
+                    if not {"L1", "L2", "L3", "L4"} <= {v.name for v in found}:
+                        raise GeometryError("L1–L4 not all located")
+                    corner[name].append(corner_error_mm(c.vertebrae, found, c.pixel_spacing_mm))
+                    g2, _ = predict_grades(ensemble, c.image, found, c.pixel_spacing_mm)
+                    e2e[name].append((c.aac24, sum(g2.values())))
+                except VascalcError:
+                    failed[name] += 1
+        learned, base = np.array(learned), np.array(base)
+        ref = truth.sum(axis=1)
+        entry = {"n": n, "seeds": [cases[0].seed, cases[-1].seed], "true_aac24_mean": round(float(ref.mean()), 3),
+                 "true_aac24_max": int(ref.max()), "true_aac24_zero_fraction": round(float(np.mean(ref == 0)), 3),
+                 "learned_grader": score_agreement(ref, learned.sum(axis=1), truth, learned),
+                 "baseline": score_agreement(ref, base.sum(axis=1), truth, base),
+                 "inference_s_per_image": {"learned_grader": round(t_grader / n, 4), "baseline": round(t_base / n, 4)}}
+        if reg:
+            entry["regressor"] = score_agreement(ref, reg)
+        for name in localisers:
+            label = "model_free" if name == "model-free" else "learned"
+            errs = corner[name]
+            entry[f"localiser_{label}"] = {
+                "located": n - failed[name], "failed": failed[name],
+                "corner_error_mm_mean": round(float(np.mean(errs)), 3) if errs else None,
+                "corner_error_mm_median": round(float(np.median(errs)), 3) if errs else None,
+                "s_per_image": round(t_loc[name] / max(1, n - failed[name]), 4)}
+            if len(e2e[name]) >= 3:
+                a = np.array(e2e[name], dtype=float)
+                entry[f"learned_grader_with_{label}_landmarks"] = score_agreement(a[:, 0], a[:, 1])
+        report["sets"][source] = entry
     return report
 
 
+def train_ensemble(patches: np.ndarray | None, crops: np.ndarray, grades: np.ndarray | None, aac24: np.ndarray,
+                   config: AacConfig, *, seed: int = 0) -> tuple[list, list, dict]:
+    """k-fold cross-validation by image: per fold a CORAL grader (when ``patches (n, 8, t, d)`` and
+    ``grades (n, 8)`` are given) and a regressor (``config.regressor``, on ``crops``); returns
+    ``(graders, regressors, {"folds", "cross_validation"})`` with out-of-fold agreement."""
+    n = len(crops)
+    if n < 2 * config.n_folds:
+        raise InputError(f"need at least {2 * config.n_folds} images for {config.n_folds} folds, got {n}")
+    fold_of = np.random.default_rng([seed, 3]).permutation(n) % config.n_folds
+    graders, regressors, folds = [], [], []
+    oof_grades = np.zeros((n, len(SEGMENTS)), dtype=int)
+    oof_reg = np.zeros(n)
+    t_shape = None if patches is None else patches.shape[2:]
+    for k in range(config.n_folds):
+        tr, va = fold_of != k, fold_of == k
+        fold = {"fold": k, "n_train_images": int(tr.sum()), "n_val_images": int(va.sum())}
+        if patches is not None and grades is not None:
+            net, losses = train_model("coral", patches[tr].reshape(-1, *t_shape), grades[tr].ravel(), config,
+                                      seed=seed * 100 + k)
+            prob = coral_probabilities(net, patches[va].reshape(-1, *t_shape))
+            oof_grades[va] = grades_from_probabilities(prob).reshape(-1, len(SEGMENTS))
+            graders.append(net)
+            fold["grader_loss_first_last"] = [round(losses[0], 4), round(losses[-1], 4)]
+        if config.regressor or patches is None:
+            rnet, rlosses = train_model("regressor", crops[tr], aac24[tr], config, seed=seed * 100 + 50 + k)
+            oof_reg[va] = _run(rnet, crops[va])
+            regressors.append(rnet)
+            fold["regressor_loss_first_last"] = [round(rlosses[0], 4), round(rlosses[-1], 4)]
+        folds.append(fold)
+    cv = {}
+    if graders:
+        cv["learned_grader"] = score_agreement(aac24, oof_grades.sum(axis=1), grades, oof_grades)
+    if regressors:
+        cv["regressor"] = score_agreement(aac24, oof_reg)
+    return graders, regressors, {"folds": folds, "cross_validation": cv}
+
+
+def config_dict(cfg: AacConfig) -> dict:
+    return {**asdict(cfg), "band_mm": list(cfg.band_mm)}
+
+
 def train_aac_grader(out_dir: str | Path, n_train: int = 60, seed: int = 0, epochs: int = 25, *,
-                     config: AacConfig | None = None, n_test: int = 0) -> dict:
-    """Generate ``n_train`` varied phantom DRRs (seeds ``seed·10⁴ + i``), train the CORAL grader and the
-    whole-score regressor with ``config.n_folds``-fold cross-validation by image, save the fold
-    ensemble to ``out_dir`` and write ``cv_report.json`` / ``cv_report.md``. With ``n_test`` > 0 the
-    report adds :func:`evaluate_aac` on held-out seeds. Returns the report dict."""
+                     config: AacConfig | None = None, n_test: int = 0,
+                     test_sets: Sequence[str] = ("radiograph",), localisers: Sequence[str] = ()) -> dict:
+    """Generate ``n_train`` varied lateral films (:func:`synthetic_case`, radiograph chain, seeds
+    ``seed·10⁴ + i``), train the CORAL grader and the whole-score regressor with
+    ``config.n_folds``-fold cross-validation by image, save the fold ensemble to ``out_dir`` and
+    write ``cv_report.json`` / ``cv_report.md``. With ``n_test`` > 0 the report adds
+    :func:`evaluate_aac` on held-out seeds for each of ``test_sets``. Returns the report dict."""
     base = config or AacConfig()
     cfg = AacConfig(**{**asdict(base), "epochs": epochs, "seed": seed})
     if n_train < 2 * cfg.n_folds:
         raise InputError(f"need at least {2 * cfg.n_folds} training images for {cfg.n_folds} folds, got {n_train}")
     start = time.perf_counter()
-    cases = _cases([seed * 10_000 + i for i in range(n_train)])
-    patches = np.stack([segment_patches(c.image, c.vertebrae, c.pixel_spacing_mm, patch_px=cfg.patch_px,
-                                        band_mm=cfg.band_mm) for c in cases])  # (n, 8, p, p)
-    crops = np.stack([lumbar_crop(c.image, c.vertebrae, c.pixel_spacing_mm, patch_px=cfg.patch_px,
-                                  band_mm=cfg.band_mm) for c in cases])
-    grades = np.array([[c.grades[s] for s in SEGMENTS] for c in cases])
+    patches, crops, grades = [], [], []
+    for i in range(n_train):
+        c = synthetic_case(seed * 10_000 + i)
+        p, cr = case_inputs(c.image, c.vertebrae, c.pixel_spacing_mm, cfg)
+        patches.append(p)
+        crops.append(cr)
+        grades.append([c.grades[s] for s in SEGMENTS])
+    patches, crops, grades = np.stack(patches), np.stack(crops), np.array(grades)
     aac = grades.sum(axis=1).astype(np.float32)
     data_s = time.perf_counter() - start
-    fold_of = np.random.default_rng([seed, 3]).permutation(n_train) % cfg.n_folds
-    graders, regressors, folds = [], [], []
-    oof_grades = np.zeros_like(grades)
-    oof_reg = np.zeros(n_train)
     start = time.perf_counter()
-    p = cfg.patch_px
-    for k in range(cfg.n_folds):
-        tr, va = fold_of != k, fold_of == k
-        net, losses = train_model("coral", patches[tr].reshape(-1, p, p), grades[tr].ravel(), cfg, seed=seed * 100 + k)
-        prob = coral_probabilities(net, patches[va].reshape(-1, p, p))
-        oof_grades[va] = grades_from_probabilities(prob).reshape(-1, len(SEGMENTS))
-        graders.append(net)
-        fold = {"fold": k, "n_train_images": int(tr.sum()), "n_val_images": int(va.sum()),
-                "grader_loss_first_last": [round(losses[0], 4), round(losses[-1], 4)]}
-        if cfg.regressor:
-            rnet, rlosses = train_model("regressor", crops[tr], aac[tr], cfg, seed=seed * 100 + 50 + k)
-            oof_reg[va] = _run(rnet, crops[va])
-            regressors.append(rnet)
-            fold["regressor_loss_first_last"] = [round(rlosses[0], 4), round(rlosses[-1], 4)]
-        folds.append(fold)
+    graders, regressors, cv = train_ensemble(patches, crops, grades, aac, cfg, seed=seed)
     train_s = time.perf_counter() - start
-    cv = {"learned_grader": score_agreement(aac, oof_grades.sum(axis=1), grades, oof_grades)}
-    if cfg.regressor:
-        cv["regressor"] = score_agreement(aac, oof_reg)
-    report = {"config": {**asdict(cfg), "band_mm": list(cfg.band_mm)}, "n_train": n_train,
-              "train_seeds": [c.seed for c in cases], "grade_counts": np.bincount(grades.ravel(), minlength=4).tolist(),
-              "folds": folds, "cross_validation": cv, "data_generation_s": round(data_s, 2),
-              "training_s": round(train_s, 2),
-              "note": "synthetic phantom DRRs, not clinical radiographs"}
+    report = {"config": config_dict(cfg), "n_train": n_train, "train_seeds": [seed * 10_000, seed * 10_000 + n_train - 1],
+              "train_source": "vascalc.phantoms.lateral_spine, radiograph chain, 0.4–0.9 mm pixels",
+              "grade_counts": np.bincount(grades.ravel(), minlength=4).tolist(),
+              "aac24_histogram": np.bincount(aac.astype(int), minlength=25).tolist(), **cv,
+              "data_generation_s": round(data_s, 2), "training_s": round(train_s, 2),
+              "note": "synthetic projected films, not clinical radiographs"}
     save_aac_ensemble(Path(out_dir), graders, regressors, {"config": report["config"], "n_train": n_train,
-                                                           "segments": list(SEGMENTS)})
+                                                           "segments": list(SEGMENTS),
+                                                           "trained_on": report["train_source"]})
     if n_test > 0:
-        report["held_out"] = evaluate_aac(AacEnsemble(tuple(graders), tuple(regressors),
-                                                      {"config": report["config"]}), n_test=n_test, seed=seed)
-    _write_report(Path(out_dir), report)
+        report["held_out"] = evaluate_aac(AacEnsemble(tuple(graders), tuple(regressors), {"config": report["config"]}),
+                                          n_test=n_test, seed=seed, sets=test_sets, localisers=localisers)
+    write_report(Path(out_dir), report)
     return report
 
 
-def _write_report(out: Path, report: dict) -> None:
-    (out / "cv_report.json").write_text(json.dumps(report, indent=2))
-    lines = ["# AAC-24 learned grader: cross-validation report", "",
-             "Synthetic phantom DRRs (vascalc.phantoms), **not clinical radiographs**.", "",
-             f"Training images: {report['n_train']}; folds: {report['config']['n_folds']}; "
-             f"epochs: {report['config']['epochs']}; training time: {report['training_s']} s "
-             f"(+ {report['data_generation_s']} s generating images).", "",
-             "| set | model | n | MAE | ICC(A,1) | Spearman | 3-class acc. |", "|---|---|---|---|---|---|---|"]
-    sets = [("CV (out of fold)", report["cross_validation"])]
-    if "held_out" in report:
-        sets.append(("held-out seeds", {k: v for k, v in report["held_out"].items()
-                                        if k in ("learned_grader", "regressor", "baseline")}))
-    for name, models in sets:
+def write_report(out: Path, report: dict) -> None:
+    """``cv_report.json`` and a Markdown table ``cv_report.md`` (CV and held-out sets)."""
+    (out / "cv_report.json").write_text(json.dumps(report, indent=2, default=float))
+    cfg = report["config"]
+    lines = ["# AAC-24 learned models: cross-validation report", "",
+             f"Training data: {report.get('train_source', 'labelled folder')} — **not clinical radiographs** "
+             "unless the folder held real films.", "",
+             f"Training images: {report['n_train']}; folds: {cfg['n_folds']}; epochs: {cfg['epochs']}; "
+             f"training time: {report['training_s']} s (+ {report['data_generation_s']} s preparing images).", "",
+             "| set | model | n | MAE | ICC(A,1) | Spearman | 3-class acc. | BA bias [LoA] |",
+             "|---|---|---|---|---|---|---|---|"]
+    rows = [("CV (out of fold)", report["cross_validation"])]
+    for name, entry in report.get("held_out", {}).get("sets", {}).items():
+        rows.append((f"held-out {name}", {k: v for k, v in entry.items() if k in
+                                          ("learned_grader", "regressor", "baseline")
+                                          or k.startswith("learned_grader_with")}))
+    for name, models in rows:
         for model, m in models.items():
+            ba = m.get("bland_altman", {})
             lines.append(f"| {name} | {model} | {m['n']} | {m['mae']} | {m['icc_a1']} | {m['spearman']} | "
-                         f"{m['accuracy_3class']} |")
-    lines += ["", "Studies: S1 MAE 1.69, ICC 0.913; S2 MAE 1.55, ICC 0.916, 3-class accuracy 82.9 %."]
+                         f"{m['accuracy_3class']} | {ba.get('bias')} [{ba.get('loa_lower')}, {ba.get('loa_upper')}] |")
+    lines += ["", "Studies (clinical films): S1 MAE 1.69 / 1.92, ICC 0.913 / 0.874; S2 MAE 1.55, ICC 0.916, "
+              "3-class accuracy 82.9 %."]
     (out / "cv_report.md").write_text("\n".join(lines) + "\n")
 
 
-__all__ = ["AacConfig", "AacEnsemble", "SyntheticCase", "build_coral_network", "build_regressor", "coral_levels",
-           "coral_loss", "coral_probabilities", "evaluate_aac", "grades_from_probabilities", "load_aac_ensemble",
-           "lumbar_crop", "predict_aac24_regression", "predict_grades", "save_aac_ensemble", "score_agreement",
-           "segment_patches", "synthetic_case", "train_aac_grader", "train_model"]
+__all__ = ["AacConfig", "AacEnsemble", "SyntheticCase", "TEST_SETS", "build_coral_network", "build_regressor",
+           "case_inputs", "coral_levels", "coral_loss", "coral_probabilities", "evaluate_aac",
+           "grades_from_probabilities", "load_aac_ensemble", "lumbar_crop", "phantom_drr_case",
+           "predict_aac24_regression", "predict_grades", "save_aac_ensemble", "score_agreement", "segment_patches",
+           "synthetic_case", "train_aac_grader", "train_ensemble", "train_model", "write_report"]

@@ -1,0 +1,205 @@
+"""Learned AAC-24 grading of a radiograph with a model folder (default: the bundled demo model).
+
+Wiring between :mod:`vascalc.learn.aac` (the networks; needs PyTorch + MONAI) and the Kauppila
+result of :mod:`vascalc.radiograph.kauppila`: the fold ensemble's CORAL probabilities give each of
+the 8 segments its grade (SCORING.md B.1) and a confidence = the ensemble's probability of that
+grade, P(g) = P(grade > g − 1) − P(grade > g). A learned grader predicts grades, not the covered
+fraction f, so ``fraction`` is reported as ``None`` and AAC-8 (B.3, needs calcified lengths) is
+estimated from the grades with each grade's mid-band fraction (1/6, 1/2, 5/6) — flagged in the
+warnings. Without PyTorch the model-free baseline grades instead, and the result says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vascalc.errors import GeometryError, InputError
+from vascalc.radiograph.kauppila import (
+    DEFAULT_BANDS,
+    LEVELS,
+    SEGMENTS,
+    KauppilaResult,
+    SegmentGrade,
+    SpineGeometry,
+    aac8_points,
+    parse_bands,
+    severity_class,
+)
+
+#: Folder of the bundled demo model (package data; trained on synthetic films only, see MODEL_CARD.md).
+BUNDLED_MODEL = Path(__file__).resolve().parent / "models" / "aac_demo"
+#: Mid-band covered fraction of each grade, for the AAC-8 length estimate [T].
+MID_FRACTION = (0.0, 1.0 / 6.0, 0.5, 5.0 / 6.0)
+
+
+@dataclass(frozen=True)
+class LearnedGrading:
+    """Grades of one film by a model folder: the Kauppila result, the ensemble's P(grade > k) per
+    segment, the whole-score regressor's AAC-24 (``None`` without a regressor) and the model id."""
+
+    result: KauppilaResult
+    probabilities: dict[str, list[float]]
+    regressor_aac24: float | None
+    model_id: str
+
+
+def model_id(model_dir: str | Path) -> str:
+    """``learned:<folder name>:<model.json id or n_train>`` — names the model in results."""
+    folder = Path(model_dir)
+    try:
+        meta = json.loads((folder / "model.json").read_text())
+    except (OSError, ValueError):
+        raise InputError(f"{folder} is not an AAC model folder (no readable model.json)") from None
+    return f"learned:{folder.name}:{meta.get('model_id', 'n_train=' + str(meta.get('n_train')))}"
+
+
+def grade_probabilities_to_confidence(prob_gt: np.ndarray, grades: np.ndarray) -> np.ndarray:
+    """Probability of the predicted grade from CORAL's P(grade > k), k = 0…2: P(g) = P(>g−1) − P(>g)."""
+    p = np.asarray(prob_gt, dtype=float)
+    ext = np.concatenate([np.ones(p.shape[:-1] + (1,)), p, np.zeros(p.shape[:-1] + (1,))], axis=-1)
+    g = np.asarray(grades, dtype=int)
+    return np.take_along_axis(ext, g[..., None], -1)[..., 0] - np.take_along_axis(ext, g[..., None] + 1, -1)[..., 0]
+
+
+def kauppila_from_grades(geometry: SpineGeometry, grades: dict[str, int], confidences: dict[str, float], *,
+                         bands=DEFAULT_BANDS) -> KauppilaResult:
+    """A :class:`KauppilaResult` from per-segment grades (B.1 sum, B.4 class; B.3 AAC-8 estimated)."""
+    scheme, parsed = parse_bands(bands)
+    b = geometry.boundaries_mm
+    segs, length = [], {"anterior": 0.0, "posterior": 0.0}
+    for k, level in enumerate(LEVELS):
+        for wall in ("anterior", "posterior"):
+            name = f"{level}_{wall}"
+            g = int(grades[name])
+            if not 0 <= g <= 3:
+                raise InputError(f"grade of {name} must be 0–3, got {g}")
+            length[wall] += MID_FRACTION[g] * geometry.segment_heights_mm[k]
+            segs.append(SegmentGrade(name=name, level=level, wall=wall, fraction=None, grade=g,
+                                     confidence=round(float(confidences[name]), 4), top_mm=b[k], bottom_mm=b[k + 1],
+                                     height_mm=geometry.segment_heights_mm[k], covered_mm=None))
+    aac24 = int(sum(s.grade for s in segs))
+    height = geometry.mean_body_height_mm
+    a_pts, p_pts = aac8_points(length["anterior"], height), aac8_points(length["posterior"], height)
+    warnings = ("AAC-8 estimated from the learned grades (mid-band covered fraction per grade); "
+                "a learned grader does not measure calcified lengths",)
+    return KauppilaResult(segments=tuple(segs), aac24=aac24, aac8=a_pts + p_pts, aac8_anterior=a_pts,
+                          aac8_posterior=p_pts, calcified_length_anterior_mm=round(length["anterior"], 3),
+                          calcified_length_posterior_mm=round(length["posterior"], 3),
+                          affected_levels=int(sum(any(s.grade > 0 for s in segs if s.level == lv) for lv in LEVELS)),
+                          affected_segments=int(sum(s.grade > 0 for s in segs)),
+                          severity=severity_class(aac24, parsed), severity_scheme=scheme, geometry=geometry,
+                          warnings=warnings)
+
+
+def grade_learned(image: np.ndarray, geometry: SpineGeometry, model_dir: str | Path | None = None, *,
+                  bands=DEFAULT_BANDS, ensemble=None) -> LearnedGrading:
+    """Grade the 8 segments of ``image`` (2-D, bone bright) in the spine frame ``geometry`` (mm)
+    with the fold ensemble in ``model_dir`` (default :data:`BUNDLED_MODEL`)."""
+    from vascalc.learn.aac import load_aac_ensemble, predict_aac24_regression, predict_grades
+
+    folder = Path(model_dir) if model_dir is not None else BUNDLED_MODEL
+    ens = ensemble if ensemble is not None else load_aac_ensemble(folder)
+    grades, prob = predict_grades(ens, image, geometry, geometry.spacing_mm)
+    p = np.array([prob[s] for s in SEGMENTS])
+    conf = grade_probabilities_to_confidence(p, np.array([grades[s] for s in SEGMENTS]))
+    result = kauppila_from_grades(geometry, grades, dict(zip(SEGMENTS, conf)), bands=bands)
+    reg = predict_aac24_regression(ens, image, geometry, geometry.spacing_mm) if ens.regressors else None
+    return LearnedGrading(result=result, probabilities=prob, regressor_aac24=None if reg is None else round(reg, 3),
+                          model_id=model_id(folder))
+
+
+def score_radiograph_learned(image, *, model_dir: str | Path | None = None, pixel_spacing_mm=None,
+                             facing: str = "auto", lowest_level: str = "L5", bands: str = DEFAULT_BANDS,
+                             case_id: str | None = None):
+    """AAC-24 of one film with a model folder (default: the bundled demo model), as
+    :func:`vascalc.workflows.xray.score_radiograph` does with the model-free pipeline.
+
+    Landmarks: the folder's learned corner localiser (``localiser.json``) when it has one, else the
+    model-free localiser; the fold ensemble then grades the 8 segments. Without PyTorch/MONAI the
+    model-free pipeline runs instead and the result says so (``method.learned_model_unavailable``
+    and a warning)."""
+    import time
+
+    from vascalc.imaging.radiograph import Radiograph, load_radiograph
+    from vascalc.learn._deps import learn_available
+    from vascalc.radiograph.kauppila import spine_geometry
+    from vascalc.radiograph.locate import ASSUMED_FOV_MM, Localisation, locate_vertebrae
+    from vascalc.workflows.xray import AacResult, case_id_for, score_radiograph
+
+    parse_bands(bands)
+    folder = Path(model_dir) if model_dir is not None else BUNDLED_MODEL
+    if not learn_available():
+        base = score_radiograph(image, pixel_spacing_mm=pixel_spacing_mm, facing=facing, lowest_level=lowest_level,
+                                bands=bands, case_id=case_id)
+        note = "PyTorch/MONAI not installed: graded with the model-free baseline instead of the learned model"
+        return dataclasses.replace(base, warnings=base.warnings + (note,),
+                                   method={**base.method, "learned_model_unavailable": note})
+    meta_path = folder / "model.json"
+    if not meta_path.is_file():
+        raise InputError(f"{folder} is not an AAC model folder (no model.json); train one with 'vascalc train xray'")
+    if int(json.loads(meta_path.read_text()).get("n_graders", 0)) == 0:
+        # a model trained on AAC-24 totals has no segment grader: segments come from the model-free
+        # pipeline and the learned total is reported beside them
+        from vascalc.learn.aac import load_aac_ensemble, predict_aac24_regression
+
+        base = score_radiograph(image, pixel_spacing_mm=pixel_spacing_mm, facing=facing, lowest_level=lowest_level,
+                                bands=bands, case_id=case_id)
+        total = predict_aac24_regression(load_aac_ensemble(folder), base.radiograph.image, base.kauppila.geometry,
+                                         base.kauppila.geometry.spacing_mm)
+        note = ("this model was trained on AAC-24 totals only: segments graded model-free; the learned total is "
+                f"method.regressor_aac24 = {total:.1f}")
+        return dataclasses.replace(base, warnings=base.warnings + (note,),
+                                   method={**base.method, "regressor_model_id": model_id(folder),
+                                           "regressor_aac24": round(total, 3)})
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    if isinstance(image, Radiograph):
+        rg, default_case = image, "radiograph"
+    else:
+        rg, default_case = load_radiograph(image, pixel_spacing_mm=pixel_spacing_mm), case_id_for(Path(image))
+    timings["load_s"] = time.perf_counter() - start
+    warnings: list[str] = []
+    spacing = rg.pixel_spacing_mm
+    if spacing is None:
+        spacing = (ASSUMED_FOV_MM / rg.shape[0],) * 2
+        warnings.append(f"pixel spacing unknown: a {ASSUMED_FOV_MM:.0f} mm tall field of view was assumed")
+    start = time.perf_counter()
+    if (folder / "localiser.json").is_file():
+        from vascalc.learn.aac_localiser import locate_learned
+
+        vertebrae = locate_learned(folder, rg.image, spacing)
+        l1 = np.asarray(next(v for v in vertebrae if v.name == "L1").corners_px)
+        found = "left" if (l1[0, 1] + l1[3, 1]) < (l1[1, 1] + l1[2, 1]) else "right"
+        if facing != "auto" and facing != found:
+            warnings.append(f"the learned localiser found the patient facing {found}, not {facing} as given")
+        loc = Localisation(vertebrae=vertebrae, facing=found, method="learned_corner_heatmaps_v1")
+        try:
+            geometry = spine_geometry(loc.vertebrae, spacing)
+        except GeometryError as error:
+            # implausible learned landmarks (bodies overlapping): the model-free localiser decides
+            warnings.append(f"learned localiser gave implausible landmarks ({error}); used the model-free localiser")
+            loc = locate_vertebrae(rg, facing=facing, lowest_level=lowest_level)
+            geometry = spine_geometry(loc.vertebrae, spacing)
+    else:
+        loc = locate_vertebrae(rg, facing=facing, lowest_level=lowest_level)
+        geometry = spine_geometry(loc.vertebrae, spacing)
+    timings["locate_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    graded = grade_learned(rg.image, geometry, folder, bands=bands)
+    timings["grade_s"] = time.perf_counter() - start
+    method = {"model_id": graded.model_id, "localiser": loc.method, "grader": "coral_ensemble",
+              "model_path": "bundled" if model_dir is None else folder.name,
+              "segment_probabilities_gt": graded.probabilities, "regressor_aac24": graded.regressor_aac24,
+              "severity_scheme": graded.result.severity_scheme, "definition": "SCORING.md B.1-B.4"}
+    return AacResult(case_id=case_id or default_case, radiograph=rg.with_facing(loc.facing), localisation=loc,
+                     kauppila=graded.result, method=method,
+                     warnings=tuple(warnings) + tuple(loc.warnings) + graded.result.warnings, timings_s=timings)
+
+
+__all__ = ["BUNDLED_MODEL", "LearnedGrading", "grade_learned", "grade_probabilities_to_confidence",
+           "kauppila_from_grades", "model_id", "score_radiograph_learned"]

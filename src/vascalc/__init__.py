@@ -27,6 +27,11 @@ _API = {
     "score_ct": "vascalc.api",
     "score_ct_cohort": "vascalc.api",
     "write_ct_outputs": "vascalc.api",
+    "CoronaryOptions": "vascalc.coronary.options",
+    "CoronaryResult": "vascalc.coronary.results",
+    "score_coronary": "vascalc.workflows.coronary",
+    "score_coronary_cohort": "vascalc.workflows.coronary",
+    "write_coronary_outputs": "vascalc.coronary.outputs",
 }
 
 __all__ = ["__version__", *_API]

@@ -45,6 +45,9 @@ def _register() -> None:
     app.add_typer(train.app, name="train", help="Train segmentation models (needs the [learn] extra).")
     app.add_typer(bench.app, name="bench", help="Accuracy and segmentation benchmarks against truth.")
     app.add_typer(xray.app, name="xray", help="Abdominal aortic calcification (Kauppila AAC-24) on lateral radiographs.")
+    from vascalc.cli import coronary
+
+    app.add_typer(coronary.app, name="coronary", help="Coronary calcium per artery (RCA, LAD, LCX) on chest CT.")
 
 
 _register()

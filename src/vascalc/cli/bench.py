@@ -110,3 +110,23 @@ def segmentation(
     command = "vascalc " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     (out / "segmentation.md").write_text(f"Command: `{command}`\n\n{table}", encoding="utf-8")
     Console().print(table)
+
+
+@app.command("coronary")
+def coronary(
+    output: Path = typer.Option(..., "-o", "--output", help="New or empty output folder."),
+    cases: int = typer.Option(100, "--cases", min=1, max=1000, help="Chest phantoms in the cohort."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Cohort seed: phantoms 900000 + 1000·seed + k (never training seeds)."),
+    model: str = typer.Option(None, "--model", help="Lesion classifier JSON, or 'rules'. Default: the shipped model."),
+) -> None:
+    """Per-artery coronary calcium against chest-phantom truth: presence Se/Sp/PPV/NPV/κ, Agatston and
+    volume error, risk-band accuracy, distractors counted and runtime. Writes cases.csv, summary.csv/.md."""
+    from vascalc.bench.coronary import run_coronary_bench
+    from vascalc.report.output_folder import prepare_output_folder
+
+    out = prepare_output_folder(output)
+    command = f"vascalc bench coronary -o {shlex.quote(str(output))} --cases {cases} --seed {seed}" + \
+        (f" --model {shlex.quote(model)}" if model else "")
+    with Console(stderr=True).status("coronary bench…") as status:
+        result = run_coronary_bench(out, cases, seed, model=model, command=command, progress=status.update)
+    Console().print(result.markdown)

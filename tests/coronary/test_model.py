@@ -1,0 +1,83 @@
+"""The lesion classifier stored as JSON arrays: identical probabilities to scikit-learn, round trips."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from vascalc.coronary.assign import CLASSES, FEATURES, LesionModel, default_model_path
+from vascalc.coronary.training import LesionTable, fit_forest, lesions_from_csv, train_lesion_model
+from vascalc.errors import InputError
+
+
+def _table(n: int = 300, seed: int = 0) -> LesionTable:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, len(FEATURES)))
+    # classes from the azimuth-like columns, with a "none" class far from the heart surface
+    angle = np.degrees(np.arctan2(x[:, 4], x[:, 3])) % 360
+    y = np.where(angle < 120, 1, np.where(angle < 240, 2, 3))
+    y[x[:, 6] > 1.0] = 0
+    return LesionTable(x, y.astype(np.int64), np.arange(n) // 10)
+
+
+def test_numpy_forest_equals_sklearn():
+    table = _table()
+    forest = fit_forest(table, seed=3, n_trees=15)
+    model = LesionModel.from_sklearn(forest, {})
+    probe = _table(200, seed=1).features
+    expected = forest.predict_proba(probe.astype(np.float32))
+    assert np.allclose(model.predict_proba(probe), expected, atol=1e-9)
+
+
+def test_json_round_trip_and_determinism(tmp_path):
+    table = _table()
+    model, report = train_lesion_model(table, seed=0, n_trees=8, folds=3)
+    again, _ = train_lesion_model(table, seed=0, n_trees=8, folds=3)
+    assert json.dumps(model.to_json()) == json.dumps(again.to_json())
+    assert report["accuracy"] > 0.8                      # grouped CV on a learnable rule
+    path = model.save(tmp_path / "m.json")
+    loaded = LesionModel.load(path)
+    probe = _table(50, seed=2).features
+    assert np.allclose(loaded.predict_proba(probe), model.predict_proba(probe), atol=1e-6)
+
+
+def test_csv_training_input(tmp_path):
+    table = _table(60)
+    table.to_frame().to_csv(tmp_path / "lesions.csv", index=False)
+    back = lesions_from_csv(tmp_path)
+    assert np.array_equal(back.classes, table.classes)
+    assert np.allclose(back.features, table.features)
+    (tmp_path / "bad.csv").write_text("u,v\n1,2\n")
+    with pytest.raises(InputError, match="lacks column"):
+        lesions_from_csv(tmp_path / "bad.csv")
+
+
+def test_not_a_model_is_refused(tmp_path):
+    path = tmp_path / "x.json"
+    path.write_text(json.dumps({"format": "something else"}))
+    with pytest.raises(InputError, match="not a vascalc coronary lesion model"):
+        LesionModel.load(path)
+
+
+def test_shipped_model_loads():
+    if not default_model_path().exists():
+        pytest.skip("no shipped model")
+    model = LesionModel.load(default_model_path())
+    assert model.classes == CLASSES and model.info.get("training_seeds")
+
+
+def test_train_command_on_lesion_csv(tmp_path):
+    from typer.testing import CliRunner
+
+    from vascalc.cli import app
+
+    _table(120).to_frame().to_csv(tmp_path / "lesions.csv", index=False)
+    out = tmp_path / "model.json"
+    result = CliRunner().invoke(app, ["train", "coronary", "--lesions", str(tmp_path / "lesions.csv"), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    model = LesionModel.load(out)
+    assert model.info["class_counts"]["none"] == int((_table(120).classes == 0).sum())
+    again = CliRunner().invoke(app, ["train", "coronary", "--lesions", str(tmp_path / "lesions.csv"), "-o", str(out)])
+    assert again.exit_code != 0                              # never overwrites a model

@@ -8,26 +8,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from vascalc.batch import run_cohort, unique_case_ids, vessels_for_inputs
+from vascalc.batch import ScoredCase, score_cases
 from vascalc.calcium import ScoringOptions
 from vascalc.report.ct_outputs import write_ct_outputs
-from vascalc.report.output_folder import check_output_folder, prepare_output_folder
-from vascalc.report.tables import flatten_record
+from vascalc.report.output_folder import prepare_output_folder
 from vascalc.workflows.ct import CtResult, ProgressCallback, case_id_for, score_ct
 
 
-@dataclass(frozen=True)
-class CtCaseOutcome:
-    """One case of :func:`score_ct_cohort`: ``result`` is the ``result.json`` dict when ``ok``."""
-
-    case_id: str
-    status: str
-    error: str = ""
-    result: dict | None = None
+#: One case of :func:`score_ct_cohort` (``result`` is the ``result.json`` dict when ``ok``).
+CtCaseOutcome = ScoredCase
 
 
 def score_ct_cohort(
@@ -47,39 +39,11 @@ def score_ct_cohort(
     case and structure; failed cases get one row with the reason) and the run goes on past failures.
     Inputs are never written to; ``output`` must not exist or be empty.
     """
-    inputs = [Path(p) for p in inputs]
-    input_folders = [p for p in inputs if p.is_dir()] + [Path(v) for v in vessels if Path(v).is_dir()]
-    check_output_folder(output, input_folders)
-    case_ids = unique_case_ids(inputs, case_id_for)
-    vessel_paths = vessels_for_inputs(inputs, list(vessels), case_ids)
-    report = progress or (lambda message: None)
+    def score(path: Path, masks: Path | None, case_id: str, report) -> CtResult:
+        return score_ct(path, masks, vessel_names=vessel_names, case_id=case_id, progress=report, **score_options)
 
-    def run_one(index: int) -> CtResult:
-        return score_ct(inputs[index], vessel_paths[index], vessel_names=vessel_names,
-                        case_id=case_ids[index], progress=report, **score_options)
-
-    if len(inputs) == 1:
-        result = run_one(0)
-        out = prepare_output_folder(output, input_folders)
-        report("writing outputs")
-        write_ct_outputs(result, out, qc=qc)
-        return [CtCaseOutcome(case_ids[0], "ok", result=result.to_dict())]
-
-    out = prepare_output_folder(output, input_folders)
-    results: dict[str, dict] = {}
-
-    def run_case(index: int, case_id: str) -> list[dict]:
-        report(f"case {index + 1}/{len(inputs)}: {case_id}")
-        result = run_one(index)
-        case_dir = out / case_id
-        case_dir.mkdir()
-        write_ct_outputs(result, case_dir, qc=qc)
-        data = result.to_dict()
-        results[case_id] = data
-        return [flatten_record(row) for row in list(data["structures"]) + [data["total"]]]
-
-    outcomes = run_cohort(case_ids, run_case, out / "cohort.csv")
-    return [CtCaseOutcome(o.case_id, o.status, o.error, results.get(o.case_id)) for o in outcomes]
+    return score_cases(inputs, vessels, output, case_id_for=case_id_for, score=score,
+                       write=lambda result, folder: write_ct_outputs(result, folder, qc=qc), progress=progress)
 
 
 __all__ = ["CtCaseOutcome", "CtResult", "ScoringOptions", "prepare_output_folder", "score_ct",

@@ -21,6 +21,8 @@ def test_vessels_pairing_rules(tmp_path):
     assert vessels_for_inputs(inputs, ["m.nii.gz"], ["a", "b"]) == [Path("m.nii.gz")] * 2
     with pytest.raises(InputError, match="one per input"):
         vessels_for_inputs(inputs, ["1", "2", "3"], ["a", "b"])
+    with pytest.raises(InputError, match="3 --heart paths for 2 inputs"):
+        vessels_for_inputs(inputs, ["1", "2", "3"], ["a", "b"], "--heart")
 
 
 def test_failures_are_recorded_and_the_run_goes_on(tmp_path):

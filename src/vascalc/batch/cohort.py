@@ -14,6 +14,8 @@ from typing import Callable, Sequence
 import pandas as pd
 
 from vascalc.errors import InputError, VascalcError
+from vascalc.report.output_folder import check_output_folder, prepare_output_folder
+from vascalc.report.tables import flatten_record
 
 
 @dataclass(frozen=True)
@@ -38,8 +40,9 @@ def unique_case_ids(inputs: Sequence[Path], case_id_for: Callable[[Path], str]) 
     return ids
 
 
-def vessels_for_inputs(inputs: Sequence[Path], vessels: Sequence[str], case_ids: Sequence[str]) -> list[Path | None]:
-    """Pair each input with its vessel masks.
+def vessels_for_inputs(inputs: Sequence[Path], vessels: Sequence[str], case_ids: Sequence[str],
+                       option: str = "--vessels") -> list[Path | None]:
+    """Pair each input with its masks (vessel masks, or a heart mask: ``option`` names the CLI option).
 
     ``vessels`` is empty (none given), one path (used for every input, or a template containing
     ``{case}`` replaced by each case id), or one path per input in the same order.
@@ -50,7 +53,7 @@ def vessels_for_inputs(inputs: Sequence[Path], vessels: Sequence[str], case_ids:
         template = vessels[0]
         return [Path(template.replace("{case}", case)) for case in case_ids]
     if len(vessels) != len(inputs):
-        raise InputError(f"{len(vessels)} --vessels paths for {len(inputs)} inputs: give one per input "
+        raise InputError(f"{len(vessels)} {option} paths for {len(inputs)} inputs: give one per input "
                          "(same order), one for all, or one template containing {case}")
     return [Path(v) for v in vessels]
 
@@ -82,3 +85,64 @@ def run_cohort(
             rows.append({"case_id": outcome.case_id, "status": outcome.status, "error": outcome.error})
     pd.DataFrame(rows).to_csv(cohort_csv, index=False, lineterminator="\n")
     return outcomes
+
+
+@dataclass(frozen=True)
+class ScoredCase:
+    """One case of :func:`score_cases`: ``result`` is the ``result.json`` dict when ``ok``."""
+
+    case_id: str
+    status: str
+    error: str = ""
+    result: dict | None = None
+
+
+def score_cases(
+    inputs: Sequence[str | Path],
+    masks: Sequence[str],
+    output: str | Path,
+    *,
+    case_id_for: Callable[[Path], str],
+    score: Callable[[Path, Path | None, str, Callable[[str], None]], object],
+    write: Callable[[object, Path], None],
+    progress: Callable[[str], None] | None = None,
+    mask_option: str = "--vessels",
+) -> list[ScoredCase]:
+    """Score one or several scans and write their outputs (the CT and the coronary cohorts alike).
+
+    ``score(input, mask, case_id, progress)`` returns a result with ``to_dict()`` whose ``structures``
+    and ``total`` rows make the cohort table; ``write(result, folder)`` writes its files. One input:
+    its files go straight into ``output`` and a user error is raised (nothing is written for a case
+    that fails). Several: one subfolder per case plus ``cohort.csv`` (one row per case and structure;
+    failed cases one row with the reason), and the run goes on past failures. Inputs are never
+    written to; ``output`` must not exist or be empty.
+    """
+    paths = [Path(p) for p in inputs]
+    input_folders = [p for p in paths if p.is_dir()] + [Path(m) for m in masks if Path(m).is_dir()]
+    check_output_folder(output, input_folders)
+    case_ids = unique_case_ids(paths, case_id_for)
+    mask_paths = vessels_for_inputs(paths, list(masks), case_ids, mask_option)
+    report = progress or (lambda message: None)
+
+    if len(paths) == 1:
+        result = score(paths[0], mask_paths[0], case_ids[0], report)
+        out = prepare_output_folder(output, input_folders)
+        report("writing outputs")
+        write(result, out)
+        return [ScoredCase(case_ids[0], "ok", result=result.to_dict())]
+
+    out = prepare_output_folder(output, input_folders)
+    results: dict[str, dict] = {}
+
+    def run_case(index: int, case_id: str) -> list[dict]:
+        report(f"case {index + 1}/{len(paths)}: {case_id}")
+        result = score(paths[index], mask_paths[index], case_id, report)
+        case_dir = out / case_id
+        case_dir.mkdir()
+        write(result, case_dir)
+        data = result.to_dict()
+        results[case_id] = data
+        return [flatten_record(row) for row in list(data["structures"]) + [data["total"]]]
+
+    outcomes = run_cohort(case_ids, run_case, out / "cohort.csv")
+    return [ScoredCase(o.case_id, o.status, o.error, results.get(o.case_id)) for o in outcomes]

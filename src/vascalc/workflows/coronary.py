@@ -8,13 +8,13 @@ Only wiring: the measurements are the pure functions of :mod:`vascalc.coronary`;
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 from scipy import ndimage as ndi
 
+from vascalc.batch import ScoredCase, score_cases
 from vascalc.calcium.policies import AgatstonPolicy, FixedHUPolicy, kv_bands, parse_method
 from vascalc.coronary.anatomy import heart_frame
 from vascalc.coronary.assign import CLASSES, LesionModel, assign_rules, default_model_path, lesion_features, \
@@ -245,14 +245,8 @@ def score_coronary(
         cluster_box=box, features=feats.matrix)
 
 
-@dataclass(frozen=True)
-class CoronaryCaseOutcome:
-    """One case of :func:`score_coronary_cohort`: ``result`` is the ``result.json`` dict when ``ok``."""
-
-    case_id: str
-    status: str
-    error: str = ""
-    result: dict | None = None
+#: One case of :func:`score_coronary_cohort` (``result`` is the ``result.json`` dict when ``ok``).
+CoronaryCaseOutcome = ScoredCase
 
 
 def score_coronary_cohort(inputs: Sequence[str | Path], output: str | Path, *, hearts: Sequence[str] = (),
@@ -264,43 +258,14 @@ def score_coronary_cohort(inputs: Sequence[str | Path], output: str | Path, *, h
     Several: one subfolder per case plus ``cohort.csv`` (one row per case and artery; failed cases
     one row with the reason), and the run goes on past failures.
     """
-    from vascalc.batch import run_cohort, unique_case_ids, vessels_for_inputs
     from vascalc.coronary.outputs import write_coronary_outputs
-    from vascalc.report.output_folder import check_output_folder, prepare_output_folder
-    from vascalc.report.tables import flatten_record
 
-    paths = [Path(p) for p in inputs]
-    input_folders = [p for p in paths if p.is_dir()] + [Path(h) for h in hearts if Path(h).is_dir()]
-    check_output_folder(output, input_folders)
-    case_ids = unique_case_ids(paths, case_id_for)
-    heart_paths = vessels_for_inputs(paths, list(hearts), case_ids)
-    report = progress or (lambda message: None)
+    def score(path: Path, heart: Path | None, case_id: str, report) -> CoronaryResult:
+        return score_coronary(path, heart=heart, case_id=case_id, progress=report, **score_options)
 
-    def run_one(index: int) -> CoronaryResult:
-        return score_coronary(paths[index], heart=heart_paths[index], case_id=case_ids[index], progress=report,
-                              **score_options)
-
-    if len(paths) == 1:
-        result = run_one(0)
-        out = prepare_output_folder(output, input_folders)
-        report("writing outputs")
-        write_coronary_outputs(result, out, qc=qc)
-        return [CoronaryCaseOutcome(case_ids[0], "ok", result=result.to_dict())]
-    out = prepare_output_folder(output, input_folders)
-    results: dict[str, dict] = {}
-
-    def run_case(index: int, case_id: str) -> list[dict]:
-        report(f"case {index + 1}/{len(paths)}: {case_id}")
-        result = run_one(index)
-        case_dir = out / case_id
-        case_dir.mkdir()
-        write_coronary_outputs(result, case_dir, qc=qc)
-        data = result.to_dict()
-        results[case_id] = data
-        return [flatten_record(row) for row in list(data["structures"]) + [data["total"]]]
-
-    outcomes = run_cohort(case_ids, run_case, out / "cohort.csv")
-    return [CoronaryCaseOutcome(o.case_id, o.status, o.error, results.get(o.case_id)) for o in outcomes]
+    return score_cases(inputs, hearts, output, case_id_for=case_id_for, score=score,
+                       write=lambda result, folder: write_coronary_outputs(result, folder, qc=qc),
+                       progress=progress, mask_option="--heart")
 
 
 __all__ = ["CoronaryCaseOutcome", "CoronaryOptions", "CoronaryResult", "resolve_model", "score_coronary",

@@ -178,3 +178,75 @@ def test_localiser_tiny_training_lowers_the_loss():
     found = locate_learned(LocaliserModel((net,), cfg, {}), films[0].image, films[0].pixel_spacing_mm)
     assert [v.name for v in found] == ["T12", "L1", "L2", "L3", "L4", "L5"]
     assert all(0 <= r < films[0].image.shape[0] + 40 for v in found for r, _ in v.corners_px)
+
+
+# ----------------------------------------------------------------------------- calibration (thresholds τ_k)
+
+def test_fit_coral_thresholds_recovers_a_known_shift():
+    """An under-confident grader: P_k = 0.38 when grade > k, 0.28 when not, so CORAL's 0.5 rule grades
+    everything 0 while any τ in [0.28, 0.38) is error-free; the tie rule picks the grid value closest to
+    0.5, i.e. 0.37."""
+    from vascalc.learn.aac import fit_coral_thresholds
+
+    g = np.tile(np.arange(4), 25)
+    prob = np.where(coral_levels(g).astype(bool), 0.38, 0.28)
+    tau = fit_coral_thresholds(prob, g)
+    assert np.allclose(tau, 0.37)
+    assert np.array_equal(grades_from_probabilities(prob, tau), g)
+    assert np.all(grades_from_probabilities(prob) == 0)  # the plain 0.5 rule under-grades everything
+    assert np.array_equal(fit_coral_thresholds(prob, g), tau)  # deterministic
+
+
+def test_calibrated_grade_is_monotone_in_probability():
+    from vascalc.learn.aac import fit_total_thresholds
+
+    rng = np.random.default_rng(5)
+    truth = rng.integers(0, 4, size=(40, 8))
+    # probabilities that systematically miss grade boundaries by 0.15 (under-grading)
+    base = np.where(coral_levels(truth.ravel()).astype(bool), 0.45, 0.1) + rng.uniform(-0.04, 0.04, (320, 3))
+    prob = np.sort(base, axis=1)[:, ::-1].reshape(40, 8, 3)  # rank-consistent P_0 ≥ P_1 ≥ P_2
+    tau = fit_total_thresholds(prob, truth)
+    assert np.all((tau > 0.14) & (tau < 0.41))  # between the two clusters
+    pred = grades_from_probabilities(prob, tau)
+    assert np.array_equal(pred, truth)  # every film's AAC-24 (and grade) recovered
+    assert np.array_equal(fit_total_thresholds(prob, truth), tau)
+    # monotone: raising every P_k never lowers a grade
+    assert np.all(grades_from_probabilities(np.clip(prob + 0.1, 0, 1), tau) >= pred)
+
+
+def test_predict_grades_applies_stored_calibration(tmp_path):
+    import json
+
+    x, g = _tiny_patches(16, seed=4)
+    cfg = _tiny_config(epochs=1, n_folds=2)
+    nets = [train_model("coral", x, g, cfg, seed=k)[0] for k in range(2)]
+    save_aac_ensemble(tmp_path, nets, [], {"config": {**cfg.__dict__, "band_mm": list(cfg.band_mm)}})
+    image = np.random.default_rng(1).random((180, 120)).astype(np.float32)
+    plain, prob = predict_grades(tmp_path, image, _landmarks(), 1.0)
+    meta = json.loads((tmp_path / "model.json").read_text())
+    for tau, expect in (([0.0, 0.0, 0.0], 3), ([1.0, 1.0, 1.0], 0)):  # extreme thresholds: known answers
+        meta["calibration"] = {"version": 1, "method": "coral_thresholds", "thresholds": tau}
+        (tmp_path / "model.json").write_text(json.dumps(meta))
+        cal, prob2 = predict_grades(tmp_path, image, _landmarks(), 1.0)
+        assert prob2 == prob and set(cal.values()) == {expect}
+        again, _ = predict_grades(tmp_path, image, _landmarks(), 1.0, calibrated=False)
+        assert again == plain  # the uncalibrated path is kept
+    meta["calibration"] = {"version": 99, "method": "coral_thresholds", "thresholds": [0.5] * 3}
+    (tmp_path / "model.json").write_text(json.dumps(meta))
+    from vascalc.errors import InputError
+
+    with pytest.raises(InputError, match="calibration"):
+        predict_grades(tmp_path, image, _landmarks(), 1.0)
+
+
+def test_bundled_model_is_calibrated_on_disjoint_seeds():
+    import json
+
+    from vascalc.learn.aac import CALIBRATION_SEED_OFFSET, TEST_SEED_OFFSET
+    from vascalc.radiograph.learned import BUNDLED_MODEL
+
+    cal = json.loads((BUNDLED_MODEL / "model.json").read_text())["calibration"]
+    lo, hi = cal["seeds"]
+    assert lo >= CALIBRATION_SEED_OFFSET and hi < CALIBRATION_SEED_OFFSET + 10_000
+    assert hi < TEST_SEED_OFFSET or lo >= 2 * TEST_SEED_OFFSET  # never a held-out or training seed
+    assert len(cal["thresholds"]) == 3 and cal["after"]["aac24_mae"] <= cal["before"]["aac24_mae"]

@@ -193,6 +193,14 @@ def test_bundled_model_scores_a_generated_film_end_to_end(tmp_path):
     result = json.loads((tmp_path / "out" / "result.json").read_text())
     assert result["method"]["model_id"].startswith("learned:aac_demo")
     assert result["method"]["localiser"] == "learned_corner_heatmaps_v1"
+    # the bundled calibration (model.json) is the decision rule actually applied to every segment
+    from vascalc.radiograph.learned import BUNDLED_MODEL
+
+    tau = json.loads((BUNDLED_MODEL / "model.json").read_text())["calibration"]["thresholds"]
+    assert result["method"]["grade_thresholds"] == tau
+    prob = result["method"]["segment_probabilities_gt"]
+    assert [s["grade"] for s in result["structures"]] == [int((np.array(prob[s["name"]]) > tau).sum())
+                                                          for s in result["structures"]]
     assert result["input"]["geometry"]["facing"] == "right"
     found = [VL(name, tuple(map(tuple, v["corners_px"])), tuple(v["centre_px"]))
              for name, v in result["landmarks"]["vertebrae"].items()]

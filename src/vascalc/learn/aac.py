@@ -58,6 +58,10 @@ STUDIES = {"S1": {"mae": 1.69, "icc": 0.913}, "S2": {"mae": 1.55, "icc": 0.916, 
 #: 3-class bands of the accuracy figure: 0–1 / 2–5 / ≥ 6 (B.4 ``low_moderate_high``).
 BAND_LOWS = (0, 2, 6)
 TEST_SEED_OFFSET = 1_000_000  # held-out phantoms never share a seed with training ones
+#: Calibration films: seeds ``CALIBRATION_SEED_OFFSET + seed·10⁴ + i`` — disjoint from training
+#: (``seed·10⁴ + i`` < 10⁶), from every held-out set (10⁶ … 1 999 999) and from the localiser's films.
+CALIBRATION_SEED_OFFSET = 3_000_000
+CALIBRATION_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -257,9 +261,57 @@ def coral_loss(logits, levels):
     return per_task.sum(dim=1).mean()
 
 
-def grades_from_probabilities(prob_gt: np.ndarray) -> np.ndarray:
-    """Grade = number of thresholds k with P(grade > k) > 0.5 (CORAL's prediction rule)."""
-    return (np.asarray(prob_gt) > 0.5).sum(axis=-1).astype(int)
+def grades_from_probabilities(prob_gt: np.ndarray, thresholds: Sequence[float] | None = None) -> np.ndarray:
+    """Grade = number of tasks k with P(grade > k) > τ_k: CORAL's rule with τ_k = 0.5 (default), or
+    per-task thresholds fitted on a calibration set (:func:`fit_coral_thresholds`)."""
+    tau = np.full(np.shape(prob_gt)[-1], 0.5) if thresholds is None else np.asarray(thresholds, dtype=float)
+    return (np.asarray(prob_gt) > tau).sum(axis=-1).astype(int)
+
+
+#: Candidate thresholds τ_k searched by :func:`fit_coral_thresholds`.
+THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.01), 2)
+
+
+def fit_coral_thresholds(prob_gt: np.ndarray, grades: np.ndarray, grid: np.ndarray = THRESHOLD_GRID) -> np.ndarray:
+    """Per-task decision thresholds τ_k (k = 0, 1, 2) minimising the segment-grade absolute error.
+
+    With rank-consistent probabilities, |grade − ĝ| = Σ_k |1[grade > k] − 1[P_k > τ_k]|, so each τ_k
+    is fitted on its own: the grid value with the fewest errors on task k, ties broken towards 0.5
+    (CORAL's default) then the lower value. ``prob_gt`` ``(n, K−1)``, ``grades`` ``(n,)``; pure and
+    deterministic. Since the grade counts exceedances, any τ keeps ĝ non-decreasing in every P_k."""
+    p = np.asarray(prob_gt, dtype=float).reshape(-1, np.shape(prob_gt)[-1])
+    target = coral_levels(np.asarray(grades).ravel(), p.shape[1] + 1).astype(bool)
+    if p.shape[0] != target.shape[0] or p.shape[0] == 0:
+        raise InputError(f"need one grade per probability row, got {target.shape[0]} grades for {p.shape[0]} rows")
+    # errors[j, k] = misclassified segments of task k at threshold grid[j]
+    errors = ((p[None, :, :] > grid[:, None, None]) != target[None]).sum(axis=1)
+    order = np.lexsort((grid, np.abs(grid - 0.5)))  # preference order for ties
+    best = order[np.argmin(errors[order], axis=0)]
+    return grid[best].astype(float)
+
+
+def fit_total_thresholds(prob_gt: np.ndarray, grades: np.ndarray, grid: np.ndarray | None = None) -> np.ndarray:
+    """Thresholds τ = (τ_0, τ_1, τ_2) minimising the mean |AAC-24 − Σ ĝ| over films (the score the
+    issue measures), searched jointly on ``grid`` (default 0.05…0.95 step 0.025); ties → fewer
+    segment-grade errors, then closest to 0.5. ``prob_gt`` ``(films, 8, K−1)``, ``grades``
+    ``(films, 8)``. Σ ĝ = Σ_k #{segments with P_k > τ_k}, so each task's count per film is computed
+    once per grid value and all grid triples are combined by broadcasting (no loop over films)."""
+    grid = np.round(np.arange(0.05, 0.951, 0.025), 3) if grid is None else np.asarray(grid, dtype=float)
+    p, g = np.asarray(prob_gt, dtype=float), np.asarray(grades)
+    if p.ndim != 3 or g.shape != p.shape[:2]:
+        raise InputError(f"need probabilities (films, segments, K−1) and grades (films, segments), got {p.shape} and {g.shape}")
+    above = p[None] > grid[:, None, None, None]                                  # (grid, films, segs, K−1)
+    counts = above.sum(axis=2).astype(np.int32)                                  # (grid, films, K−1)
+    target = coral_levels(g.ravel(), p.shape[2] + 1).reshape(p.shape).astype(bool)
+    seg_err = (above != target[None]).sum(axis=(1, 2))                           # (grid, K−1)
+    total = (counts[:, None, None, :, 0] + counts[None, :, None, :, 1] + counts[None, None, :, :, 2])
+    mae = np.abs(total - g.sum(axis=1)).mean(axis=-1)                            # (grid, grid, grid)
+    seg = seg_err[:, None, None, 0] + seg_err[None, :, None, 1] + seg_err[None, None, :, 2]
+    dist = np.abs(grid - 0.5)
+    closeness = dist[:, None, None] + dist[None, :, None] + dist[None, None, :]
+    shape = mae.shape
+    best = np.lexsort((closeness.ravel(), seg.ravel(), np.round(mae.ravel(), 9)))[0]
+    return grid[list(np.unravel_index(best, shape))].astype(float)
 
 
 def _backbone(width: int, n_out: int):
@@ -455,9 +507,24 @@ def _image_and_spacing(radiograph, pixel_spacing_mm):
     return image, spacing
 
 
+def calibration_thresholds(ensemble: AacEnsemble) -> np.ndarray | None:
+    """τ_k stored in ``model.json["calibration"]`` (:func:`calibrate_aac`), or ``None`` (plain CORAL 0.5)."""
+    cal = ensemble.metadata.get("calibration")
+    if not cal:
+        return None
+    if int(cal.get("version", 0)) != CALIBRATION_VERSION or cal.get("method") != "coral_thresholds":
+        raise InputError(f"unknown calibration {cal.get('method')!r} version {cal.get('version')!r} in model.json; "
+                         "re-run calibrate_aac or remove the 'calibration' entry")
+    return np.asarray(cal["thresholds"], dtype=float)
+
+
 def predict_grades(model_dir: str | Path | AacEnsemble, radiograph, landmarks,
-                   pixel_spacing_mm: float | tuple[float, float] | None = None) -> tuple[dict[str, int], dict[str, list[float]]]:
+                   pixel_spacing_mm: float | tuple[float, float] | None = None, *,
+                   calibrated: bool = True) -> tuple[dict[str, int], dict[str, list[float]]]:
     """Grades 0–3 of the 8 segments and their ensemble P(grade > k), k = 0, 1, 2.
+
+    ``calibrated``: apply the folder's fitted thresholds τ_k (``model.json["calibration"]``, see
+    :func:`calibrate_aac`) when it has them; ``False`` gives CORAL's plain 0.5 rule for comparison.
 
     ``radiograph``: a :class:`vascalc.imaging.radiograph.Radiograph`, a phantom
     :class:`~vascalc.phantoms.types.RadiographPhantom` or a 2-D array in [0, 1] (bone bright);
@@ -470,7 +537,7 @@ def predict_grades(model_dir: str | Path | AacEnsemble, radiograph, landmarks,
     patches = segment_patches(image, landmarks, spacing, patch_px=cfg.patch_px, band_mm=cfg.band_mm,
                               band_px=cfg.band_px or cfg.patch_px)
     prob = np.mean([coral_probabilities(net, patches) for net in ensemble.graders], axis=0)
-    grades = grades_from_probabilities(prob)
+    grades = grades_from_probabilities(prob, calibration_thresholds(ensemble) if calibrated else None)
     return ({s: int(g) for s, g in zip(SEGMENTS, grades)},
             {s: [round(float(p), 6) for p in row] for s, row in zip(SEGMENTS, prob)})
 
@@ -546,12 +613,12 @@ def evaluate_aac(model_dir: str | Path | AacEnsemble, n_test: int = 40, seed: in
 
     ensemble = model_dir if isinstance(model_dir, AacEnsemble) else load_aac_ensemble(model_dir)
     learned_loc = {name: load_localiser(name) for name in localisers if name != "model-free"}
-    report = {"n_test": n_test, "studies": STUDIES, "sets": {}}
+    report = {"n_test": n_test, "studies": STUDIES, "calibration": ensemble.metadata.get("calibration"), "sets": {}}
     for source in sets:
         n = n_test if source != "phantom_drr" else max(2, n_test // 2)  # the 3-D phantom is slow to make
         cases = _cases([TEST_SEED_OFFSET + seed * 10_000 + i for i in range(n)], source)
         truth = np.array([[c.grades[s] for s in SEGMENTS] for c in cases])
-        learned, base, reg = [], [], []
+        learned, base, reg, plain = [], [], [], []
         e2e = {name: [] for name in localisers}
         corner = {name: [] for name in localisers}
         t_loc = dict.fromkeys(localisers, 0.0)
@@ -559,9 +626,10 @@ def evaluate_aac(model_dir: str | Path | AacEnsemble, n_test: int = 40, seed: in
         t_grader = t_base = 0.0
         for c in cases:
             start = time.perf_counter()
-            grades, _ = predict_grades(ensemble, c.image, c.vertebrae, c.pixel_spacing_mm)
+            grades, prob = predict_grades(ensemble, c.image, c.vertebrae, c.pixel_spacing_mm)
             t_grader += time.perf_counter() - start
             learned.append([grades[s] for s in SEGMENTS])
+            plain.append(grades_from_probabilities(np.array([prob[s] for s in SEGMENTS])))
             if ensemble.regressors:
                 reg.append(predict_aac24_regression(ensemble, c.image, c.vertebrae, c.pixel_spacing_mm))
             facing = "left" if c.vertebrae[0].corners_px[0][1] < c.vertebrae[0].corners_px[1][1] else "right"
@@ -585,13 +653,16 @@ def evaluate_aac(model_dir: str | Path | AacEnsemble, n_test: int = 40, seed: in
                     e2e[name].append((c.aac24, sum(g2.values())))
                 except VascalcError:
                     failed[name] += 1
-        learned, base = np.array(learned), np.array(base)
+        learned, base, plain = np.array(learned), np.array(base), np.array(plain)
         ref = truth.sum(axis=1)
         entry = {"n": n, "seeds": [cases[0].seed, cases[-1].seed], "true_aac24_mean": round(float(ref.mean()), 3),
                  "true_aac24_max": int(ref.max()), "true_aac24_zero_fraction": round(float(np.mean(ref == 0)), 3),
                  "learned_grader": score_agreement(ref, learned.sum(axis=1), truth, learned),
                  "baseline": score_agreement(ref, base.sum(axis=1), truth, base),
                  "inference_s_per_image": {"learned_grader": round(t_grader / n, 4), "baseline": round(t_base / n, 4)}}
+        if calibration_thresholds(ensemble) is not None:
+            # the same films graded with CORAL's plain 0.5 rule, to show what the calibration changes
+            entry["learned_grader_uncalibrated"] = score_agreement(ref, plain.sum(axis=1), truth, plain)
         if reg:
             entry["regressor"] = score_agreement(ref, reg)
         for name in localisers:
@@ -607,6 +678,54 @@ def evaluate_aac(model_dir: str | Path | AacEnsemble, n_test: int = 40, seed: in
                 entry[f"learned_grader_with_{label}_landmarks"] = score_agreement(a[:, 0], a[:, 1])
         report["sets"][source] = entry
     return report
+
+
+def calibrate_aac(model_dir: str | Path, n_cal: int = 400, seed: int = 0, *, source: str = "radiograph",
+                  objective: str = "segment", write: bool = True) -> dict:
+    """Fit the CORAL decision thresholds τ_k of a trained folder on calibration films and store them
+    in ``model.json["calibration"]`` (version :data:`CALIBRATION_VERSION`; no weight changes).
+
+    Films: :func:`synthetic_case` of ``source`` (default the training chain) at seeds
+    ``CALIBRATION_SEED_OFFSET + seed·10⁴ + i``, i < ``n_cal`` — never training or held-out films, so
+    held-out numbers stay honest. True landmarks; the ensemble's mean P(grade > k) of the 8 segments
+    of every film give τ: ``objective="segment"`` (default) minimises the segment-grade error, one
+    task at a time (:func:`fit_coral_thresholds`); ``"aac24"`` the AAC-24 MAE over a joint grid
+    (:func:`fit_total_thresholds`) — on split halves of 500 calibration films its τ varied widely and
+    did not beat the plain rule out of sample, so it is not the default. Returns the calibration entry
+    (thresholds, seeds, segment MAE and AAC-24 MAE/bias on the calibration films before and after)."""
+    if objective not in ("aac24", "segment"):
+        raise InputError(f"unknown calibration objective {objective!r}; use 'aac24' or 'segment'")
+    folder = Path(model_dir)
+    ensemble = load_aac_ensemble(folder)
+    cfg = ensemble.config
+    seeds = [CALIBRATION_SEED_OFFSET + seed * 10_000 + i for i in range(int(n_cal))]
+    if not seeds:
+        raise InputError("calibration needs at least one film (n_cal ≥ 1)")
+    probs, grades = [], []
+    for c in _cases(seeds, source):
+        patches = segment_patches(c.image, c.vertebrae, c.pixel_spacing_mm, patch_px=cfg.patch_px,
+                                  band_mm=cfg.band_mm, band_px=cfg.band_px or cfg.patch_px)
+        probs.append(np.mean([coral_probabilities(net, patches) for net in ensemble.graders], axis=0))
+        grades.append([c.grades[s] for s in SEGMENTS])
+    prob, truth = np.array(probs), np.array(grades)
+    tau = (fit_total_thresholds(prob, truth) if objective == "aac24"
+           else fit_coral_thresholds(prob.reshape(-1, prob.shape[-1]), truth.ravel()))
+
+    def summary(pred):
+        d = pred.sum(axis=1) - truth.sum(axis=1)
+        return {"segment_mae": round(float(np.mean(np.abs(pred - truth))), 4),
+                "aac24_mae": round(float(np.mean(np.abs(d))), 4), "aac24_bias": round(float(np.mean(d)), 4)}
+
+    entry = {"version": CALIBRATION_VERSION, "method": "coral_thresholds", "thresholds": [float(t) for t in tau],
+             "source": source, "n_films": len(seeds), "seeds": [seeds[0], seeds[-1]],
+             "fitted_to": ("minimum mean |AAC-24 error| over films, joint grid" if objective == "aac24"
+                           else "minimum segment-grade absolute error, each CORAL task on its own"),
+             "before": summary(grades_from_probabilities(prob)), "after": summary(grades_from_probabilities(prob, tau))}
+    if write:
+        meta = dict(ensemble.metadata)
+        meta["calibration"] = entry
+        (folder / "model.json").write_text(json.dumps(meta, indent=2))
+    return entry
 
 
 def train_ensemble(patches: np.ndarray | None, crops: np.ndarray, grades: np.ndarray | None, aac24: np.ndarray,
@@ -718,7 +837,7 @@ def write_report(out: Path, report: dict) -> None:
     (out / "cv_report.md").write_text("\n".join(lines) + "\n")
 
 
-__all__ = ["AacConfig", "AacEnsemble", "SyntheticCase", "TEST_SETS", "build_coral_network", "build_regressor",
+__all__ = ["CALIBRATION_SEED_OFFSET", "calibrate_aac", "calibration_thresholds", "fit_coral_thresholds", "fit_total_thresholds", "AacConfig", "AacEnsemble", "SyntheticCase", "TEST_SETS", "build_coral_network", "build_regressor",
            "case_inputs", "coral_levels", "coral_loss", "coral_probabilities", "evaluate_aac",
            "grades_from_probabilities", "load_aac_ensemble", "lumbar_crop", "phantom_drr_case",
            "predict_aac24_regression", "predict_grades", "save_aac_ensemble", "score_agreement", "segment_patches",

@@ -192,7 +192,10 @@ def score_radiograph_learned(image, *, model_dir: str | Path | None = None, pixe
     start = time.perf_counter()
     graded = grade_learned(rg.image, geometry, folder, bands=bands)
     timings["grade_s"] = time.perf_counter() - start
+    # the decision rule used: calibrated thresholds τ_k from model.json (learn.aac.calibrate_aac), else CORAL's 0.5
+    calibration = json.loads(meta_path.read_text()).get("calibration") or {}
     method = {"model_id": graded.model_id, "localiser": loc.method, "grader": "coral_ensemble",
+              "grade_thresholds": calibration.get("thresholds", [0.5, 0.5, 0.5]),
               "model_path": "bundled" if model_dir is None else folder.name,
               "segment_probabilities_gt": graded.probabilities, "regressor_aac24": graded.regressor_aac24,
               "severity_scheme": graded.result.severity_scheme, "definition": "SCORING.md B.1-B.4"}

@@ -81,3 +81,15 @@ def test_train_command_on_lesion_csv(tmp_path):
     assert model.info["class_counts"]["none"] == int((_table(120).classes == 0).sum())
     again = CliRunner().invoke(app, ["train", "coronary", "--lesions", str(tmp_path / "lesions.csv"), "-o", str(out)])
     assert again.exit_code != 0                              # never overwrites a model
+
+
+def test_seed_ranges_disjoint():
+    """Training (seed ≤ 39 × 10 000 cases), development (1000) and bench (seed 0–99) seeds never meet."""
+    from vascalc.coronary.training import BENCH_SEED_BASE, DEV_SEED_BASE, TRAIN_SEED_BASE
+    from vascalc.bench.coronary import bench_seeds
+
+    train = set(range(TRAIN_SEED_BASE, TRAIN_SEED_BASE + 10_000 * 39 + 220))
+    dev = set(range(DEV_SEED_BASE, DEV_SEED_BASE + 1000))
+    bench = {s for seed in range(100) for s in bench_seeds(100, seed)}
+    assert not train & dev and not dev & bench and not train & bench
+    assert min(bench) == BENCH_SEED_BASE

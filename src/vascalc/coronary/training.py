@@ -28,6 +28,9 @@ from vascalc.errors import InputError
 #: training phantoms use seeds TRAIN_SEED_BASE + k, the benchmark BENCH_SEED_BASE + k: never the same
 TRAIN_SEED_BASE = 100_000
 BENCH_SEED_BASE = 900_000
+#: development cohort (tuning and error analysis, docs/coronary.md "Round 2"): DEV_SEED_BASE + k, k < 1000,
+#: disjoint from training (< 100_000 + 10_000·seed + cohort) and benchmark phantoms
+DEV_SEED_BASE = 500_000
 CLASS_OF_VESSEL = {"rca": 1, "lad": 2, "left_main": 2, "lcx": 3}
 #: (slice increment mm, slice thickness mm) of the cohort: 1–5 mm, overlapping and contiguous
 SLICE_SETTINGS = ((1.0, 1.0), (1.5, 3.0), (2.0, 2.0), (2.5, 2.5), (3.0, 3.0), (2.5, 5.0), (5.0, 5.0))

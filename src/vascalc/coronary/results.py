@@ -9,7 +9,7 @@ import numpy as np
 from vascalc.calcium.results import RiskCategories
 from vascalc.imaging.volume import Volume
 from vascalc.jsonable import to_jsonable
-from vascalc.workflows.header import result_header
+from vascalc.workflows.header import result_header, scan_input
 
 ARTERIES = ("rca", "lad", "lcx")
 #: labels of ``coronary_lesions.nii.gz``
@@ -118,16 +118,10 @@ class CoronaryResult:
         raise KeyError(name)
 
     def to_dict(self) -> dict:
-        grid = self.volume.grid
-        info = self.volume.info.to_dict()
-        notes = info.pop("load_notes", ())
         return {
             **result_header("coronary", self.case_id),
             "input": {
-                "scan": info,
-                "geometry": {"shape_zyx": list(grid.shape), "spacing_mm_zyx": [float(s) for s in grid.spacing_mm],
-                             "origin_lps_mm": [float(o) for o in grid.origin_lps_mm], "axis_codes_xyz": grid.axis_codes()},
-                "notes": list(notes),
+                **scan_input(self.volume),
                 "heart": self.heart,
             },
             "method": to_jsonable(self.method),

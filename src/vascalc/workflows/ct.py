@@ -19,7 +19,7 @@ from vascalc.anatomy.regions import NAMED_REGIONS, named_regions
 from vascalc.calcium import CalciumResult, ScoringOptions, parse_method, score_calcium
 from vascalc.errors import InputError, MaskError
 from vascalc.imaging import LabelMap, Volume, load_labelmap, load_volume
-from vascalc.workflows.header import result_header
+from vascalc.workflows.header import result_header, scan_input
 
 
 ProgressCallback = Callable[[str], None]
@@ -44,20 +44,10 @@ class CtResult:
 
     def to_dict(self) -> dict:
         calcium = self.calcium.to_dict()
-        grid = self.volume.grid
-        info = self.volume.info.to_dict()
-        notes = info.pop("load_notes", ())
         return {
             **result_header("ct", self.case_id),
             "input": {
-                "scan": info,
-                "geometry": {
-                    "shape_zyx": list(grid.shape),
-                    "spacing_mm_zyx": [float(s) for s in grid.spacing_mm],
-                    "origin_lps_mm": [float(o) for o in grid.origin_lps_mm],
-                    "axis_codes_xyz": grid.axis_codes(),
-                },
-                "notes": list(notes),
+                **scan_input(self.volume),
                 "vessels": self.vessel_source,
             },
             "method": self.method,

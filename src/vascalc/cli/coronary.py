@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from vascalc.cli.outcomes import finish_cases
+
 app = typer.Typer(help="Coronary calcium per artery (RCA, LAD with left main, LCX) on chest CT.",
                   no_args_is_help=True)
 console = Console(stderr=True)
@@ -68,13 +70,4 @@ def score(
         outcomes = score_coronary_cohort(inputs, output, hearts=heart, segmenter=segmenter, model=model,
                                          method=method, options=options, force=force, qc=qc,
                                          progress=lambda message: status.update(message))
-    out = Console()
-    for outcome in outcomes:
-        if outcome.status == "ok" and outcome.result is not None:
-            print_summary(out, outcome.result)
-        else:
-            console.print(f"[red]{outcome.case_id}: failed[/]: {escape(outcome.error)}", highlight=False)
-    failed = [o for o in outcomes if o.status != "ok"]
-    console.print(f"results in {output}" + (f" ({len(failed)} of {len(outcomes)} failed)" if failed else ""))
-    if len(failed) == len(outcomes):
-        raise typer.Exit(code=1 if len(outcomes) > 1 else 2)
+    finish_cases(outcomes, output, console, print_summary)

@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from vascalc.calcium import ScoringOptions
+from vascalc.cli.outcomes import finish_cases
 
 app = typer.Typer(help="Calcium in the aorta and its branches on CT and CTA.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -92,13 +93,4 @@ def score(
             resample_masks=resample_masks, resample_tilt=resample_tilt, resample_uneven=resample_uneven,
             options=options, qc=qc, progress=lambda message: status.update(message),
         )
-    out = Console()
-    for outcome in outcomes:
-        if outcome.status == "ok" and outcome.result is not None:
-            print_summary(out, outcome.result)
-        else:
-            console.print(f"[red]{outcome.case_id}: failed[/]: {outcome.error}", highlight=False)
-    failed = [o for o in outcomes if o.status != "ok"]
-    console.print(f"results in {output}" + (f" ({len(failed)} of {len(outcomes)} failed)" if failed else ""))
-    if len(failed) == len(outcomes):
-        raise typer.Exit(code=1 if len(outcomes) > 1 else 2)
+    finish_cases(outcomes, output, console, print_summary)

@@ -125,11 +125,10 @@ def score_radiograph_learned(image, *, model_dir: str | Path | None = None, pixe
     and a warning)."""
     import time
 
-    from vascalc.imaging.radiograph import Radiograph, load_radiograph
     from vascalc.learn._deps import learn_available
     from vascalc.radiograph.kauppila import spine_geometry
     from vascalc.radiograph.locate import ASSUMED_FOV_MM, Localisation, locate_vertebrae
-    from vascalc.workflows.xray import AacResult, case_id_for, score_radiograph
+    from vascalc.workflows.xray import AacResult, radiograph_input, score_radiograph
 
     parse_bands(bands)
     folder = Path(model_dir) if model_dir is not None else BUNDLED_MODEL
@@ -158,10 +157,7 @@ def score_radiograph_learned(image, *, model_dir: str | Path | None = None, pixe
                                            "regressor_aac24": round(total, 3)})
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    if isinstance(image, Radiograph):
-        rg, default_case = image, "radiograph"
-    else:
-        rg, default_case = load_radiograph(image, pixel_spacing_mm=pixel_spacing_mm), case_id_for(Path(image))
+    rg, default_case = radiograph_input(image, pixel_spacing_mm)
     timings["load_s"] = time.perf_counter() - start
     warnings: list[str] = []
     spacing = rg.pixel_spacing_mm

@@ -70,6 +70,14 @@ def case_id_for(path: Path) -> str:
     return Path(path).stem or Path(path).name
 
 
+def radiograph_input(image: str | Path | Radiograph, pixel_spacing_mm: float | tuple[float, float] | None = None
+                     ) -> tuple[Radiograph, str]:
+    """The radiograph to score and its default case id (the file's stem; ``radiograph`` for an array)."""
+    if isinstance(image, Radiograph):
+        return image, "radiograph"
+    return load_radiograph(image, pixel_spacing_mm=pixel_spacing_mm), case_id_for(Path(image))
+
+
 def score_radiograph(image: str | Path | Radiograph, *, pixel_spacing_mm: float | tuple[float, float] | None = None,
                      facing: str = "auto", lowest_level: str = "L5", bands: str = DEFAULT_BANDS,
                      params: BaselineParams = BaselineParams(), case_id: str | None = None) -> AacResult:
@@ -82,10 +90,7 @@ def score_radiograph(image: str | Path | Radiograph, *, pixel_spacing_mm: float 
     parse_bands(bands)  # refuse bad bands before the work
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    if isinstance(image, Radiograph):
-        rg, default_case = image, "radiograph"
-    else:
-        rg, default_case = load_radiograph(image, pixel_spacing_mm=pixel_spacing_mm), case_id_for(Path(image))
+    rg, default_case = radiograph_input(image, pixel_spacing_mm)
     timings["load_s"] = time.perf_counter() - start
     start = time.perf_counter()
     loc = locate_vertebrae(rg, facing=facing, lowest_level=lowest_level)

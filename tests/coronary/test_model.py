@@ -33,14 +33,58 @@ def test_numpy_forest_equals_sklearn():
 
 def test_json_round_trip_and_determinism(tmp_path):
     table = _table()
-    model, report = train_lesion_model(table, seed=0, n_trees=8, folds=3)
-    again, _ = train_lesion_model(table, seed=0, n_trees=8, folds=3)
+    # 20 trees: the rule uses 3 of the 46 columns, the rest are noise the forest must see past
+    model, report = train_lesion_model(table, seed=0, n_trees=20, folds=3)
+    again, _ = train_lesion_model(table, seed=0, n_trees=20, folds=3)
     assert json.dumps(model.to_json()) == json.dumps(again.to_json())
     assert report["accuracy"] > 0.8                      # grouped CV on a learnable rule
     path = model.save(tmp_path / "m.json")
     loaded = LesionModel.load(path)
     probe = _table(50, seed=2).features
     assert np.allclose(loaded.predict_proba(probe), model.predict_proba(probe), atol=1e-6)
+
+
+def test_artery_forest_split_and_round_trip(tmp_path):
+    """Detector on a subset of the columns + artery forest on all: P(none) from the detector, the
+    artery shares from the artery forest; saved and loaded unchanged."""
+    from vascalc.coronary.assign import BASE_FEATURES
+    from vascalc.coronary.training import fit_model
+
+    table = _table(400)
+    model = fit_model(table, seed=0, n_trees=10, detector_features=BASE_FEATURES)
+    assert model.features == BASE_FEATURES and model.artery_features == FEATURES
+    probe = _table(60, seed=4).features
+    p = model.predict_proba(probe)
+    detector = LesionModel(model.trees, model.features, CLASSES, {}).predict_proba(probe)
+    artery = LesionModel(model.artery_trees, model.artery_features, CLASSES, {}).predict_proba(probe)
+    assert np.allclose(p[:, 0], detector[:, 0]) and np.allclose(p.sum(axis=1), 1.0)
+    has = artery[:, 1:].sum(axis=1) > 0
+    share = artery[has, 1:] / artery[has, 1:].sum(axis=1, keepdims=True)
+    assert np.allclose(p[has, 1:], (1 - detector[has, :1]) * share)
+    loaded = LesionModel.load(model.save(tmp_path / "m.json"))
+    assert loaded.artery_features == FEATURES
+    assert np.allclose(loaded.predict_proba(probe), p, atol=1e-6)
+
+
+def test_older_model_on_fewer_features_still_reads_its_columns(tmp_path):
+    """A round-2 model (base features only, no artery forest) predicts from the full feature matrix
+    exactly as from its own columns."""
+    from vascalc.coronary.assign import BASE_FEATURES
+
+    table = _table(200)
+    cols = [FEATURES.index(f) for f in BASE_FEATURES]
+    forest = fit_forest(table, seed=1, n_trees=8, features=BASE_FEATURES)
+    old = LesionModel.from_sklearn(forest, {}, BASE_FEATURES)
+    path = old.save(tmp_path / "old.json")
+    data = json.loads(path.read_text())
+    assert "artery_forest" not in data and data["features"] == list(BASE_FEATURES)
+    probe = _table(40, seed=5).features
+    loaded = LesionModel.load(path)
+    assert np.allclose(loaded.predict_proba(probe), forest.predict_proba(probe[:, cols].astype(np.float32)), atol=1e-9)
+    data["features"][0] = "not_a_feature"
+    (tmp_path / "bad.json").write_text(json.dumps(data))
+    with pytest.raises(InputError, match="other features"):
+        LesionModel.load(tmp_path / "bad.json")
 
 
 def test_csv_training_input(tmp_path):
@@ -66,6 +110,8 @@ def test_shipped_model_loads():
         pytest.skip("no shipped model")
     model = LesionModel.load(default_model_path())
     assert model.classes == CLASSES and model.info.get("training_seeds")
+    # round 3: the detector adds the fat-envelope radius and plate shape; the artery forest uses all
+    assert {"envelope_radius", "plate_index"} <= set(model.features) and model.artery_features == FEATURES
 
 
 def test_train_command_on_lesion_csv(tmp_path):

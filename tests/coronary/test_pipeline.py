@@ -71,6 +71,20 @@ def test_each_artery_alone(vessel, artery, start):
         assert all(0.0 < lesion.confidence <= 1.0 for lesion in counted)
 
 
+@pytest.mark.skipif(not default_model_path().exists(), reason="no shipped model")
+@pytest.mark.parametrize("vessel", ["lad", "lcx"])
+def test_bifurcation_lad_versus_lcx(vessel):
+    """Round 3: a plaque 4 mm past the left main bifurcation, on the LAD (running down the anterior
+    interventricular groove) or on the LCX (turning into the left AV groove), goes to its own artery
+    with the shipped model (the round-2 model called both LAD)."""
+    phantom = _phantom(6, plaques=[_dense(vessel, 4.0)])
+    result = score_coronary(phantom.volume, segmenter="builtin")
+    scored = {a.name: a.agatston_3mm for a in result.arteries}
+    assert scored[vessel] > 50 and all(v == 0 for k, v in scored.items() if k != vessel), scored
+    counted = [lesion for lesion in result.lesions if lesion.counted]
+    assert len(counted) == 1 and counted[0].probabilities[vessel] > 0.5
+
+
 def _ball(volume: Volume, centre_lps, radius_mm: float, hu: float, elongate_mm=(0.0, 0.0, 0.0)) -> Volume:
     """Paint a ball (or a rod along ``elongate_mm``) of ``hu`` into a copy of the CT."""
     grid = volume.grid

@@ -17,20 +17,24 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from vascalc.coronary.anatomy import HeartFrame
+from vascalc.coronary.context import CONTEXT_FEATURES, FatEnvelope, context_features, fat_mask
 from vascalc.errors import InputError
 from vascalc.imaging.grid import Grid
 
 CLASSES = ("none", "rca", "lad", "lcx")
-#: feature names, in model column order; units in the names
-FEATURES = ("u", "v", "w", "cos_azimuth", "sin_azimuth", "radius_norm", "surface_distance_mm",
-            "root_distance_mm", "root_height_mm", "root_inplane_mm", "log_volume_mm3", "peak_hu", "mean_hu",
-            "n_slices", "elongation", "extent_mm", "long_axis_norm", "cos_azimuth_long", "sin_azimuth_long",
-            "noise_sd_hu", "peak_snr", "slice_increment_mm", "fat_distance_mm", "fat_fraction",
-            "local_mean_snr")
+#: position, size and HU features (round 1–2 models use exactly these)
+BASE_FEATURES = ("u", "v", "w", "cos_azimuth", "sin_azimuth", "radius_norm", "surface_distance_mm",
+                 "root_distance_mm", "root_height_mm", "root_inplane_mm", "log_volume_mm3", "peak_hu", "mean_hu",
+                 "n_slices", "elongation", "extent_mm", "long_axis_norm", "cos_azimuth_long", "sin_azimuth_long",
+                 "noise_sd_hu", "peak_snr", "slice_increment_mm", "fat_distance_mm", "fat_fraction",
+                 "local_mean_snr")
+#: every feature :func:`lesion_features` computes, in column order; units in the names. A model may use
+#: any subset (it records its own feature names and reads those columns)
+FEATURES = BASE_FEATURES + CONTEXT_FEATURES
 #: stand-in distance when the aortic root was not found (far away, so rules never reject by it)
 NO_ROOT_MM = 250.0
 MODEL_FORMAT = "vascalc-coronary-lesion-forest"
-MODEL_VERSION = 1
+MODEL_VERSION = 2  # 2: optional artery forest (round 3); version-1 files still load
 
 
 @dataclass(frozen=True, eq=False)
@@ -42,16 +46,17 @@ class LesionFeatures:
     centroid_zyx: np.ndarray            # (n, 3) full-grid indices
     centroid_lps_mm: np.ndarray         # (n, 3)
     azimuth_deg: np.ndarray             # (n,) 0 = patient left, 90 = posterior, 270 = anterior
+    envelope: FatEnvelope | None = None  # the epicardial-fat ellipsoid behind the envelope_* features
 
     def column(self, name: str) -> np.ndarray:
         return self.matrix[:, FEATURES.index(name)]
 
 
-def fat_distance_mm(hu_crop: np.ndarray, spacing_mm: tuple[float, float, float]) -> np.ndarray:
+def fat_distance_mm(hu_crop: np.ndarray, spacing_mm: tuple[float, float, float], fat: np.ndarray | None = None
+                    ) -> np.ndarray:
     """Distance (mm) to the nearest fat voxel (in-plane 3×3 mean HU −190…−30): coronary calcium
     lies in epicardial fat, noise specks in myocardium or blood do not, nor does valve calcium."""
-    smooth = ndi.uniform_filter(hu_crop.astype(np.float32), size=(1, 3, 3))
-    fat = (smooth >= -190.0) & (smooth <= -30.0)
+    fat = fat_mask(hu_crop) if fat is None else fat
     if not fat.any():
         return np.full(hu_crop.shape, 50.0, dtype=np.float32)
     return ndi.distance_transform_edt(~fat, sampling=spacing_mm).astype(np.float32)
@@ -72,7 +77,8 @@ def lesion_features(clusters: np.ndarray, n: int, hu_crop: np.ndarray, surface_m
     ``blood_hu`` and ``noise_sd_hu`` (heart centre median and robust SD) put each peak in units of
     the scan's noise: a noise speck is a few SD above blood, calcium many. ``fat_mm``
     (:func:`fat_distance_mm` on the crop) gives the nearest fat per lesion and the fraction of its
-    voxels within 2 mm of fat."""
+    voxels within 2 mm of fat. The shape, fat-side, vessel-direction and fat-envelope columns are
+    :func:`vascalc.coronary.context.context_features` (docs/coronary.md, round 3)."""
     z, y, x = np.nonzero(clusters)
     c = clusters[z, y, x].astype(np.int64)
     m = n + 1
@@ -112,8 +118,9 @@ def lesion_features(clusters: np.ndarray, n: int, hu_crop: np.ndarray, surface_m
         root_h = np.zeros(n)
     vol = count * grid.voxel_volume_mm3
     along, az_long = frame.long_axis_coordinates(cen) if n else (np.zeros(0), np.zeros(0))
+    fat = fat_mask(hu_crop) if n else None
     if fat_mm is None:
-        fat_mm = fat_distance_mm(hu_crop, tuple(float(v) for v in grid.spacing_mm))
+        fat_mm = fat_distance_mm(hu_crop, tuple(float(v) for v in grid.spacing_mm), fat)
     fd = fat_mm[z, y, x].astype(float)
     fat_min = np.full(m, np.inf)
     np.minimum.at(fat_min, c, fd)
@@ -124,15 +131,20 @@ def lesion_features(clusters: np.ndarray, n: int, hu_crop: np.ndarray, surface_m
     local_max = np.full(m, -np.inf)
     np.maximum.at(local_max, c, local)
     noise = max(float(noise_sd_hu), 1.0)
+    spacing = tuple(float(v) for v in grid.spacing_mm)
+    offset = np.array([b.start for b in box], dtype=float)
+    context, envelope = context_features(
+        clusters, n, hu_crop, surface_mm, lambda index: grid.index_to_lps(index + offset), spacing,
+        np.asarray(frame.centre_lps_mm), np.asarray(frame.long_axis), float(np.mean(frame.semi_axes_mm)), fat)
     matrix = np.column_stack([
         uvw[:, 0], uvw[:, 1], uvw[:, 2], np.cos(np.radians(az)), np.sin(np.radians(az)), np.linalg.norm(uvw, axis=1),
         surf, root_dist, root_h, root_in, np.log(np.maximum(vol, 1e-3)), peak[1:], mean, n_slices, elong, extent,
         along, np.cos(np.radians(az_long)), np.sin(np.radians(az_long)), np.full(n, noise),
         (peak[1:] - blood_hu) / noise, np.full(n, float(grid.spacing_mm[0])), np.minimum(fat_min[1:], 50.0), fat_frac,
-        (local_max[1:] - blood_hu) / (noise / 3.0),
+        (local_max[1:] - blood_hu) / (noise / 3.0), *(context[name] for name in CONTEXT_FEATURES),
     ]) if n else np.zeros((0, len(FEATURES)))
     return LesionFeatures(matrix=matrix.astype(np.float64), n_voxels=count.astype(np.int64), centroid_zyx=cen_idx,
-                          centroid_lps_mm=cen, azimuth_deg=az)
+                          centroid_lps_mm=cen, azimuth_deg=az, envelope=envelope)
 
 
 @dataclass(frozen=True)
@@ -179,41 +191,95 @@ def assign_rules(features: LesionFeatures, frame: HeartFrame, settings: RuleSett
 
 # ---- learned classifier: a random forest stored as plain arrays (JSON), evaluated with numpy -----------------
 
+def _forest_proba(trees: tuple[dict, ...], x: np.ndarray, n_classes: int) -> np.ndarray:
+    """Mean over trees of the leaf class fractions (as ``RandomForestClassifier.predict_proba``)."""
+    n = x.shape[0]
+    out = np.zeros((n, n_classes))
+    rows = np.arange(n)
+    for tree in trees:
+        node = np.zeros(n, dtype=np.int64)
+        left, right, feat, thr, value = tree["left"], tree["right"], tree["feature"], tree["threshold"], tree["value"]
+        # walk every sample down at once: one step per tree level
+        for _ in range(tree["depth"] + 1):
+            leaf = left[node] < 0
+            if leaf.all():
+                break
+            go_left = x[rows, np.maximum(feat[node], 0)] <= thr[node]
+            node = np.where(leaf, node, np.where(go_left, left[node], right[node]))
+        out += value[node]
+    return out / max(len(trees), 1)
+
+
+def _columns(x: np.ndarray, features: tuple[str, ...]) -> np.ndarray:
+    """The columns ``features`` of a :data:`FEATURES` matrix (a matrix already that wide is taken as is)."""
+    return x if x.shape[1] == len(features) else x[:, [FEATURES.index(name) for name in features]]
+
+
+def _trees_from_sklearn(forest) -> tuple[dict, ...]:
+    trees = []
+    for est in forest.estimators_:
+        t = est.tree_
+        value = t.value[:, 0, :]
+        value = value / np.maximum(value.sum(axis=1, keepdims=True), 1e-12)
+        full = np.zeros((value.shape[0], len(CLASSES)))
+        full[:, np.asarray(forest.classes_, dtype=int)] = value
+        trees.append({"depth": int(t.max_depth), "left": t.children_left.astype(np.int64),
+                      "right": t.children_right.astype(np.int64), "feature": t.feature.astype(np.int64),
+                      "threshold": t.threshold.astype(np.float64), "value": full})
+    return tuple(trees)
+
+
+def _trees_to_json(trees: tuple[dict, ...]) -> list[dict]:
+    return [{"depth": int(t["depth"]), "left": t["left"].tolist(), "right": t["right"].tolist(),
+             "feature": t["feature"].tolist(), "threshold": [float(v) for v in t["threshold"]],
+             "value": np.round(t["value"], 6).tolist()} for t in trees]
+
+
+def _trees_from_json(items: list[dict]) -> tuple[dict, ...]:
+    return tuple({"depth": int(t["depth"]), "left": np.asarray(t["left"], dtype=np.int64),
+                  "right": np.asarray(t["right"], dtype=np.int64), "feature": np.asarray(t["feature"], dtype=np.int64),
+                  "threshold": np.asarray(t["threshold"], dtype=np.float64),
+                  "value": np.asarray(t["value"], dtype=np.float64)} for t in items)
+
+
 @dataclass(frozen=True, eq=False)
 class LesionModel:
-    """A random forest over :data:`FEATURES`, held as arrays (no pickle): per tree the node arrays of
-    scikit-learn's ``tree_`` (children, split feature, threshold, leaf class fractions)."""
+    """Random forests held as arrays (no pickle): per tree the node arrays of scikit-learn's
+    ``tree_`` (children, split feature, threshold, leaf class fractions).
+
+    ``trees`` over ``features`` give P(not coronary) and, alone, the artery too. With an *artery
+    forest* (``artery_trees`` over ``artery_features``, round 3) the artery split comes from it
+    instead: P(artery k) = (1 − P(none)) · its share of the artery forest's coronary probability.
+    Both feature lists are subsets of :data:`FEATURES`; :meth:`predict_proba` takes the full
+    :data:`FEATURES` matrix and reads each forest's columns by name, so models of earlier rounds
+    (fewer features, no artery forest) keep working."""
 
     trees: tuple[dict, ...]
     features: tuple[str, ...]
     classes: tuple[str, ...]
     info: dict
+    artery_trees: tuple[dict, ...] = ()
+    artery_features: tuple[str, ...] = ()
 
     def predict_proba(self, matrix: np.ndarray) -> np.ndarray:
-        """Mean over trees of the leaf class fractions (as ``RandomForestClassifier.predict_proba``)."""
+        """(n, 4) class probabilities (none, rca, lad, lcx) for rows of the :data:`FEATURES` matrix."""
         x = np.asarray(matrix, dtype=np.float32).astype(np.float64)
-        n = x.shape[0]
-        out = np.zeros((n, len(self.classes)))
-        rows = np.arange(n)
-        for tree in self.trees:
-            node = np.zeros(n, dtype=np.int64)
-            left, right, feat, thr, value = tree["left"], tree["right"], tree["feature"], tree["threshold"], tree["value"]
-            # walk every sample down at once: one step per tree level
-            for _ in range(tree["depth"] + 1):
-                leaf = left[node] < 0
-                if leaf.all():
-                    break
-                go_left = x[rows, np.maximum(feat[node], 0)] <= thr[node]
-                node = np.where(leaf, node, np.where(go_left, left[node], right[node]))
-            out += value[node]
-        return out / len(self.trees)
+        out = _forest_proba(self.trees, _columns(x, self.features), len(self.classes))
+        if self.artery_trees and x.shape[0]:
+            split = _forest_proba(self.artery_trees, _columns(x, self.artery_features), len(self.classes))[:, 1:]
+            total = split.sum(axis=1, keepdims=True)
+            # a lesion the artery forest finds no coronary support for keeps the detector's own split
+            share = np.where(total > 0, split / np.maximum(total, 1e-12), out[:, 1:] / np.maximum(
+                out[:, 1:].sum(axis=1, keepdims=True), 1e-12))
+            out = np.column_stack([out[:, 0], (1.0 - out[:, :1]) * share])
+        return out
 
     def to_json(self) -> dict:
-        return {"format": MODEL_FORMAT, "version": MODEL_VERSION, "features": list(self.features),
-                "classes": list(self.classes), "info": self.info,
-                "trees": [{"depth": int(t["depth"]), "left": t["left"].tolist(), "right": t["right"].tolist(),
-                           "feature": t["feature"].tolist(), "threshold": [float(v) for v in t["threshold"]],
-                           "value": np.round(t["value"], 6).tolist()} for t in self.trees]}
+        data = {"format": MODEL_FORMAT, "version": MODEL_VERSION, "features": list(self.features),
+                "classes": list(self.classes), "info": self.info, "trees": _trees_to_json(self.trees)}
+        if self.artery_trees:
+            data["artery_forest"] = {"features": list(self.artery_features), "trees": _trees_to_json(self.artery_trees)}
+        return data
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -221,19 +287,13 @@ class LesionModel:
         return path
 
     @classmethod
-    def from_sklearn(cls, forest, info: dict) -> "LesionModel":
-        """Copy the node arrays of a fitted ``RandomForestClassifier`` (classes must be 0…3)."""
-        trees = []
-        for est in forest.estimators_:
-            t = est.tree_
-            value = t.value[:, 0, :]
-            value = value / np.maximum(value.sum(axis=1, keepdims=True), 1e-12)
-            full = np.zeros((value.shape[0], len(CLASSES)))
-            full[:, np.asarray(forest.classes_, dtype=int)] = value
-            trees.append({"depth": int(t.max_depth), "left": t.children_left.astype(np.int64),
-                          "right": t.children_right.astype(np.int64), "feature": t.feature.astype(np.int64),
-                          "threshold": t.threshold.astype(np.float64), "value": full})
-        return cls(trees=tuple(trees), features=FEATURES, classes=CLASSES, info=info)
+    def from_sklearn(cls, forest, info: dict, features: tuple[str, ...] = FEATURES, artery_forest=None,
+                     artery_features: tuple[str, ...] = FEATURES) -> "LesionModel":
+        """Copy the node arrays of fitted ``RandomForestClassifier``s (classes 0…3): ``forest`` on the
+        columns ``features``, and optionally the artery forest on ``artery_features``."""
+        return cls(trees=_trees_from_sklearn(forest), features=tuple(features), classes=CLASSES, info=info,
+                   artery_trees=() if artery_forest is None else _trees_from_sklearn(artery_forest),
+                   artery_features=() if artery_forest is None else tuple(artery_features))
 
     @classmethod
     def load(cls, path: str | Path) -> "LesionModel":
@@ -247,13 +307,12 @@ class LesionModel:
             raise InputError(f"cannot read the coronary lesion model {path.name}: {error}") from None
         if not isinstance(data, dict) or data.get("format") != MODEL_FORMAT:
             raise InputError(f"{path.name} is not a vascalc coronary lesion model (made by 'vascalc train coronary')")
-        if tuple(data["features"]) != FEATURES or tuple(data["classes"]) != CLASSES:
+        artery = data.get("artery_forest") or {"features": [], "trees": []}
+        if not set(data["features"]) | set(artery["features"]) <= set(FEATURES) or tuple(data["classes"]) != CLASSES:
             raise InputError(f"{path.name} was trained on other features; retrain it with this vascalc version")
-        trees = tuple({"depth": int(t["depth"]), "left": np.asarray(t["left"], dtype=np.int64),
-                       "right": np.asarray(t["right"], dtype=np.int64), "feature": np.asarray(t["feature"], dtype=np.int64),
-                       "threshold": np.asarray(t["threshold"], dtype=np.float64),
-                       "value": np.asarray(t["value"], dtype=np.float64)} for t in data["trees"])
-        return cls(trees=trees, features=FEATURES, classes=CLASSES, info=data.get("info", {}))
+        return cls(trees=_trees_from_json(data["trees"]), features=tuple(data["features"]), classes=CLASSES,
+                   info=data.get("info", {}), artery_trees=_trees_from_json(artery["trees"]),
+                   artery_features=tuple(artery["features"]))
 
 
 def default_model_path() -> Path:

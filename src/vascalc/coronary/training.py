@@ -20,7 +20,7 @@ import pandas as pd
 from scipy import ndimage as ndi
 
 from vascalc.calcium.score import agatston_parts
-from vascalc.coronary.assign import CLASSES, FEATURES, LesionModel
+from vascalc.coronary.assign import BASE_FEATURES, CLASSES, FEATURES, LesionModel
 from vascalc.coronary.candidates import TOL, structure_2d
 from vascalc.coronary.score import slice_convention
 from vascalc.errors import InputError
@@ -285,18 +285,39 @@ def lesions_from_csv(path: str | Path) -> LesionTable:
     return LesionTable(frame[list(FEATURES)].to_numpy(np.float64), classes, groups)
 
 
-def fit_forest(table: LesionTable, seed: int = 0, n_trees: int = 60, max_depth: int = 12):
-    """A scikit-learn random forest on the table (deterministic: fixed seed, one thread)."""
+#: columns of the detector forest (coronary or not) of the shipped model: the position, size and HU
+#: features plus the lesion's place in the epicardial-fat envelope and its plate shape (pericardial
+#: calcium lies beyond the fat and is a plate). The other round-3 context features sharpen the
+#: artery split (LAD vs LCX at the bifurcation) but, added to the detector, did not lower the
+#: per-artery errors on both the development cohort and grouped cross-validation (docs/coronary.md,
+#: round 3), so they feed the artery forest only.
+DETECTOR_FEATURES = BASE_FEATURES + ("envelope_radius", "plate_index")
+
+
+def fit_forest(table: LesionTable, seed: int = 0, n_trees: int = 60, max_depth: int = 12,
+               features: tuple[str, ...] = FEATURES):
+    """A scikit-learn random forest on the columns ``features`` of the table (deterministic: fixed
+    seed, one thread; balanced class weights, leaves of ≥ 2 lesions)."""
     from sklearn.ensemble import RandomForestClassifier
 
     forest = RandomForestClassifier(n_estimators=n_trees, max_depth=max_depth, min_samples_leaf=2,
                                     class_weight="balanced", random_state=seed, n_jobs=1)
-    forest.fit(table.features.astype(np.float32), table.classes)
+    forest.fit(table.features[:, [FEATURES.index(f) for f in features]].astype(np.float32), table.classes)
     return forest
 
 
-def cross_validate(table: LesionTable, seed: int = 0, folds: int = 5, n_trees: int = 60) -> dict:
-    """Grouped (by case) k-fold accuracy and per-class recall of the forest."""
+def fit_model(table: LesionTable, seed: int = 0, n_trees: int = 60, info: dict | None = None,
+              detector_features: tuple[str, ...] = DETECTOR_FEATURES, artery_forest: bool = True) -> LesionModel:
+    """The lesion model: a detector forest on ``detector_features`` and, with ``artery_forest``, a
+    second forest on every feature whose artery split is used (:class:`LesionModel`)."""
+    detector = fit_forest(table, seed, n_trees, features=detector_features)
+    artery = fit_forest(table, seed, n_trees, features=FEATURES) if artery_forest else None
+    return LesionModel.from_sklearn(detector, info or {}, detector_features, artery, FEATURES)
+
+
+def cross_validate(table: LesionTable, seed: int = 0, folds: int = 5, n_trees: int = 60,
+                   detector_features: tuple[str, ...] = DETECTOR_FEATURES, artery_forest: bool = True) -> dict:
+    """Grouped (by case) k-fold accuracy and per-class recall of the model."""
     from sklearn.model_selection import GroupKFold
 
     k = min(folds, len(np.unique(table.groups)))
@@ -304,8 +325,8 @@ def cross_validate(table: LesionTable, seed: int = 0, folds: int = 5, n_trees: i
         return {"folds": 0}
     pred = np.zeros_like(table.classes)
     for train, test in GroupKFold(n_splits=k).split(table.features, table.classes, table.groups):
-        forest = fit_forest(LesionTable(table.features[train], table.classes[train], table.groups[train]), seed, n_trees)
-        model = LesionModel.from_sklearn(forest, {})
+        model = fit_model(LesionTable(table.features[train], table.classes[train], table.groups[train]), seed, n_trees,
+                          detector_features=detector_features, artery_forest=artery_forest)
         pred[test] = np.argmax(model.predict_proba(table.features[test]), axis=1)
     recall = {CLASSES[c]: float((pred[table.classes == c] == c).mean()) for c in range(len(CLASSES))
               if (table.classes == c).any()}
@@ -314,15 +335,17 @@ def cross_validate(table: LesionTable, seed: int = 0, folds: int = 5, n_trees: i
 
 
 def train_lesion_model(table: LesionTable, seed: int = 0, description: str = "", n_trees: int = 60,
-                       folds: int = 5) -> tuple[LesionModel, dict]:
-    """Fit the forest on every lesion of ``table`` and return (model, grouped ``folds``-fold
+                       folds: int = 5, detector_features: tuple[str, ...] = DETECTOR_FEATURES,
+                       artery_forest: bool = True) -> tuple[LesionModel, dict]:
+    """Fit the model on every lesion of ``table`` and return (model, grouped ``folds``-fold
     cross-validation report; ``folds`` < 2 skips it)."""
     if table.classes.size < 10 or np.unique(table.classes).size < 2:
         raise InputError(f"too few labelled lesions to train ({table.classes.size}, classes "
                          f"{sorted(set(CLASSES[int(c)] for c in table.classes))}); use more cases")
-    report = cross_validate(table, seed, folds, n_trees) if folds >= 2 else {"folds": 0}
-    forest = fit_forest(table, seed, n_trees)
+    report = cross_validate(table, seed, folds, n_trees, detector_features, artery_forest) if folds >= 2 \
+        else {"folds": 0}
     counts = {CLASSES[c]: int((table.classes == c).sum()) for c in range(len(CLASSES))}
-    info = {"kind": "random_forest", "n_trees": len(forest.estimators_), "seed": seed, "class_counts": counts,
-            "cross_validation": report, "description": description}
-    return LesionModel.from_sklearn(forest, info), report
+    info = {"kind": "random_forest" + (" + artery forest" if artery_forest else ""), "n_trees": n_trees, "seed": seed,
+            "class_counts": counts, "cross_validation": report, "description": description,
+            "detector_features": list(detector_features)}
+    return fit_model(table, seed, n_trees, info, detector_features, artery_forest), report

@@ -72,7 +72,9 @@ def test_coral_head_is_rank_consistent():
 
 
 def _tiny_config(**kw) -> AacConfig:
-    return AacConfig(patch_px=P, epochs=kw.pop("epochs", 25), batch_size=8, learning_rate=5e-3, width=4, **kw)
+    # raw one-channel patches: the high-pass channel of the default settings is tested in test_learn_aac_rank.py
+    return AacConfig(patch_px=P, epochs=kw.pop("epochs", 25), batch_size=8, learning_rate=5e-3, width=4,
+                     highpass_px=0.0, **kw)
 
 
 def test_tiny_training_lowers_loss_and_beats_chance():
@@ -239,14 +241,30 @@ def test_predict_grades_applies_stored_calibration(tmp_path):
         predict_grades(tmp_path, image, _landmarks(), 1.0)
 
 
-def test_bundled_model_is_calibrated_on_disjoint_seeds():
+def test_bundled_model_selection_used_only_disjoint_seeds():
+    """The bundled model's decision rule was tried on calibration films and selected on validation
+    films — neither may overlap the training (< 10⁶) or held-out (10⁶ … 2·10⁶ − 1) seeds."""
     import json
 
-    from vascalc.learn.aac import CALIBRATION_SEED_OFFSET, TEST_SEED_OFFSET
+    from vascalc.learn.aac import (
+        CALIBRATION_SEED_OFFSET,
+        TEST_SEED_OFFSET,
+        VALIDATION_SEED_OFFSET,
+        calibration_thresholds,
+        load_aac_ensemble,
+    )
     from vascalc.radiograph.learned import BUNDLED_MODEL
 
-    cal = json.loads((BUNDLED_MODEL / "model.json").read_text())["calibration"]
+    meta = json.loads((BUNDLED_MODEL / "model.json").read_text())
+    cal = meta.get("calibration") or meta["calibration_not_applied"]
     lo, hi = cal["seeds"]
     assert lo >= CALIBRATION_SEED_OFFSET and hi < CALIBRATION_SEED_OFFSET + 10_000
     assert hi < TEST_SEED_OFFSET or lo >= 2 * TEST_SEED_OFFSET  # never a held-out or training seed
-    assert len(cal["thresholds"]) == 3 and cal["after"]["aac24_mae"] <= cal["before"]["aac24_mae"]
+    assert len(cal["thresholds"]) == 3
+    v_lo, v_hi = meta["selection"]["validation_seeds"]
+    assert v_lo >= VALIDATION_SEED_OFFSET and v_lo >= 2 * TEST_SEED_OFFSET and v_hi < VALIDATION_SEED_OFFSET + 10**6
+    applied = calibration_thresholds(load_aac_ensemble(BUNDLED_MODEL))
+    if "calibration" in meta:  # kept only when it lowered the AAC-24 error
+        assert cal["after"]["aac24_mae"] <= cal["before"]["aac24_mae"] and applied is not None
+    else:  # rejected: it raised the error, and the plain 0.5 rule is what predict_grades applies
+        assert cal["after"]["aac24_mae"] > cal["before"]["aac24_mae"] and applied is None

@@ -62,13 +62,31 @@ TEST_SEED_OFFSET = 1_000_000  # held-out phantoms never share a seed with traini
 #: (``seed·10⁴ + i`` < 10⁶), from every held-out set (10⁶ … 1 999 999) and from the localiser's films.
 CALIBRATION_SEED_OFFSET = 3_000_000
 CALIBRATION_VERSION = 1
+#: Grader losses: CORAL alone, or CORAL plus the rank-aware contrastive term (:func:`rank_contrastive_loss`).
+LOSSES = ("coral", "coral+rank_contrastive")
+#: Values of the settings added after format 1's first models, for folders whose model.json lacks them.
+LEGACY_SETTINGS = {"context": 0.0, "coord_channels": False, "loss": "coral", "rank_weight": 0.1, "rank_margin": 0.5,
+                   "regressor_patch_px": 0, "highpass_px": 0.0, "augment_blur_mm": 0.0, "augment_noise": 0.0}
+#: Validation films for model selection: seeds ``VALIDATION_SEED_OFFSET + i`` — disjoint from training
+#: (< 10⁶), held-out (10⁶ … 2·10⁶ − 1) and calibration (3·10⁶ …) films.
+VALIDATION_SEED_OFFSET = 4_000_000
 
 
 @dataclass(frozen=True)
 class AacConfig:
     """Settings. ``patch_px``: samples along t per level; ``band_px`` samples along d over ``band_mm``
     (the d range in front of the anterior vertebral border; 0 → ``patch_px``); ``width``: channels of
-    the first ResNet stage (doubling per stage, 4 stages of one basic block)."""
+    the first ResNet stage (doubling per stage, 4 stages of one basic block).
+
+    Grader input (:func:`grader_inputs`): ``highpass_px`` — σ (samples) of the high-pass residual
+    channel (:func:`highpass_residual`; 0 = off); ``coord_channels`` — add d / wall / level-mask
+    maps; ``context`` — rows of the neighbouring levels above and below, as a fraction of
+    ``patch_px``. ``loss`` — ``"coral"`` or ``"coral+rank_contrastive"`` (:func:`rank_contrastive_loss`
+    with ``rank_weight``, ``rank_margin``). ``regressor_patch_px`` — rows per level of the regressor's
+    band (0 → ``patch_px``). ``augment_blur_mm`` / ``augment_noise`` — synthetic training films get,
+    with probability 1/2, extra blur FWHM U(0, max) mm and noise SD U(0, max) (:func:`augment_film`).
+    The defaults are the demo model v2's settings, chosen on validation films (docs/radiograph.md);
+    folders saved before a setting existed load it as :data:`LEGACY_SETTINGS` says."""
 
     patch_px: int = 16
     band_mm: tuple[float, float] = (0.0, 56.0)
@@ -80,6 +98,15 @@ class AacConfig:
     width: int = 8
     regressor: bool = True
     seed: int = 0
+    context: float = 0.0
+    coord_channels: bool = False
+    loss: str = "coral"
+    rank_weight: float = 0.1
+    rank_margin: float = 0.5
+    regressor_patch_px: int = 0
+    highpass_px: float = 1.0
+    augment_blur_mm: float = 2.5
+    augment_noise: float = 0.02
 
     def __post_init__(self) -> None:
         if self.patch_px < 8 or self.patch_px % 8 or self.band_px % 8:
@@ -88,6 +115,29 @@ class AacConfig:
             raise InputError("folds must be ≥ 2 and epochs, batch size and width ≥ 1")
         if not self.band_mm[1] > self.band_mm[0]:
             raise InputError(f"band_mm must be (near, far) with far > near, got {self.band_mm}")
+        if not 0.0 <= self.context <= 1.0:
+            raise InputError(f"context must be a fraction of the level height in [0, 1], got {self.context}")
+        if self.loss not in LOSSES:
+            raise InputError(f"unknown grader loss {self.loss!r}; use one of {', '.join(LOSSES)}")
+        if self.rank_weight < 0 or self.rank_margin <= 0:
+            raise InputError("rank_weight must be ≥ 0 and rank_margin > 0")
+        if self.augment_blur_mm < 0 or self.augment_noise < 0:
+            raise InputError("augment_blur_mm and augment_noise must be ≥ 0 (0 = off)")
+        if self.highpass_px < 0:
+            raise InputError(f"highpass_px must be ≥ 0 (0 = off), got {self.highpass_px}")
+        if self.regressor_patch_px and (self.regressor_patch_px < 8 or self.regressor_patch_px % 8):
+            raise InputError(f"regressor_patch_px must be 0 or a multiple of 8 ≥ 8, got {self.regressor_patch_px}")
+
+    @property
+    def context_px(self) -> int:
+        """Rows of context added above and below each level's patch (same t step as the level)."""
+        return int(round(self.context * self.patch_px))
+
+    @property
+    def in_channels(self) -> int:
+        """Grader input channels: the film, its high-pass residual (``highpass_px``), then d, wall and
+        in-level maps (``coord_channels``)."""
+        return 1 + (self.highpass_px > 0) + 3 * self.coord_channels
 
 
 @dataclass(frozen=True)
@@ -140,22 +190,25 @@ def _standardise(patches: np.ndarray) -> np.ndarray:
 
 
 def segment_patches(image: np.ndarray, vertebrae, pixel_spacing_mm=None, *, patch_px: int = 32,
-                    band_mm: tuple[float, float] = (0.0, 60.0), band_px: int | None = None) -> np.ndarray:
-    """The 8 segment patches ``(8, patch_px, band_px)`` in :data:`SEGMENTS` order, standardised.
+                    band_mm: tuple[float, float] = (0.0, 60.0), band_px: int | None = None,
+                    context_px: int = 0) -> np.ndarray:
+    """The 8 segment patches ``(8, patch_px + 2·context_px, band_px)`` in :data:`SEGMENTS` order, standardised.
 
     Rows run along the spinal axis over the level's height (T12/L1 … L4/L5 boundaries, B.2 step 2),
-    columns over ``band_mm`` in front of the anterior vertebral border; anterior-wall patches are
-    mirrored so that the graded wall is always at the far column side (posterior = near the spine).
+    plus ``context_px`` rows at the same step above and below (the neighbouring levels, so that the
+    network sees where a wall's calcium continues); columns over ``band_mm`` in front of the anterior
+    vertebral border; anterior-wall patches are mirrored along d.
     ``vertebrae``: L1–L4 landmarks (or a ready :class:`SpineGeometry`); lengths in mm.
     """
     geometry = _geometry(vertebrae, pixel_spacing_mm)
     b = geometry.boundaries_mm
     n_d = band_px or patch_px
     d = np.linspace(band_mm[0], band_mm[1], n_d)
-    out = np.empty((len(SEGMENTS), patch_px, n_d), dtype=np.float32)
+    out = np.empty((len(SEGMENTS), patch_px + 2 * context_px, n_d), dtype=np.float32)
     for k in range(len(LEVELS)):
         # samples at cell centres, so that each covers an equal share of the level's height
-        edges = np.linspace(b[k], b[k + 1], patch_px + 1)
+        step = (b[k + 1] - b[k]) / patch_px
+        edges = b[k] + step * np.arange(-context_px, patch_px + context_px + 1)
         level = _sample(image, geometry, 0.5 * (edges[:-1] + edges[1:]), d)
         out[2 * k] = level[:, ::-1]  # anterior wall: mirrored
         out[2 * k + 1] = level
@@ -173,14 +226,94 @@ def lumbar_crop(image: np.ndarray, vertebrae, pixel_spacing_mm=None, *, patch_px
     return _standardise(crop[None])[0]
 
 
+def _patch_kwargs(config: AacConfig) -> dict:
+    return {"patch_px": config.patch_px, "band_mm": config.band_mm, "band_px": config.band_px or config.patch_px,
+            "context_px": config.context_px}
+
+
+def _crop_kwargs(config: AacConfig) -> dict:
+    """The regressor's sampling: ``regressor_patch_px`` rows per level (0 → the grader's), and d
+    scaled in proportion, so a finer grader need not make the whole-score regressor slower."""
+    rows = config.regressor_patch_px or config.patch_px
+    cols = (config.band_px or config.patch_px) * rows // config.patch_px
+    return {"patch_px": rows, "band_mm": config.band_mm, "band_px": max(8, cols)}
+
+
 def case_inputs(image: np.ndarray, vertebrae, pixel_spacing_mm, config: AacConfig) -> tuple[np.ndarray, np.ndarray]:
     """(segment patches, lumbar crop) of one film with ``config``'s sampling."""
     geometry = _geometry(vertebrae, pixel_spacing_mm)
-    kw = {"patch_px": config.patch_px, "band_mm": config.band_mm, "band_px": config.band_px or config.patch_px}
-    return segment_patches(image, geometry, **kw), lumbar_crop(image, geometry, **kw)
+    return (segment_patches(image, geometry, **_patch_kwargs(config)),
+            lumbar_crop(image, geometry, **_crop_kwargs(config)))
+
+
+def grader_inputs(patches: np.ndarray, config: AacConfig) -> np.ndarray:
+    """Network input ``(n·8, C, h, w)`` from segment patches ``(n, 8, h, w)`` (:data:`SEGMENTS` order).
+
+    C = 1 (the film) by default. With ``config.coord_channels`` three constant maps follow, because a
+    ResNet with global pooling hardly knows where in the patch a deposit lies, while the wall it
+    belongs to is decided by its distance from the spine: d (−1 at ``band_mm[0]`` … +1 at
+    ``band_mm[1]``, in the film's own direction, so reversed in mirrored anterior patches), the wall
+    (+1 anterior, −1 posterior) and the level mask (+1 inside the graded level, −1 context rows)."""
+    p = np.asarray(patches, dtype=np.float32)
+    if p.ndim != 4 or p.shape[1] != len(SEGMENTS):
+        raise InputError(f"segment patches must be (films, {len(SEGMENTS)}, rows, cols), got shape {p.shape}")
+    n, n_seg, h, w = p.shape
+    channels = [p]
+    if config.highpass_px > 0:
+        channels.append(highpass_residual(p, config.highpass_px))
+    if not config.coord_channels:
+        return np.stack(channels, axis=2).reshape(n * n_seg, len(channels), h, w)
+    maps = np.empty((n_seg, 3, h, w), dtype=np.float32)
+    d = np.linspace(-1.0, 1.0, w, dtype=np.float32)
+    ctx = config.context_px
+    level = np.full(h, -1.0, dtype=np.float32)
+    level[ctx:h - ctx] = 1.0
+    for j in range(n_seg):
+        anterior = SEGMENTS[j].endswith("anterior")
+        maps[j, 0] = (d[::-1] if anterior else d)[None, :]
+        maps[j, 1] = 1.0 if anterior else -1.0
+        maps[j, 2] = level[:, None]
+    c = len(channels)
+    out = np.empty((n, n_seg, c + 3, h, w), dtype=np.float32)
+    for i, ch in enumerate(channels):
+        out[:, :, i] = ch
+    out[:, :, c:] = maps[None]
+    return out.reshape(n * n_seg, c + 3, h, w)
+
+
+def highpass_residual(patches: np.ndarray, sigma_px: float) -> np.ndarray:
+    """Patch minus its Gaussian-smoothed self (σ = ``sigma_px`` samples), in units of the residual's
+    robust noise (1.4826 × median |residual|), clipped to ±8: thin faint deposits stand out from the
+    soft-tissue and bowel-gas gradients that dominate a standardised patch. ``patches`` (..., h, w)."""
+    p = np.asarray(patches, dtype=np.float32)
+    sigma = (0.0,) * (p.ndim - 2) + (float(sigma_px),) * 2
+    res = p - ndimage.gaussian_filter(p, sigma, mode="nearest")
+    scale = 1.4826 * np.median(np.abs(res), axis=(-2, -1), keepdims=True)
+    return np.clip(res / (scale + 1e-3), -8.0, 8.0).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- synthetic data
+
+def augment_film(image: np.ndarray, pixel_spacing_mm, seed: int, *, max_blur_fwhm_mm: float,
+                 max_noise: float) -> np.ndarray:
+    """Training-chain augmentation of one display image [0, 1], drawn from ``seed`` (so a film is
+    always augmented the same way): with probability 1/2 an extra Gaussian blur of FWHM
+    U(0, ``max_blur_fwhm_mm``) mm and additive Gaussian noise of SD U(0, ``max_noise``) (display
+    units), clipped to [0, 1]. It widens the sharpness/noise range of the training chain (detector
+    blur 0.2–0.9 mm) without drawing from any held-out chain."""
+    rng = np.random.default_rng([int(seed), 13])
+    if rng.random() >= 0.5 or (max_blur_fwhm_mm <= 0 and max_noise <= 0):
+        return image
+    fwhm = rng.uniform(0.0, max_blur_fwhm_mm)
+    sd = rng.uniform(0.0, max_noise)
+    out = np.asarray(image, dtype=np.float32)
+    if fwhm > 0:
+        sigma_px = fwhm / (2 * np.sqrt(2 * np.log(2))) / np.asarray(pixel_spacing_mm, dtype=float)
+        out = ndimage.gaussian_filter(out, sigma_px, mode="nearest")
+    if sd > 0:
+        out = out + rng.normal(0.0, sd, out.shape).astype(np.float32)
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
 
 def _rotate(image: np.ndarray, vertebrae, angle_deg: float):
     """Rotate the image about its centre and move the landmarks with it (output(p) = input(c + R(p − c)))."""
@@ -314,24 +447,34 @@ def fit_total_thresholds(prob_gt: np.ndarray, grades: np.ndarray, grid: np.ndarr
     return grid[list(np.unravel_index(best, shape))].astype(float)
 
 
-def _backbone(width: int, n_out: int):
+def _backbone(width: int, n_out: int, in_channels: int = 1):
     require_monai()
     from monai.networks.nets import ResNet
 
     # 4 stages of one basic block, 3×3 stem without max-pool: 32-px patches keep a 4×4 map at the end
     return ResNet(block="basic", layers=[1, 1, 1, 1], block_inplanes=[width, 2 * width, 4 * width, 8 * width],
-                  spatial_dims=2, n_input_channels=1, conv1_t_size=3, conv1_t_stride=1, no_max_pool=True,
+                  spatial_dims=2, n_input_channels=in_channels, conv1_t_size=3, conv1_t_stride=1, no_max_pool=True,
                   num_classes=n_out)
 
 
-def build_coral_network(width: int = 8, n_grades: int = N_GRADES):
-    """ResNet → one score g(x); logits_k = g(x) + b_k with b ordered (b_{k+1} = b_k − softplus(δ_k))."""
+def _pooled_features(backbone, x):
+    """MONAI ``ResNet.forward`` up to the global average pool: the (n, 8·width) embedding before ``fc``."""
+    x = backbone.act(backbone.bn1(backbone.conv1(x)))
+    if not backbone.no_max_pool:
+        x = backbone.maxpool(x)
+    x = backbone.layer4(backbone.layer3(backbone.layer2(backbone.layer1(x))))
+    return backbone.avgpool(x).flatten(1)
+
+
+def build_coral_network(width: int = 8, n_grades: int = N_GRADES, in_channels: int = 1):
+    """ResNet → one score g(x); logits_k = g(x) + b_k with b ordered (b_{k+1} = b_k − softplus(δ_k)).
+    ``forward(x, return_embedding=True)`` also returns the pooled features (the contrastive term's input)."""
     torch = require_torch()
 
     class CoralNet(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.backbone = _backbone(width, 1)
+            self.backbone = _backbone(width, 1, in_channels)
             self.first_bias = torch.nn.Parameter(torch.zeros(1))
             self.bias_steps = torch.nn.Parameter(torch.zeros(n_grades - 2))
 
@@ -339,10 +482,38 @@ def build_coral_network(width: int = 8, n_grades: int = N_GRADES):
             steps = torch.nn.functional.softplus(self.bias_steps)
             return torch.cat([self.first_bias, self.first_bias - torch.cumsum(steps, 0)])
 
-        def forward(self, x):
-            return self.backbone(x) + self.biases()[None, :]
+        def forward(self, x, return_embedding: bool = False):
+            features = _pooled_features(self.backbone, x)
+            logits = self.backbone.fc(features) + self.biases()[None, :]
+            return (logits, features) if return_embedding else logits
 
     return CoralNet()
+
+
+def rank_contrastive_loss(embeddings, grades, margin: float = 0.5):
+    """Rank-aware contrastive term (the idea of S2's LVLCRNet, Zhang et al. 2025, BMC Med Imaging,
+    10.1186/s12880-025-02072-7; the abstract gives no formula, so this is vascalc's definition).
+
+    With unit-normalised embeddings z_i = e_i / ‖e_i‖ and Euclidean distances D_ij = ‖z_i − z_j‖,
+    over all pairs i < j of the batch:
+
+        L = [ Σ_{g_i = g_j} D_ij²  +  Σ_{g_i ≠ g_j} max(0, m·|g_i − g_j| − D_ij)² ] / #pairs
+
+    — segments of equal grade are pulled together, segments of different grades pushed at least
+    m·|Δgrade| apart, so the embedding's distances follow the ordinal scale (grade 0 and 3 farther
+    apart than 1 and 2). Unit norm bounds D ≤ 2, so m ≤ 2/3 keeps the grade-0-vs-3 margin reachable."""
+    torch = require_torch()
+    z = torch.nn.functional.normalize(embeddings, dim=1)
+    g = torch.as_tensor(grades, dtype=z.dtype, device=z.device).reshape(-1)
+    n = z.shape[0]
+    if n < 2:
+        return z.sum() * 0.0
+    i, j = torch.triu_indices(n, n, offset=1, device=z.device)
+    dist = (z[i] - z[j]).pow(2).sum(dim=1).clamp_min(1e-12).sqrt()
+    gap = (g[i] - g[j]).abs()
+    pull = dist.pow(2)
+    push = torch.clamp(margin * gap - dist, min=0.0).pow(2)
+    return torch.where(gap == 0, pull, push).mean()
 
 
 def build_regressor(width: int = 8):
@@ -361,20 +532,33 @@ def build_regressor(width: int = 8):
 
 
 def _augment(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Flip along t (reversing the axis leaves the covered fraction unchanged) and add mild noise."""
+    """Flip along t (reversing the axis leaves the covered fraction unchanged; the coordinate maps
+    are symmetric in t) and add mild noise to the film channel. ``x`` (n, C, t, d)."""
     flip = rng.random(len(x)) < 0.5
     x = x.copy()
-    x[flip] = x[flip, ::-1, :]
-    return x + rng.normal(0.0, 0.1, size=x.shape).astype(np.float32)
+    x[flip] = x[flip, :, ::-1, :]
+    x[:, 0] += rng.normal(0.0, 0.1, size=x[:, 0].shape).astype(np.float32)
+    return x
 
 
 def train_model(kind: str, inputs: np.ndarray, targets: np.ndarray, config: AacConfig, *, seed: int):
     """Train a CORAL grader (``kind="coral"``, targets = grades 0–3) or the regressor (``"regressor"``,
-    targets = AAC-24) on ``inputs (n, h, w)``; returns ``(network in eval mode, loss per epoch)``."""
+    targets = AAC-24) on ``inputs (n, h, w)`` or ``(n, C, h, w)``; returns ``(network in eval mode,
+    loss per epoch)``. With ``config.loss = "coral+rank_contrastive"`` the grader's loss is
+    CORAL + ``rank_weight`` × :func:`rank_contrastive_loss` of the batch's pooled embeddings."""
     torch = require_torch()
+    inputs = np.asarray(inputs, dtype=np.float32)
+    if inputs.ndim == 3:
+        inputs = inputs[:, None]
+    expected = config.in_channels if kind == "coral" else 1
+    if inputs.shape[1] != expected:
+        raise InputError(f"the {kind} inputs have {inputs.shape[1]} channel(s) but the settings expect {expected}; "
+                         "build grader inputs with grader_inputs(patches, config)")
+    contrastive = kind == "coral" and config.loss == "coral+rank_contrastive" and config.rank_weight > 0
     with deterministic(seed):
         if kind == "coral":
-            net = build_coral_network(config.width)
+            net = build_coral_network(config.width, in_channels=inputs.shape[1])
+            grade_t = torch.from_numpy(np.asarray(targets, dtype=np.float32))
             levels = coral_levels(targets)
             # start the biases at the prior log-odds of each threshold so early epochs learn the image
             prior = np.clip(levels.mean(axis=0), 0.02, 0.98)
@@ -402,9 +586,15 @@ def train_model(kind: str, inputs: np.ndarray, targets: np.ndarray, config: AacC
                 idx = order[start:start + config.batch_size]
                 if len(idx) < 2:  # BatchNorm needs two samples
                     continue
-                x = torch.from_numpy(_augment(inputs[idx], rng))[:, None]
-                out = net(x)
-                loss = coral_loss(out, y_all[idx]) if kind == "coral" else torch.nn.functional.smooth_l1_loss(out, y_all[idx])
+                x = torch.from_numpy(_augment(inputs[idx], rng))
+                if contrastive:
+                    out, emb = net(x, return_embedding=True)
+                    loss = coral_loss(out, y_all[idx]) + config.rank_weight * rank_contrastive_loss(
+                        emb, grade_t[idx], config.rank_margin)
+                elif kind == "coral":
+                    loss = coral_loss(net(x), y_all[idx])
+                else:
+                    loss = torch.nn.functional.smooth_l1_loss(net(x), y_all[idx])
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
@@ -418,7 +608,9 @@ def train_model(kind: str, inputs: np.ndarray, targets: np.ndarray, config: AacC
 def _run(net, inputs: np.ndarray, batch: int = 256) -> np.ndarray:
     torch = require_torch()
     with torch.no_grad():
-        outs = [net(torch.from_numpy(np.ascontiguousarray(inputs[i:i + batch]))[:, None]) for i in range(0, len(inputs), batch)]
+        x = np.asarray(inputs, dtype=np.float32)
+        x = x[:, None] if x.ndim == 3 else x
+        outs = [net(torch.from_numpy(np.ascontiguousarray(x[i:i + batch]))) for i in range(0, len(x), batch)]
     return torch.cat(outs).numpy()
 
 
@@ -442,6 +634,9 @@ class AacEnsemble:
         c = dict(self.metadata["config"])
         c["band_mm"] = tuple(c["band_mm"])
         c.setdefault("band_px", 0)  # format-1 folders: square patches
+        # folders written before these settings existed were trained without them
+        for key, legacy in LEGACY_SETTINGS.items():
+            c.setdefault(key, legacy)
         return AacConfig(**c)
 
 
@@ -477,6 +672,7 @@ def load_aac_ensemble(model_dir: str | Path) -> AacEnsemble:
     if meta.get("format") != FORMAT:
         raise InputError(f"{meta_path} is a {meta.get('format')!r} model, not {FORMAT!r}")
     width = int(meta["config"]["width"])
+    in_channels = AacEnsemble((), (), meta).config.in_channels
 
     def load(prefix: str, n: int, build):
         nets = []
@@ -487,7 +683,8 @@ def load_aac_ensemble(model_dir: str | Path) -> AacEnsemble:
             nets.append(net)
         return tuple(nets)
 
-    return AacEnsemble(graders=load("grader", int(meta["n_graders"]), build_coral_network),
+    return AacEnsemble(graders=load("grader", int(meta["n_graders"]),
+                                    lambda w: build_coral_network(w, in_channels=in_channels)),
                        regressors=load("regressor", int(meta["n_regressors"]), build_regressor), metadata=meta)
 
 
@@ -534,8 +731,7 @@ def predict_grades(model_dir: str | Path | AacEnsemble, radiograph, landmarks,
     ensemble = model_dir if isinstance(model_dir, AacEnsemble) else load_aac_ensemble(model_dir)
     cfg = ensemble.config
     image, spacing = _image_and_spacing(radiograph, pixel_spacing_mm)
-    patches = segment_patches(image, landmarks, spacing, patch_px=cfg.patch_px, band_mm=cfg.band_mm,
-                              band_px=cfg.band_px or cfg.patch_px)
+    patches = grader_inputs(segment_patches(image, landmarks, spacing, **_patch_kwargs(cfg))[None], cfg)
     prob = np.mean([coral_probabilities(net, patches) for net in ensemble.graders], axis=0)
     grades = grades_from_probabilities(prob, calibration_thresholds(ensemble) if calibrated else None)
     return ({s: int(g) for s, g in zip(SEGMENTS, grades)},
@@ -550,8 +746,7 @@ def predict_aac24_regression(model_dir: str | Path | AacEnsemble, radiograph, la
         raise InputError("this model folder has no whole-score regressor (trained with regressor=False)")
     cfg = ensemble.config
     image, spacing = _image_and_spacing(radiograph, pixel_spacing_mm)
-    crop = lumbar_crop(image, landmarks, spacing, patch_px=cfg.patch_px, band_mm=cfg.band_mm,
-                       band_px=cfg.band_px or cfg.patch_px)[None]
+    crop = lumbar_crop(image, landmarks, spacing, **_crop_kwargs(cfg))[None]
     return float(np.mean([_run(net, crop)[0] for net in ensemble.regressors]))
 
 
@@ -703,8 +898,8 @@ def calibrate_aac(model_dir: str | Path, n_cal: int = 400, seed: int = 0, *, sou
         raise InputError("calibration needs at least one film (n_cal ≥ 1)")
     probs, grades = [], []
     for c in _cases(seeds, source):
-        patches = segment_patches(c.image, c.vertebrae, c.pixel_spacing_mm, patch_px=cfg.patch_px,
-                                  band_mm=cfg.band_mm, band_px=cfg.band_px or cfg.patch_px)
+        patches = grader_inputs(segment_patches(c.image, c.vertebrae, c.pixel_spacing_mm,
+                                                **_patch_kwargs(cfg))[None], cfg)
         probs.append(np.mean([coral_probabilities(net, patches) for net in ensemble.graders], axis=0))
         grades.append([c.grades[s] for s in SEGMENTS])
     prob, truth = np.array(probs), np.array(grades)
@@ -740,14 +935,16 @@ def train_ensemble(patches: np.ndarray | None, crops: np.ndarray, grades: np.nda
     graders, regressors, folds = [], [], []
     oof_grades = np.zeros((n, len(SEGMENTS)), dtype=int)
     oof_reg = np.zeros(n)
-    t_shape = None if patches is None else patches.shape[2:]
+    x_all = None if patches is None else grader_inputs(patches, config)  # (n·8, C, h, w), film-major
+    x_shape = None if x_all is None else x_all.shape[1:]
+    x_all = None if x_all is None else x_all.reshape(n, len(SEGMENTS), *x_shape)
     for k in range(config.n_folds):
         tr, va = fold_of != k, fold_of == k
         fold = {"fold": k, "n_train_images": int(tr.sum()), "n_val_images": int(va.sum())}
         if patches is not None and grades is not None:
-            net, losses = train_model("coral", patches[tr].reshape(-1, *t_shape), grades[tr].ravel(), config,
+            net, losses = train_model("coral", x_all[tr].reshape(-1, *x_shape), grades[tr].ravel(), config,
                                       seed=seed * 100 + k)
-            prob = coral_probabilities(net, patches[va].reshape(-1, *t_shape))
+            prob = coral_probabilities(net, x_all[va].reshape(-1, *x_shape))
             oof_grades[va] = grades_from_probabilities(prob).reshape(-1, len(SEGMENTS))
             graders.append(net)
             fold["grader_loss_first_last"] = [round(losses[0], 4), round(losses[-1], 4)]
@@ -785,7 +982,11 @@ def train_aac_grader(out_dir: str | Path, n_train: int = 60, seed: int = 0, epoc
     patches, crops, grades = [], [], []
     for i in range(n_train):
         c = synthetic_case(seed * 10_000 + i)
-        p, cr = case_inputs(c.image, c.vertebrae, c.pixel_spacing_mm, cfg)
+        image = c.image
+        if cfg.augment_blur_mm > 0 or cfg.augment_noise > 0:
+            image = augment_film(image, c.pixel_spacing_mm, c.seed, max_blur_fwhm_mm=cfg.augment_blur_mm,
+                                 max_noise=cfg.augment_noise)
+        p, cr = case_inputs(image, c.vertebrae, c.pixel_spacing_mm, cfg)
         patches.append(p)
         crops.append(cr)
         grades.append([c.grades[s] for s in SEGMENTS])
@@ -796,7 +997,9 @@ def train_aac_grader(out_dir: str | Path, n_train: int = 60, seed: int = 0, epoc
     graders, regressors, cv = train_ensemble(patches, crops, grades, aac, cfg, seed=seed)
     train_s = time.perf_counter() - start
     report = {"config": config_dict(cfg), "n_train": n_train, "train_seeds": [seed * 10_000, seed * 10_000 + n_train - 1],
-              "train_source": "vascalc.phantoms.lateral_spine, radiograph chain, 0.4–0.9 mm pixels",
+              "train_source": "vascalc.phantoms.lateral_spine, radiograph chain, 0.4–0.9 mm pixels" + (
+                  f"; half of the films with extra blur FWHM ≤ {cfg.augment_blur_mm} mm and noise SD ≤ "
+                  f"{cfg.augment_noise} (augment_film)" if cfg.augment_blur_mm > 0 or cfg.augment_noise > 0 else ""),
               "grade_counts": np.bincount(grades.ravel(), minlength=4).tolist(),
               "aac24_histogram": np.bincount(aac.astype(int), minlength=25).tolist(), **cv,
               "data_generation_s": round(data_s, 2), "training_s": round(train_s, 2),
@@ -838,7 +1041,8 @@ def write_report(out: Path, report: dict) -> None:
 
 
 __all__ = ["CALIBRATION_SEED_OFFSET", "calibrate_aac", "calibration_thresholds", "fit_coral_thresholds", "fit_total_thresholds", "AacConfig", "AacEnsemble", "SyntheticCase", "TEST_SETS", "build_coral_network", "build_regressor",
-           "case_inputs", "coral_levels", "coral_loss", "coral_probabilities", "evaluate_aac",
+           "augment_film", "case_inputs", "grader_inputs", "highpass_residual", "LOSSES", "LEGACY_SETTINGS",
+           "rank_contrastive_loss", "VALIDATION_SEED_OFFSET", "coral_levels", "coral_loss", "coral_probabilities", "evaluate_aac",
            "grades_from_probabilities", "load_aac_ensemble", "lumbar_crop", "phantom_drr_case",
            "predict_aac24_regression", "predict_grades", "save_aac_ensemble", "score_agreement", "segment_patches",
            "synthetic_case", "train_aac_grader", "train_ensemble", "train_model", "write_report"]

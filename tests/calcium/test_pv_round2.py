@@ -281,3 +281,55 @@ def test_model_scores_are_deterministic_and_keep_the_classic_scores():
     assert (sa.calcium_volume_mm3, sa.agatston_raw, sa.n_clusters_3d) == (so.calcium_volume_mm3, so.agatston_raw,
                                                                           so.n_clusters_3d)
     assert sa.calcium_volume_mm3 > 0
+
+
+def test_local_offset_removes_a_coherent_model_error(monkeypatch):
+    """Round 4: a calcium-free model that is 25 HU too low around a plaque (a tapering lumen, an organ
+    on one side) would add 25 HU × |R| to the PV mass; the ring just outside the region reads that
+    offset and removes it: the mass moves < 2 % (+11 % with the offset switched off)."""
+    from dataclasses import replace
+
+    from vascalc.calcium import pv
+
+    img, vessel, grid, mass, _ = _rendered_tube(15, 350.0, 700.0)
+    box = ndi.find_objects(vessel)[0]
+    near = np.where(ndi.distance_transform_edt(vessel == 0, sampling=SPACING) <= 4.0, 1, 0).astype(np.int16)
+    clusters, n = ndi.label(img > 500.0)
+    assert n == 1
+    cand = ndi.binary_dilation(clusters > 0)
+    bg = vessel_background(img, vessel, near, [box], SPACING, cand, band_mm=2.0)
+
+    def pv_mass(bias_hu: float) -> float:
+        model = replace(bg, model_hu=bg.model_hu - bias_hu)
+        res = pv.cluster_pv(img, clusters, 1, np.array([0, 1]), near, None, cand, SPACING, 1.2, 2.0, 800.0, 800.0,
+                            "model", min_region_voxels=1.0, mask_vessel=vessel, near_vessel=near, model=model)
+        return float(res.mass_mg[0])
+
+    base = pv_mass(0.0)
+    assert base == pytest.approx(mass, rel=0.10)
+    assert pv_mass(25.0) == pytest.approx(base, rel=0.02)
+    monkeypatch.setattr(pv, "LOCAL_OFFSET", False)
+    assert pv_mass(25.0) / pv_mass(0.0) - 1.0 > 0.08
+
+
+def test_junction_and_cap_voxels_grow_a_calcification_but_never_seed_one():
+    """Round 4: half of a 700 HU wall plaque lies in a zone marked as a branch junction. There the
+    residual is scored against the zone's own spread (joining at ZONE_GROW_K_SD of it) and capped just
+    below the seed level: the plaque's voxels stay above the growth level (a cluster found in the tube
+    grows over them) but none reaches the seed level, while the tube half does."""
+    from dataclasses import replace
+
+    from vascalc.calcium.background import RESIDUAL_K_SD, RESIDUAL_SEED_K_SD, residual_detection
+
+    img, vessel, grid, _, _ = _rendered_tube(16, 350.0, 700.0)
+    box = ndi.find_objects(vessel)[0]
+    near = np.where(ndi.distance_transform_edt(vessel == 0, sampling=SPACING) <= 4.0, 1, 0).astype(np.int16)
+    cand = ndi.binary_dilation(img > 500.0)
+    bg = vessel_background(img, vessel, near, [box], SPACING, cand, band_mm=2.0)
+    junction = np.zeros(img.shape, dtype=bool)
+    junction[:12] = True                                     # slices 8–11 of the plaque's 8–15
+    score, _ = residual_detection(img, replace(bg, junction=junction), vessel)
+    plaque = img > 500.0
+    in_zone, in_tube = score[plaque & junction], score[plaque & ~junction]
+    assert in_zone.max() < RESIDUAL_SEED_K_SD and np.median(in_zone) > RESIDUAL_K_SD
+    assert in_tube.max() > RESIDUAL_SEED_K_SD

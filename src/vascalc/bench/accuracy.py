@@ -44,6 +44,7 @@ QUANTITIES = {  # quantity → (cases.csv column, truth column, unit)
     "classic_mass": ("classic_mass_mg", "truth_mass_mg", "mg"),
     "integrated_mass": ("integrated_mass_mg", "truth_mass_mg", "mg"),
     "volume_fraction_mass": ("volume_fraction_mass_mg", "truth_mass_mg", "mg"),
+    "blur_corrected_volume": ("blur_corrected_volume_mm3", "truth_volume_mm3", "mm³"),
 }
 
 
@@ -81,6 +82,9 @@ class VesselRow:
     integrated_mass_mg: float
     volume_fraction_mass_mg: float
     pv_reference: str
+    # the blur-corrected PV volume (:func:`vascalc.calcium.pv.blurred_layer_fit` per cluster), NaN
+    # where the scoring result does not report one
+    blur_corrected_volume_mm3: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -241,7 +245,8 @@ def score_case(case: CohortCase, phantom, method: str, pv_background: str | None
             case.case_id, case.kind, case.seed, case.contrast, case.slice_thickness_mm, case.noise_sd_hu, method,
             s.name, t.calcium_volume_mm3, t.mass_mg, t.n_lesions, s.calcium_volume_mm3,
             float("nan") if s.mass_mg is None else s.mass_mg, s.agatston_3mm,
-            _num(s.integrated_volume_mm3), _num(s.integrated_mass_mg), _num(s.volume_fraction_mass_mg), reference))
+            _num(s.integrated_volume_mm3), _num(s.integrated_mass_mg), _num(s.volume_fraction_mass_mg), reference,
+            _num(s.pv_volume_blur_corrected_mm3)))
     detected = plaque_detection(phantom.plaque_ids, calcium.lesion_labels > 0, len(truth["plaques"]))
     return rows, detected
 
@@ -281,6 +286,8 @@ def summarise(rows: Sequence[VesselRow]) -> list[SummaryRow]:
             if not sel:
                 continue
             for quantity, (col, truth_col, unit) in QUANTITIES.items():
+                if not any(math.isfinite(getattr(r, col)) for r in sel):
+                    continue      # a quantity this scoring result does not report
                 out.append(_agreement(sel, kind, method, quantity, col, truth_col, unit, dz, nz, pooled,
                                       error_metrics, pearson, bland_altman))
     return out

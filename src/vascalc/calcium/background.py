@@ -25,11 +25,14 @@ to the aorta sees the aorta's blurred edge in its background instead of fat. Whe
 cannot hold, the model says so: branch junctions (an ostium opens the parent's wall), the z-facing
 caps of a vessel in thick slices (the surface lies somewhere within the slice), and vessels whose
 mask is mostly calcium (``valid`` False; the caller falls back to the compartments background).
+Junctions and caps seed no calcium, but one found in the tube grows through them (scored against
+their own, larger error).
 
 The residual ``image − model`` is the calcium's own blurred signal. :func:`residual_detection` scores
 it against the model's own error per depth bin (this finds plaques darker than a contrast lumen,
 which no threshold above the lumen can), and :func:`vascalc.calcium.pv.cluster_pv` integrates it over
-each PV region (``background="model"``).
+each PV region (``background="model"``), less the model's local offset read in a ring around the
+region, and fits it as a wall layer for the blur-corrected volume.
 """
 
 from __future__ import annotations
@@ -52,12 +55,24 @@ MIN_VALID_FRACTION = 0.5
 SMOOTH_VOXELS = 1.0
 #: residual detection level in robust spreads of the model's own smoothed residual [T]
 RESIDUAL_K_SD = 4.0
-#: level a PV-only region's core must reach (regions not touching threshold calcium) [T]
+#: level a PV-only region's core must reach (regions not touching threshold calcium) [T]; round 4
+#: tried 5 (raw 4) with the local offset: clean on the seed-7 dev cohort (177 calcium-free vessels
+#: at 0.00 mg) but 11 mg in a calcium-free external iliac of the seed-0 bench at 3 mm: kept at 8
 RESIDUAL_SEED_K_SD = 8.0
 #: raw-residual level (residual SDs, after a 5-voxel in-plane median) of a PV-only region's core [T]
 RESIDUAL_RAW_K_SD = 5.0
 #: depth range (mm outside the mask) whose residual must stay dark beside a PV-only region [T]
 OUTSIDE_CHECK_MM = (1.0, 2.4)
+#: zones (1 thick-slice cap, 2 branch junction) through which a calcification found in the tube
+#: may grow, scored against their own model error but never seeding one [T] (round 4: seeding
+#: there too gave calcium-free external iliacs and renals 10–24 mg on the dev cohort)
+GROW_ZONES: tuple[int, ...] = (1, 2)
+#: level (zone spreads) at which a junction or cap voxel joins a calcification grown from the tube [T]
+#: (round 4: at the tube's 4, small horizontal branches at 3 mm, 60 % cap, grew over their own
+#: model error: +100 to +170 points on 4–6 mm³ renal plaques of the seed-0 bench)
+ZONE_GROW_K_SD = 6.0
+#: zones of :func:`residual_detection`: 0 tube, 1 thick-slice cap, 2 branch junction
+N_ZONES = 3
 #: PV region half-size (mm, at least one voxel) around the model's grown clusters: the blur tail [T]
 MODEL_REGION_MM = 1.2
 
@@ -379,6 +394,26 @@ def displaced_hu(inside_hu: float) -> float:
 SOFT_TISSUE_HU = 45.0
 
 
+def _binned_score(rs: np.ndarray, key_all: np.ndarray, group_all: np.ndarray, samp: np.ndarray, n_groups: int,
+                  nb: int, min_bin_samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rs − bin median) / bin spread (1.4826·MAD over the calcium-free samples ``samp``), bins
+    ``key_all`` = group·nb + depth bin; bins with fewer than ``min_bin_samples`` samples use their
+    group's. Returns (score, per-group MAD, index 0..n_groups)."""
+    keys = key_all[samp]
+    vals = rs[samp].astype(np.float64)
+    n_keys = (n_groups + 1) * nb
+    med, cnt = group_median(keys, vals, n_keys)
+    mad, _ = group_median(keys, np.abs(vals - np.nan_to_num(med[keys])), n_keys)
+    g_keys = group_all[samp].astype(np.int64)
+    g_med, _ = group_median(g_keys, vals, n_groups + 1)
+    g_mad, _ = group_median(g_keys, np.abs(vals - np.nan_to_num(g_med[g_keys])), n_groups + 1)
+    ok = cnt >= min_bin_samples
+    spread = np.maximum(np.where(ok, 1.4826 * mad, np.repeat(1.4826 * g_mad, nb)), 1e-3)
+    centre = np.where(ok, med, np.repeat(g_med, nb))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return ((rs - centre[key_all]) / spread[key_all]).astype(np.float32), g_mad
+
+
 def residual_detection(hu: np.ndarray, bg: VesselBackground, owner: np.ndarray, smooth_voxels: float = 1.0,
                        min_bin_samples: int = 30, min_depth_mm: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Calcium of the model: ROI voxels whose smoothed residual stands out of the model's own error [T].
@@ -390,10 +425,13 @@ def residual_detection(hu: np.ndarray, bg: VesselBackground, owner: np.ndarray, 
     a calcification's blurred signal is coherent over neighbouring voxels, the edge error is not),
     and compared per vessel and depth bin with the robust spread (1.4826·MAD) of the same smoothed
     residual over the fit's calcium-free samples. Bins with fewer than ``min_bin_samples`` samples
-    use the vessel's spread. Only ROI voxels at least ``min_depth_mm`` inside their vessel's mask and
-    outside branch junctions are scored. Returns (score = (smoothed residual − bin median) / bin
-    spread, −inf where not scored (also junctions and thick-slice caps); per-vessel spread in HU):
-    calcium is score > ``RESIDUAL_K_SD``.
+    use the vessel's spread. Only ROI voxels at least ``min_depth_mm`` inside their vessel's mask are
+    scored. Branch junctions and thick-slice caps (``GROW_ZONES``), where the tube model is uncertain,
+    are scored against the spread of their own zone's samples (per vessel and depth bin), rescaled so
+    that ``RESIDUAL_K_SD`` means ``ZONE_GROW_K_SD`` of it, and capped just below
+    ``RESIDUAL_SEED_K_SD``: a calcification found in the tube grows through them, none is seeded
+    there. Returns (score = (smoothed residual − bin median) / bin spread, −inf where not
+    scored; per-vessel spread in HU): calcium is score > ``RESIDUAL_K_SD``.
     """
     r = np.where(np.isfinite(bg.model_hu), hu - bg.model_hu, 0.0).astype(np.float32)
     sigma = (min(smooth_voxels, 0.5),) + (smooth_voxels,) * 2
@@ -403,24 +441,25 @@ def residual_detection(hu: np.ndarray, bg: VesselBackground, owner: np.ndarray, 
     nb = int(np.ceil((bg.band_mm + float(np.max(np.where(has, bg.depth_mm, 0.0)))) / bg.bin_mm)) + 2
     b_all = np.zeros(hu.shape, dtype=np.int64)
     b_all[has] = np.clip(np.floor((bg.depth_mm[has] + bg.band_mm) / bg.bin_mm).astype(np.int64), 0, nb - 1)
-    key_all = bg.depth_owner.astype(np.int64) * nb + b_all
     samp = bg.sampled & has
-    keys = key_all[samp]
-    vals = rs[samp].astype(np.float64)
-    n_keys = (n_v + 1) * nb
-    med, cnt = group_median(keys, vals, n_keys)
-    mad, _ = group_median(keys, np.abs(vals - np.nan_to_num(med[keys])), n_keys)
-    v_keys = bg.depth_owner[samp].astype(np.int64)
-    v_med, _ = group_median(v_keys, vals, n_v + 1)
-    v_mad, _ = group_median(v_keys, np.abs(vals - np.nan_to_num(v_med[v_keys])), n_v + 1)
-    ok = cnt >= min_bin_samples
-    spread = np.maximum(np.where(ok, 1.4826 * mad, np.repeat(1.4826 * v_mad, nb)), 1e-3)
-    centre = np.where(ok, med, np.repeat(v_med, nb))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        score = ((rs - centre[key_all]) / spread[key_all]).astype(np.float32)
+    score, v_mad = _binned_score(rs, bg.depth_owner.astype(np.int64) * nb + b_all, bg.depth_owner, samp, n_v, nb,
+                                 min_bin_samples)
     # calcium lies in the wall: inside the mask, where the tissue around is the model's own (outside
     # it, a missing fat plane or a touching vein is a brighter neighbour no tube model knows)
-    valid = (owner > 0) & has & ~bg.junction & ~bg.cap & (bg.depth_mm >= min_depth_mm) & np.isfinite(score)
+    valid = (owner > 0) & has & (bg.depth_mm >= min_depth_mm) & np.isfinite(score)
     valid &= np.r_[False, bg.valid][bg.depth_owner]
+    zone = np.where(bg.junction, 2, np.where(bg.cap, 1, 0)).astype(np.int64)
+    grow = np.isin(zone, GROW_ZONES) & valid
+    if grow.any():
+        # [T] junctions and thick-slice caps, where the tube model is uncertain, are scored against
+        # their own model error (per vessel, zone and depth bin) and only below the seed level: a
+        # calcification found in the tube grows through them, none starts there
+        z_owner = bg.depth_owner.astype(np.int64) * N_ZONES + zone
+        z_score, _ = _binned_score(rs, z_owner * nb + b_all, z_owner, samp, n_v * N_ZONES + N_ZONES - 1, nb,
+                                   min_bin_samples)
+        # rescaled so that the growth level RESIDUAL_K_SD means ZONE_GROW_K_SD of the zone's own spread
+        z_score = z_score * (RESIDUAL_K_SD / ZONE_GROW_K_SD)
+        score = np.where(grow, np.minimum(z_score, RESIDUAL_SEED_K_SD - 1e-3), score)
+    valid &= (zone == 0) | grow
     score = np.where(valid, score, -np.inf).astype(np.float32)
     return score, 1.4826 * v_mad[1:]

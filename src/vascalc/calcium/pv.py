@@ -52,6 +52,16 @@ class ClusterPV:
     volume_fraction_mass_mg: np.ndarray
     object_hu: np.ndarray            # S_obj used for the integrated scores
     density_mg_cm3: np.ndarray       # ρ used for the integrated mass
+    region_labels: np.ndarray | None = None   # crop int32: the cluster id owning each voxel of R (0 = none)
+    # blur-corrected volume (:func:`blurred_layer_fit` on the model residual; the integrated volume
+    # where the layer is thinner than the blur or no model holds) and the fitted layer thickness (NaN
+    # where not identifiable)
+    volume_blur_corrected_mm3: np.ndarray | None = None
+    layer_thickness_mm: np.ndarray | None = None
+
+
+#: remove the model's local offset, read in the ring around each PV region (round 4) [T]
+LOCAL_OFFSET = True
 
 
 def region_reach_mm(spacing: tuple[float, float, float], region_mm: float, min_voxels: float) -> np.ndarray:
@@ -69,7 +79,8 @@ def cluster_pv(hu: np.ndarray, clusters: np.ndarray, n_clusters: int, cluster_ve
                calibration_b: float = 1.0, min_region_voxels: float = 2.0,
                mask_vessel: np.ndarray | None = None, near_vessel: np.ndarray | None = None,
                significance_sd: float = 3.0, depth_mm: np.ndarray | None = None,
-               model=None) -> ClusterPV:
+               model=None, psf_fwhm_mm: float | None = None,
+               slice_thickness_mm: float | None = None) -> ClusterPV:
     """Integrated-intensity and volume-fraction scores of every cluster (A.7) on a crop.
 
     Region R_c: voxels within the ellipsoid of half-sizes r_i = max(``region_mm``,
@@ -104,11 +115,19 @@ def cluster_pv(hu: np.ndarray, clusters: np.ndarray, n_clusters: int, cluster_ve
     Volume fraction (R16) always uses the fixed reference and the ring S_bkg, as the reference
     implementation.
 
+    Blur-corrected volume [T] (``volume_blur_corrected_mm3``, with the model only): each cluster's
+    residual over R is fitted as a wall layer by :func:`blurred_layer_fit` (depth = the model's signed
+    distance to the vessel surface, blur along the surface normal from :func:`blur_variance_mm2` with
+    ``psf_fwhm_mm`` (default :data:`DEFAULT_PSF_FWHM_MM`) and ``slice_thickness_mm`` (default the
+    z spacing)); V = net/Δ. Where the layer is not resolved (thinner than the blur) the integrated
+    volume is kept and ``layer_thickness_mm`` is NaN.
+
     Significance [T]: a cluster whose net Σ(HU − S_bkg) over R is not above ``significance_sd`` ×
     (ring noise SD)·√|R| gets integrated volume and mass 0. Such a cluster is a noise speck above
     the threshold (typical of adaptive thresholds in a contrast-filled lumen); without the guard
     the lesion model divides its noise by a small S_obj − S_bkg and reports tens of mm³.
     """
+    psf_fwhm_mm = DEFAULT_PSF_FWHM_MM if psf_fwhm_mm is None else float(psf_fwhm_mm)
     reach_r = region_reach_mm(spacing, region_mm, min_region_voxels)
     outer = 1.0 + ring_mm / region_mm                  # ring edge in units of r_i
     norm_sampling = tuple(float(sp / r) for sp, r in zip(spacing, reach_r))
@@ -211,6 +230,15 @@ def cluster_pv(hu: np.ndarray, clusters: np.ndarray, n_clusters: int, cluster_ve
         keep_model = ~on | (np.isfinite(d_r) & (d_r >= -model.band_mm))
         vessel_sd = np.r_[np.nan, model.residual_sd_hu][cluster_vessel[1:]]
         noise = np.where(np.isfinite(vessel_sd) & modelled, vessel_sd, noise)
+        if LOCAL_OFFSET:
+            # [T] the model's error is coherent over a few mm (a lumen that tapers within a segment,
+            # an organ beside one side): its local level is read in the ring just outside the
+            # cluster's region (calcium-free, inside the model's band) and removed from the region
+            ring_m = ring & np.isfinite(model.model_hu[idx]) & (np.nan_to_num(model.depth_mm[idx], nan=-np.inf)
+                                                               >= -model.band_mm)
+            off, off_n, _ = _grouped(c[ring_m], values[ring_m] - model.model_hu[idx][ring_m], n, np.median)
+            use_off = modelled & (off_n >= min_ring_voxels) & np.isfinite(off)
+            bkg_vox = np.where(has_m & use_off[rc - 1], bkg_vox + np.nan_to_num(off)[rc - 1], bkg_vox)
     # voxels far below their own background (bowel gas, lung, air next to a vessel) carry no
     # calcium blur but would swamp the integral; they are left out of R with their background
     floor = np.maximum(4.0 * noise[rc - 1], 100.0)
@@ -218,6 +246,8 @@ def cluster_pv(hu: np.ndarray, clusters: np.ndarray, n_clusters: int, cluster_ve
     rc, rv, bkg_vox = rc[keep_r], rv[keep_r], bkg_vox[keep_r]
     rz, ry, rx = rz[keep_r], ry[keep_r], rx[keep_r]
     region_count = np.bincount(rc, minlength=n)[1:]
+    region_labels = np.zeros(hu.shape, dtype=np.int32)
+    region_labels[rz, ry, rx] = rc
     with np.errstate(invalid="ignore", divide="ignore"):
         net_vox = rv - bkg_vox
         net = np.bincount(rc, weights=np.nan_to_num(net_vox), minlength=n)[1:].astype(float)
@@ -287,8 +317,28 @@ def cluster_pv(hu: np.ndarray, clusters: np.ndarray, n_clusters: int, cluster_ve
             f = np.clip(f, 0.0, 1.0)
         vf_mass = np.bincount(rc, weights=np.nan_to_num(f), minlength=n)[1:] * v * density_mg_cm3 / 1000.0
         vf_mass[~np.isfinite(ring_bkg)] = np.nan
+    # blur-corrected volume: each modelled cluster's residual as a wall layer (moment method)
+    vol_bc = volume.copy()
+    thick_mm = np.full(n_clusters, np.nan)
+    if use_model and rc.size:
+        bv_axes = blur_variance_mm2(spacing, psf_fwhm_mm, slice_thickness_mm)
+        depth_r = model.depth_mm[rz, ry, rx].astype(np.float64)
+        bv_vox = _normal_blur_variance(model.depth_mm, rz, ry, rx, spacing, bv_axes)
+        order_c = np.argsort(rc, kind="stable")
+        cb = np.searchsorted(rc[order_c], np.arange(n + 1))
+        for k in np.flatnonzero(modelled) + 1:
+            if not (np.isfinite(volume[k - 1]) and volume[k - 1] > 0):
+                continue
+            sel = order_c[cb[k]:cb[k + 1]]
+            fit = blurred_layer_fit(net_vox[sel], depth_r[sel], bv_vox[sel], v, float(noise[k - 1]))
+            if fit.identifiable and np.isfinite(fit.volume_mm3) and fit.volume_mm3 > 0:
+                thick_mm[k - 1] = fit.thickness_mm
+                # the layer's Δ is over the displaced tissue, as the integrated net: V = net·v/Δ
+                vol_bc[k - 1] = float(net[k - 1]) * v / fit.contrast_hu
     return ClusterPV(background_hu=bkg, region_voxels=region_count, volume_mm3=volume, mass_mg=mass,
-                     volume_fraction_mass_mg=vf_mass, object_hu=s_obj, density_mg_cm3=rho)
+                     volume_fraction_mass_mg=vf_mass, object_hu=s_obj, density_mg_cm3=rho,
+                     region_labels=region_labels, volume_blur_corrected_mm3=vol_bc,
+                     layer_thickness_mm=thick_mm)
 
 
 def self_consistent_object_hu(values_desc: np.ndarray, background_hu: float, net_hu_voxels: float,
@@ -328,6 +378,172 @@ def self_consistent_object_hu(values_desc: np.ndarray, background_hu: float, net
         count = int(i[np.argmax(x * i)])
     # blur never raises the maximum: H is at least the peak (less 2 noise SDs for the noise on it)
     return float(background_hu + max(net_hu_voxels / count, x[0] - 2.0 * noise_sd_hu))
+
+
+#: in-plane PSF (FWHM, mm) assumed by the blur-corrected volume when the scan states none [T]: a
+#: standard body kernel at 120 kVp, and the vascalc phantoms' own PSF
+DEFAULT_PSF_FWHM_MM = 1.0
+#: slice-sensitivity profile: a box of the slice thickness blurred by a Gaussian of this fraction of
+#: the thickness (FWHM) [T], as the vascalc phantoms render it
+SSP_BLUR_FRACTION = 0.5
+
+
+def blur_variance_mm2(spacing: tuple[float, float, float], psf_fwhm_mm: float = DEFAULT_PSF_FWHM_MM,
+                      slice_thickness_mm: float | None = None,
+                      ssp_blur_fwhm_mm: float | None = None) -> np.ndarray:
+    """Variance (mm², per axis z, y, x) of the system blur a voxel value carries [T].
+
+    In-plane: the Gaussian PSF (σ = FWHM/2.3548) plus the voxel's own box (d²/12, the image is a
+    voxel average); along z: the slice-sensitivity profile, a box of the slice thickness (default the
+    spacing) blurred by a Gaussian of FWHM ``ssp_blur_fwhm_mm`` (default half the thickness). Variances
+    of independent blurs add, which is what the moment method of :func:`blurred_layer_fit` needs.
+    """
+    t = float(spacing[0] if slice_thickness_mm is None else slice_thickness_mm)
+    ssp = SSP_BLUR_FRACTION * t if ssp_blur_fwhm_mm is None else float(ssp_blur_fwhm_mm)
+    g = 1.0 / (8.0 * np.log(2.0))                      # (σ/FWHM)²
+    return np.array([t * t / 12.0 + g * ssp * ssp,
+                     g * psf_fwhm_mm ** 2 + spacing[1] ** 2 / 12.0,
+                     g * psf_fwhm_mm ** 2 + spacing[2] ** 2 / 12.0])
+
+
+@dataclass(frozen=True)
+class LayerFit:
+    """A wall layer recovered from its blurred residual (:func:`blurred_layer_fit`).
+
+    ``thickness_mm`` t and ``contrast_hu`` Δ (HU over the displaced tissue) of the layer,
+    ``volume_mm3`` = net/Δ, ``area_mm2`` = volume/t its footprint on the wall (unresolved: net/(Δ·t)),
+    ``net_hu_mm3`` = Σ residual·v
+    (= Δ·t·area, what blur conserves), ``thickness_contrast_hu_mm`` = Δ·t (the layer's HU·mm per unit
+    area, identifiable at any thickness), ``blur_sd_mm`` the blur along the wall normal, and
+    ``identifiable``: whether t stands out of the blur (else t, Δ, volume are NaN).
+    """
+
+    thickness_mm: float
+    contrast_hu: float
+    area_mm2: float
+    volume_mm3: float
+    net_hu_mm3: float
+    thickness_contrast_hu_mm: float
+    blur_sd_mm: float
+    identifiable: bool
+
+
+def blurred_layer_fit(residual_hu: np.ndarray, depth_mm: np.ndarray, blur_var_mm2: np.ndarray | float,
+                      voxel_volume_mm3: float, noise_sd_hu: float = 0.0, window_sd: float = 3.0,
+                      min_excess: float = 0.05) -> LayerFit:
+    """Thickness, contrast and volume of a blurred wall layer by the moment method [T] (A.7 volume).
+
+    A layer of thickness t and contrast Δ seen across the wall is a box of width t blurred by the
+    system's profile along the wall normal (variance σ², :func:`blur_variance_mm2` projected on the
+    normal, ``blur_var_mm2`` per voxel or one value). Blur is linear and conserves integrals, so the
+    residual-weighted second central moment of the depth d (mm along the normal, e.g. the signed
+    distance to the vessel surface) is m₂ = σ² + t²/12 whatever the footprint, and
+    t = √(12·(m₂ − σ²)). Δ is the layer's level: each voxel's residual divided by the fitted profile
+    at its depth, read over the footprint (:func:`_layer_level_hu`); then volume = Σ residual·v / Δ
+    (= t × footprint area). An unresolved layer's Δ·t is read the same way with the blur's own
+    Gaussian as profile (its peak is Δ·t/(√(2π)·σ)).
+    Moments use the voxels within ``window_sd`` blur SDs (+ t/2) of the profile centre (the region's
+    far voxels carry noise and background error, no layer signal; two passes).
+
+    Identifiability: a layer much thinner than the blur adds t²/12 ≪ σ² to m₂, so only Δ·t (the
+    profile's integral) is measured and t, Δ and the volume are not. The layer counts as resolved when
+    m₂ − σ² exceeds ``min_excess``·σ² (t ≳ 0.77 σ at 0.05: a 5 % error of the assumed blur variance
+    then moves t by < 35 %) and twice its noise standard error (``noise_sd_hu`` of one voxel).
+    Inputs: residual (HU, image − calcium-free background) and depth (mm) of the region's voxels.
+    """
+    r = np.asarray(residual_hu, dtype=np.float64).ravel()
+    d = np.asarray(depth_mm, dtype=np.float64).ravel()
+    bv = np.broadcast_to(np.asarray(blur_var_mm2, dtype=np.float64), r.shape).ravel()
+    ok = np.isfinite(r) & np.isfinite(d) & np.isfinite(bv)
+    r, d, bv = r[ok], d[ok], bv[ok]
+    net = float(r.sum() * voxel_volume_mm3)
+    nan = float("nan")
+    if r.size < 3 or net <= 0:
+        return LayerFit(nan, nan, nan, nan, net, nan, nan, False)
+    # centre and blur from the positive part (robust first guess), then the window around it
+    wp = np.clip(r, 0.0, None)
+    centre = float((wp * d).sum() / wp.sum())
+    sig2 = float((wp * bv).sum() / wp.sum())
+    half_t = 0.0
+    sel = np.ones(r.size, dtype=bool)
+    m2 = sig2
+    for _ in range(2):
+        sel = np.abs(d - centre) <= window_sd * np.sqrt(sig2) + half_t
+        w = r[sel]
+        if w.sum() <= 0:
+            return LayerFit(nan, nan, nan, nan, net, nan, nan, False)
+        centre = float((w * d[sel]).sum() / w.sum())
+        sig2 = float((w * bv[sel]).sum() / w.sum())
+        m2 = float((w * (d[sel] - centre) ** 2).sum() / w.sum())
+        half_t = 0.5 * np.sqrt(12.0 * max(m2 - sig2, 0.0))
+    w = r[sel]
+    total = float(w.sum())
+    # noise standard error of m2 (a ratio of sums; first order in the noise of each voxel)
+    se_m2 = noise_sd_hu * float(np.sqrt((((d[sel] - centre) ** 2 - m2) ** 2).sum())) / total
+    excess = m2 - sig2
+    tc = total * voxel_volume_mm3      # Σ r·v over the window: Δ·t·area
+    sd = float(np.sqrt(sig2))
+    if not (excess > min_excess * sig2 and excess > 2.0 * se_m2):
+        # only the integral across the wall is measured; report Δ·t per unit area from the peak band
+        # the profile is the blur's own (t → 0): its peak reads Δ·t/(√(2π)·σ)
+        tdelta = _layer_level_hu(r, d, centre, sd, 0.0) * np.sqrt(2.0 * np.pi) * sd
+        return LayerFit(nan, nan, tc / tdelta, nan, net, tdelta, sd, False)
+    t = float(np.sqrt(12.0 * excess))
+    delta = _layer_level_hu(r, d, centre, sd, t)
+    volume = net / delta
+    return LayerFit(t, delta, volume / t, volume, net, delta * t, sd, True)
+
+
+def _normal_blur_variance(depth: np.ndarray, z: np.ndarray, y: np.ndarray, x: np.ndarray,
+                          spacing: tuple[float, float, float], var_axes: np.ndarray) -> np.ndarray:
+    """Blur variance (mm²) along the surface normal at voxels (z, y, x): Σᵢ nᵢ²·varᵢ, the normal n
+    from central differences of the signed depth (in-plane where they are undefined) [T]."""
+    grads = []
+    for axis, sp in enumerate(spacing):
+        hi = [z, y, x]
+        lo = [z, y, x]
+        hi[axis] = np.minimum(hi[axis] + 1, depth.shape[axis] - 1)
+        lo[axis] = np.maximum(lo[axis] - 1, 0)
+        step = (hi[axis] - lo[axis]) * sp
+        with np.errstate(invalid="ignore", divide="ignore"):
+            grads.append((depth[tuple(hi)].astype(np.float64) - depth[tuple(lo)]) / np.where(step > 0, step, np.nan))
+    g = np.stack(grads, axis=1)
+    norm2 = (g * g).sum(axis=1)
+    ok = np.isfinite(norm2) & (norm2 > 1e-6)
+    n2 = np.where(ok[:, None], g * g / np.where(ok, norm2, 1.0)[:, None], np.array([0.0, 0.5, 0.5]))
+    return n2 @ np.asarray(var_axes, dtype=np.float64)
+
+
+def _layer_profile(x: np.ndarray, t: float, sd: float) -> np.ndarray:
+    """Box of width t (centred on 0) blurred by a Gaussian of SD ``sd``: the layer's profile (peak ≤ 1)."""
+    from scipy.special import erf
+
+    if t <= 0:
+        return np.exp(-0.5 * (x / sd) ** 2)
+    k = 1.0 / (np.sqrt(2.0) * sd)
+    return 0.5 * (erf((x + t / 2) * k) - erf((x - t / 2) * k))
+
+
+def _layer_level_hu(r: np.ndarray, d: np.ndarray, centre: float, sd: float, t: float) -> float:
+    """Δ of a layer whose profile across the wall is known (centre, t, blur SD) [T].
+
+    Each voxel's residual divided by the profile p at its depth reads Δ·(lateral factor) (used where
+    p ≥ half its peak, where noise/p stays small). The footprint's interior reads Δ and its
+    blurred lateral edge less; the level is the fixed point "median of the readings at least half
+    the level" (from the 99th percentile; a blurred edge crosses half on the true edge, so the set is
+    the footprint), found in a few passes.
+    """
+    p = _layer_profile(d - centre, t, sd)
+    band = p >= 0.5 * float(_layer_profile(np.zeros(1), t, sd)[0])
+    if band.sum() < 3:
+        return float("nan")
+    u = r[band] / p[band]
+    level = float(np.quantile(u, 0.99))
+    for _ in range(6):
+        if not level > 0:
+            return float("nan")
+        level = float(np.median(u[u >= 0.5 * level]))
+    return level
 
 
 def _grouped(keys: np.ndarray, values: np.ndarray, n: int, stat) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

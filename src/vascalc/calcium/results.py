@@ -101,6 +101,8 @@ class StructureScore:
     pv_object_hu_median: float | None
     profile: tuple[tuple[int, float, float, float], ...]
     risk: RiskCategories | None = None
+    # blur-corrected PV volume (moment fit of a wall layer, docs/accuracy.md); None without the model
+    pv_volume_blur_corrected_mm3: float | None = None
 
     def to_dict(self) -> dict:
         return {f.name: to_jsonable(getattr(self, f.name)) for f in fields(self)}

@@ -390,7 +390,8 @@ def score_calcium(
                     region_mm, options.pv_ring_mm, s_obj, rho_cal, pv_background,
                     options.pv_background_scope, options.pv_min_ring_voxels, options.pv_clip_fraction,
                     options.pv_object, cal_a, cal_b, min_region, mask_index,
-                    near_index, depth_mm=depth, model=bg_model, significance_sd=guard_sd)
+                    near_index, depth_mm=depth, model=bg_model, significance_sd=guard_sd,
+                    slice_thickness_mm=slice_thickness_mm)
 
     # ---- mass calibration (A.6) -------------------------------------------------------------------------
     c_ha = options.mass_calibration_mg_per_cm3_per_hu
@@ -481,6 +482,8 @@ def score_calcium(
             pv_calcium_reference_hu=float(s_obj), pv_reference_density_mg_cm3=float(rho_cal),
             pv_object_hu_median=_nanmedian(pv.object_hu[pv_idx]) if has_pv else None,
             profile=prof,
+            pv_volume_blur_corrected_mm3=(None if pv.volume_blur_corrected_mm3 is None
+                                          else _pv_sum(pv.volume_blur_corrected_mm3, pv_idx)),
         )
 
     pv_ids = np.arange(1, n_pv + 1)

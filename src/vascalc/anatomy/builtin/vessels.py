@@ -5,7 +5,8 @@ The arteries are found as tubes, not as voxels. The aorta is seeded where a roun
 slice: 32 rays are cast from the centre to the first fat / half-lumen / bone sample, the rays that
 agree on one radius (the wall) get a circle fitted through them and the others (escaping through
 an attached IVC, crus, branch or muscle) are ignored. Going down, the bifurcation is where the
-track splits into two tubes, narrows to < 0.72 × the aortic radius, or keeps an aortic calibre but
+track splits into two tubes, narrows to < 0.72 × the aortic radius (the first iliac slice then being
+where the radius first fell below 0.85 ×: the partial-volume slices of the aorta's end), or keeps an aortic calibre but
 swerves sideways away from the midline for ≥ 15 mm (an iliac touching its vein or the IVC with
 no fat plane, on non-contrast CT: the aorta runs straight down its last centimetres, the common
 iliacs part at ≈ 25–30°); when the streaks of a screw or stent hide the bifurcation, the two
@@ -14,7 +15,9 @@ streaked gap staying uncertain for the aorta and both iliacs. The two iliacs are
 followed down the pelvis and the thighs (radius capped at 7.5 mm: where an artery lies against
 its vein or the psoas with no fat plane, the merged blob is capped and the capped disc kept where
 it is most inside near the artery's own predicted course — the neighbour may be medial, posterior
-or lateral). Iliac becomes femoral at the femoral-head level.
+or lateral). Iliac becomes femoral at the top of the pubic symphysis (:func:`pubic_symphysis_top`),
+where TotalSegmentator's ``iliac_artery_*`` masks end (inferred from its reference masks,
+docs/segmentation.md), or at the femoral heads' centre where the symphysis is not in the scan.
 
 Below the bifurcation each iliac artery is first given a course by a minimal path
 (:func:`slice_minimal_path`, dynamic programming over slices, one pixel per slice, steps ≤
@@ -33,7 +36,8 @@ bifurcation: :func:`follow_large_mass`) taken out of the tube cue, and of the tw
 which the fitted tube's wall is seen on more rays wins (:func:`path_wall_support`). On
 non-contrast CT the iliac/femoral outline is drawn at the half-maximum between the vessel and fat
 (:func:`half_max_radii`), not at the tracker's −15-HU edge. Measured: real non-contrast iliacs
-0.380 / 0.728 → 0.626 / 0.738.
+0.380 / 0.728 → 0.626 / 0.738; with the pubic-symphysis boundary 0.636 / 0.752, and with the
+bifurcation at the taper's start 0.659 / 0.767 (aorta 0.914 → 0.922).
 
 Veins (returned as ``inferior_vena_cava``, ``iliac_vena_left/right``; never scored): the IVC is
 the tube 25–55 mm right of the aorta (nearer lies the right crus; on CTA it must enhance, > 60 HU),
@@ -111,6 +115,13 @@ FAT_HU = -100.0
 PSOAS_OPEN_RADIUS_MM = 8.0
 #: The iliac minimal path ends this far above the iliac → femoral boundary (the femoral heads' centre), mm.
 GUIDE_ABOVE_FEMORAL_MM = 20.0
+#: Iliac → femoral boundary at the top of the pubic symphysis (:func:`pubic_symphysis_top`), as
+#: TotalSegmentator's ``iliac_artery_*`` masks end; False: at the femoral heads' centre (the phantom's truth).
+ILIAC_ENDS_AT_PUBIS = True
+#: Aortic bifurcation by narrowing: the first iliac slice is where the radius first fell below this
+#: fraction of the aorta above (not only the first of three slices below 0.72 ×).
+BIFURCATION_AT_TAPER_START = True
+BIFURCATION_TAPER_RATIO = 0.85
 #: Outer radius cap of the iliac/femoral arteries (mm; common iliac ≈ 10–14 mm across with wall).
 ILIAC_MAX_RADIUS_MM = 7.5
 _N_RAYS = 32
@@ -1011,7 +1022,8 @@ def _find_and_track_aorta(ctx: _Ctx, body, spine_x, spine_ant, has_spine, metal:
 
 def _bifurcation_by_radius(ctx: _Ctx, fits: dict[int, _Fit], z0: int, metal: _Metal | None = None):
     """Where the aorta's track, followed caudally, narrows to an iliac (radius < 0.72 × the aorta
-    just above, on three slices) or swerves away from its course (centre > 0.6 × the aortic
+    just above, on three slices; the first iliac slice is where the radius first fell below
+    :data:`BIFURCATION_TAPER_RATIO` × the aorta) or swerves away from its course (centre > 0.6 × the aortic
     radius to one side over ≥ 15 mm, still parting) it has slipped into one iliac: that is the
     bifurcation. The other iliac is looked for mirrored about the last aortic centre. When the
     track just ends, two tubes are looked for side by side below its end — below ``metal``
@@ -1026,6 +1038,13 @@ def _bifurcation_by_radius(ctx: _Ctx, fits: dict[int, _Fit], z0: int, metal: _Me
             continue
         ref = float(np.median(above))
         narrowed = all(radius[u] < 0.72 * ref for u in below)
+        if narrowed and BIFURCATION_AT_TAPER_START:
+            # the narrowing is confirmed three slices on, but the track entered the iliac where its
+            # radius first left the aortic calibre: partial-volume slices of the aorta's end and the
+            # iliac's start (0.72–0.85 × the aorta) belong to the iliac, as the swerve's start does
+            while i > 3 and radius[zs[i - 1]] < BIFURCATION_TAPER_RATIO * ref:
+                i -= 1
+            z = zs[i]
         if not narrowed:
             # no fat plane between an iliac and its vein/the IVC (non-contrast): the track keeps an
             # aortic calibre but swerves sideways into the iliac — the aorta itself runs nearly
@@ -1387,6 +1406,37 @@ def _femoral_level(bone: np.ndarray, spacing, spine_x, bif_z: int) -> int | None
     return z if z > 0 else None
 
 
+def pubic_symphysis_top(bone: np.ndarray, body: np.ndarray, spacing_mm, *, below_z: int,
+                        half_width_mm: float = 12.0, min_area_mm2: float = 60.0,
+                        front_mm: float = 25.0) -> int | None:
+    """Most cranial slice (< ``below_z``) of the pubic symphysis: bone within ±``half_width_mm``
+    of the body's centre line and ≥ ``front_mm`` in front of the body's centre, over ≥
+    ``min_area_mm2`` on two consecutive slices. In the pelvis the only midline bone well in front of
+    the body's centre is the pubis (the sacral promontory reaches the centre, the coccyx lies
+    behind it; a prostate calcification is far smaller). Used as the
+    iliac → femoral boundary (the inguinal ligament's medial end, the pubic tubercle, lies at the
+    symphysis' upper border; docs/segmentation.md, "iliac/femoral boundary"). ``bone``/``body``:
+    boolean (z, y, x) in the canonical frame (axis 0 superior, axis 1 posterior); ``spacing_mm``:
+    (dz, dy, dx). Returns the slice index, or None when no symphysis is in the scan."""
+    below_z = int(min(below_z, bone.shape[0]))
+    if below_z <= 1:
+        return None
+    b, bd = bone[:below_z], body[:below_z]
+    nz, ny, nx = b.shape
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    area = np.maximum(bd.sum(axis=(1, 2)), 1).astype(float)
+    cx = (bd * xx).sum(axis=(1, 2)) / area
+    cy = (bd * yy).sum(axis=(1, 2)) / area
+    front_mid = ((np.abs(xx[None] - cx[:, None, None]) * spacing_mm[2] <= half_width_mm)
+                 & (yy[None] < cy[:, None, None] - front_mm / spacing_mm[1]))
+    found = (b & front_mid).sum(axis=(1, 2)) * spacing_mm[1] * spacing_mm[2] >= min_area_mm2
+    found &= bd.any(axis=(1, 2))
+    # two consecutive slices: one noisy slice (a calcified node, a phlebolith) does not count
+    pair = found[1:] & found[:-1]
+    zs = np.flatnonzero(pair)
+    return int(zs.max()) + 1 if zs.size else None
+
+
 def _visceral_origins(ctx: _Ctx, aorta: dict[int, _Fit], out: np.ndarray, spacing_full, offset_mm, grow_mm: float,
                       notes: list[str]) -> None:
     """Origins (first ~12 mm) of the celiac trunk, SMA and renal arteries on CTA: bright offshoots
@@ -1575,7 +1625,11 @@ def segment_vessels(volume: Volume, *, bones: np.ndarray | None = None, body: np
         if bif_z is None:
             notes.append("no aortic bifurcation found in the scan: iliac and femoral arteries not followed")
         else:
-            fem_z = _femoral_level(bone_small, sp, spine_x, bif_z)
+            head_z = _femoral_level(bone_small, sp, spine_x, bif_z)
+            # the iliac → femoral boundary as TotalSegmentator draws it: at the top of the pubic
+            # symphysis (the femoral-head estimate where the symphysis is not in the scan)
+            pub_z = pubic_symphysis_top(bone_small, body_small, sp, below_z=bif_z) if ILIAC_ENDS_AT_PUBIS else None
+            fem_z = pub_z if pub_z is not None else head_z
             # iliacs re-acquired below metal: the bifurcation lies somewhere in the streaked gap,
             # so the gap is uncertain for the iliacs too
             gap = [z for z in aorta_unc if bif_z < z < min(aorta_fits)]
@@ -1600,7 +1654,7 @@ def segment_vessels(volume: Volume, *, bones: np.ndarray | None = None, body: np
             # it instead of guessing slice by slice where the artery touches its vein. The path's
             # cue (fat in front of the artery, its vein behind) holds down to the inguinal ligament,
             # ≈ 20 mm above the femoral heads' centre; in the groin the greedy tracker takes over
-            z_groin = 0 if fem_z is None else fem_z + int(round(GUIDE_ABOVE_FEMORAL_MM / sp[0]))
+            z_groin = 0 if head_z is None else head_z + int(round(GUIDE_ABOVE_FEMORAL_MM / sp[0]))
             for side, (zs0, seed) in iliac_seeds.items():
                 guide = (_iliac_guide(ctx, zs0, seed.centre_mm, z_groin, side, seed.radius_mm)
                          if USE_ILIAC_PATH else {})
@@ -1696,5 +1750,5 @@ def segment_vessels(volume: Volume, *, bones: np.ndarray | None = None, body: np
 
 
 __all__ = ["CONTRAST_LUMEN_HU", "VEIN_NAMES", "VESSEL_LABELS", "VesselResult", "WALL_MM", "artery_path_cost",
-           "follow_large_mass", "half_max_radii", "path_wall_support", "segment_vessels", "slice_minimal_path",
-           "threshold_body", "threshold_bones"]
+           "follow_large_mass", "half_max_radii", "path_wall_support", "pubic_symphysis_top", "segment_vessels",
+           "slice_minimal_path", "threshold_body", "threshold_bones"]

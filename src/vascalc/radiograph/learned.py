@@ -165,15 +165,22 @@ def score_radiograph_learned(image, *, model_dir: str | Path | None = None, pixe
         spacing = (ASSUMED_FOV_MM / rg.shape[0],) * 2
         warnings.append(f"pixel spacing unknown: a {ASSUMED_FOV_MM:.0f} mm tall field of view was assumed")
     start = time.perf_counter()
+    flagged_levels: tuple[str, ...] = ()
+    landmark_check = None
     if (folder / "localiser.json").is_file():
-        from vascalc.learn.aac_localiser import locate_learned
+        from vascalc.learn.aac_localiser import check_landmarks, load_localiser, locate_learned
 
-        vertebrae = locate_learned(folder, rg.image, spacing)
+        loc_model = load_localiser(folder)
+        vertebrae = locate_learned(loc_model, rg.image, spacing)
         l1 = np.asarray(next(v for v in vertebrae if v.name == "L1").corners_px)
         found = "left" if (l1[0, 1] + l1[3, 1]) < (l1[1, 1] + l1[2, 1]) else "right"
         if facing != "auto" and facing != found:
             warnings.append(f"the learned localiser found the patient facing {found}, not {facing} as given")
         loc = Localisation(vertebrae=vertebrae, facing=found, method="learned_corner_heatmaps_v1")
+        check = check_landmarks(loc.vertebrae, spacing)
+        # the check of the LEARNED landmarks; "landmarks_used" says which set was graded
+        landmark_check = {"ok": check.ok, "problems": list(check.problems), "flagged_levels": list(check.flagged_levels),
+                          "landmarks_used": "learned"}
         try:
             geometry = spine_geometry(loc.vertebrae, spacing)
         except GeometryError as error:
@@ -181,12 +188,39 @@ def score_radiograph_learned(image, *, model_dir: str | Path | None = None, pixe
             warnings.append(f"learned localiser gave implausible landmarks ({error}); used the model-free localiser")
             loc = locate_vertebrae(rg, facing=facing, lowest_level=lowest_level)
             geometry = spine_geometry(loc.vertebrae, spacing)
+            landmark_check["landmarks_used"] = "model-free"
+        else:
+            if not check.ok:
+                # a body failed the geometric check (a corner on the neighbouring endplate, a mirrored
+                # body): keep the learned landmarks unless the model-free localiser passes the check
+                try:
+                    alt = locate_vertebrae(rg, facing=facing, lowest_level=lowest_level)
+                    alt_ok = check_landmarks(alt.vertebrae, spacing).ok
+                    alt_geometry = spine_geometry(alt.vertebrae, spacing) if alt_ok else None
+                except GeometryError:
+                    alt_ok = False
+                if alt_ok:
+                    warnings.append("learned landmarks failed the geometric check (" + "; ".join(check.problems)
+                                    + "); used the model-free localiser, which passed it")
+                    loc, geometry = alt, alt_geometry
+                    landmark_check["landmarks_used"] = "model-free"
+                else:
+                    flagged_levels = check.flagged_levels
+                    warnings.append("learned landmarks failed the geometric check (" + "; ".join(check.problems)
+                                    + "); kept them, and halved the confidence of the segments of "
+                                    + ", ".join(flagged_levels))
     else:
         loc = locate_vertebrae(rg, facing=facing, lowest_level=lowest_level)
         geometry = spine_geometry(loc.vertebrae, spacing)
     timings["locate_s"] = time.perf_counter() - start
     start = time.perf_counter()
     graded = grade_learned(rg.image, geometry, folder, bands=bands)
+    if flagged_levels:
+        # the grade of a segment whose vertebral body is implausibly placed is less trustworthy than
+        # the grader's probability says: its confidence is halved (docs/radiograph.md, landmark check)
+        segs = tuple(dataclasses.replace(sg, confidence=round(sg.confidence * 0.5, 4)) if sg.level in flagged_levels
+                     else sg for sg in graded.result.segments)
+        graded = dataclasses.replace(graded, result=dataclasses.replace(graded.result, segments=segs))
     timings["grade_s"] = time.perf_counter() - start
     # the decision rule used: calibrated thresholds τ_k from model.json (learn.aac.calibrate_aac), else CORAL's 0.5
     calibration = json.loads(meta_path.read_text()).get("calibration") or {}
@@ -195,6 +229,8 @@ def score_radiograph_learned(image, *, model_dir: str | Path | None = None, pixe
               "model_path": "bundled" if model_dir is None else folder.name,
               "segment_probabilities_gt": graded.probabilities, "regressor_aac24": graded.regressor_aac24,
               "severity_scheme": graded.result.severity_scheme, "definition": "SCORING.md B.1-B.4"}
+    if landmark_check is not None:
+        method["landmark_check"] = landmark_check
     return AacResult(case_id=case_id or default_case, radiograph=rg.with_facing(loc.facing), localisation=loc,
                      kauppila=graded.result, method=method,
                      warnings=tuple(warnings) + tuple(loc.warnings) + graded.result.warnings, timings_s=timings)

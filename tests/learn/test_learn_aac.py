@@ -24,23 +24,11 @@ from vascalc.learn.aac import (  # noqa: E402
     segment_patches,
     train_model,
 )
+from aac_fixtures import spine_landmarks, stripe_patches  # noqa: E402
 from vascalc.phantoms.types import VertebraLandmark  # noqa: E402
 from vascalc.radiograph.kauppila import SEGMENTS  # noqa: E402
 
 P = 16  # tiny patches keep the whole file fast
-
-
-def _tiny_patches(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Noise patches with a bright stripe at the near columns covering grade/3 of the rows (0 for grade 0),
-    i.e. the B.1 rule drawn directly: f = 0, ≈ 0.25, ≈ 0.5, ≈ 0.85."""
-    rng = np.random.default_rng(seed)
-    grades = np.tile(np.arange(4), n // 4 + 1)[:n]
-    x = rng.normal(0.0, 0.3, size=(n, P, P)).astype(np.float32)
-    cover = {0: 0, 1: 4, 2: 8, 3: 14}
-    for i, g in enumerate(grades):
-        start = rng.integers(0, P - cover[g] + 1)
-        x[i, start:start + cover[g], 2:6] += 2.0
-    return x, grades
 
 
 def test_coral_levels_and_loss_by_hand():
@@ -78,33 +66,23 @@ def _tiny_config(**kw) -> AacConfig:
 
 
 def test_tiny_training_lowers_loss_and_beats_chance():
-    x, g = _tiny_patches(40, seed=1)
+    x, g = stripe_patches(40, seed=1, patch_px=P)
     net, losses = train_model("coral", x, g, _tiny_config(), seed=0)
     assert losses[-1] < 0.6 * losses[0]
-    xt, gt = _tiny_patches(40, seed=2)
+    xt, gt = stripe_patches(40, seed=2, patch_px=P)
     pred = grades_from_probabilities(coral_probabilities(net, xt))
     assert np.mean(pred == gt) > 0.5  # chance is 0.25 with 4 balanced grades
     assert np.mean(np.abs(pred - gt)) < 0.75
 
 
 def test_training_is_deterministic_with_a_seed():
-    x, g = _tiny_patches(16, seed=3)
+    x, g = stripe_patches(16, seed=3, patch_px=P)
     cfg = _tiny_config(epochs=2)
     a, la = train_model("coral", x, g, cfg, seed=5)
     b, lb = train_model("coral", x, g, cfg, seed=5)
     assert la == lb
     for (name, ta), tb in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(ta, tb), name
-
-
-def _landmarks() -> tuple[VertebraLandmark, ...]:
-    """Four 25-mm bodies 10 mm apart, 30 mm deep, anterior at column 60 (1-mm pixels)."""
-    out = []
-    for i, name in enumerate(("L1", "L2", "L3", "L4")):
-        top, bottom = 20.0 + 35.0 * i, 45.0 + 35.0 * i
-        out.append(VertebraLandmark(name=name, corners_px=((top, 60.0), (top, 90.0), (bottom, 90.0), (bottom, 60.0)),
-                                    centre_px=((top + bottom) / 2, 75.0)))
-    return tuple(out)
 
 
 def test_segment_patches_follow_the_walls():
@@ -114,7 +92,7 @@ def test_segment_patches_follow_the_walls():
     # L2's level runs between the disc midpoints, rows 50–85; a 3-px line (cols 54–56, i.e. 4–6 mm
     # in front of the anterior border at col 60) survives the 2-mm column sampling of the patch
     image[55:80, 54:57] = 1.0
-    patches = segment_patches(image, _landmarks(), 1.0, patch_px=P, band_mm=(0.0, 30.0))
+    patches = segment_patches(image, spine_landmarks(), 1.0, patch_px=P, band_mm=(0.0, 30.0))
     assert patches.shape == (8, P, P)
     names = list(SEGMENTS)
     post, ant = patches[names.index("L2_posterior")], patches[names.index("L2_anterior")]
@@ -128,7 +106,7 @@ def test_segment_patches_follow_the_walls():
 
 
 def test_save_load_round_trip_and_prediction(tmp_path):
-    x, g = _tiny_patches(16, seed=4)
+    x, g = stripe_patches(16, seed=4, patch_px=P)
     cfg = _tiny_config(epochs=1, n_folds=2)
     nets = [train_model("coral", x, g, cfg, seed=k)[0] for k in range(2)]
     crops = np.random.default_rng(0).normal(size=(6, 4 * P, P)).astype(np.float32)
@@ -140,13 +118,13 @@ def test_save_load_round_trip_and_prediction(tmp_path):
     for a, b in zip(nets, loaded.graders):
         assert np.array_equal(coral_probabilities(a, x), coral_probabilities(b, x))
     image = np.random.default_rng(1).random((180, 120)).astype(np.float32)
-    grades, prob = predict_grades(tmp_path, image, _landmarks(), 1.0)
+    grades, prob = predict_grades(tmp_path, image, spine_landmarks(), 1.0)
     assert list(grades) == list(SEGMENTS) and all(v in (0, 1, 2, 3) for v in grades.values())
     for s in SEGMENTS:
         p = np.array(prob[s])
         assert p.shape == (3,) and np.all((p > 0) & (p < 1)) and np.all(np.diff(p) <= 0)
         assert grades[s] == int((p > 0.5).sum())
-    score = predict_aac24_regression(loaded, image, _landmarks(), 1.0)
+    score = predict_aac24_regression(loaded, image, spine_landmarks(), 1.0)
     assert 0.0 <= score <= 24.0
 
 
@@ -219,26 +197,26 @@ def test_calibrated_grade_is_monotone_in_probability():
 def test_predict_grades_applies_stored_calibration(tmp_path):
     import json
 
-    x, g = _tiny_patches(16, seed=4)
+    x, g = stripe_patches(16, seed=4, patch_px=P)
     cfg = _tiny_config(epochs=1, n_folds=2)
     nets = [train_model("coral", x, g, cfg, seed=k)[0] for k in range(2)]
     save_aac_ensemble(tmp_path, nets, [], {"config": {**cfg.__dict__, "band_mm": list(cfg.band_mm)}})
     image = np.random.default_rng(1).random((180, 120)).astype(np.float32)
-    plain, prob = predict_grades(tmp_path, image, _landmarks(), 1.0)
+    plain, prob = predict_grades(tmp_path, image, spine_landmarks(), 1.0)
     meta = json.loads((tmp_path / "model.json").read_text())
     for tau, expect in (([0.0, 0.0, 0.0], 3), ([1.0, 1.0, 1.0], 0)):  # extreme thresholds: known answers
         meta["calibration"] = {"version": 1, "method": "coral_thresholds", "thresholds": tau}
         (tmp_path / "model.json").write_text(json.dumps(meta))
-        cal, prob2 = predict_grades(tmp_path, image, _landmarks(), 1.0)
+        cal, prob2 = predict_grades(tmp_path, image, spine_landmarks(), 1.0)
         assert prob2 == prob and set(cal.values()) == {expect}
-        again, _ = predict_grades(tmp_path, image, _landmarks(), 1.0, calibrated=False)
+        again, _ = predict_grades(tmp_path, image, spine_landmarks(), 1.0, calibrated=False)
         assert again == plain  # the uncalibrated path is kept
     meta["calibration"] = {"version": 99, "method": "coral_thresholds", "thresholds": [0.5] * 3}
     (tmp_path / "model.json").write_text(json.dumps(meta))
     from vascalc.errors import InputError
 
     with pytest.raises(InputError, match="calibration"):
-        predict_grades(tmp_path, image, _landmarks(), 1.0)
+        predict_grades(tmp_path, image, spine_landmarks(), 1.0)
 
 
 def test_bundled_model_selection_used_only_disjoint_seeds():

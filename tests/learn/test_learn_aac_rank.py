@@ -25,7 +25,7 @@ from vascalc.learn.aac import (  # noqa: E402
     segment_patches,
     train_model,
 )
-from vascalc.phantoms.types import VertebraLandmark  # noqa: E402
+from aac_fixtures import spine_landmarks, stripe_patches  # noqa: E402
 from vascalc.radiograph.kauppila import SEGMENTS  # noqa: E402
 
 P = 16
@@ -58,21 +58,11 @@ def test_rank_contrastive_gradient_pulls_equal_and_pushes_different_grades():
     assert after > before  # D ≈ 0.2 < m·2 = 1: grades 1 and 3 pushed apart
 
 
-def _landmarks() -> tuple[VertebraLandmark, ...]:
-    """Four 25-mm bodies 10 mm apart (levels 35 mm tall), anterior border at column 60 (1-mm pixels)."""
-    out = []
-    for i, name in enumerate(("L1", "L2", "L3", "L4")):
-        top, bottom = 20.0 + 35.0 * i, 45.0 + 35.0 * i
-        out.append(VertebraLandmark(name=name, corners_px=((top, 60.0), (top, 90.0), (bottom, 90.0), (bottom, 60.0)),
-                                    centre_px=((top + bottom) / 2, 75.0)))
-    return tuple(out)
-
-
 def test_context_rows_show_the_neighbouring_level():
     """A line over rows 55–80 (inside L2's level, 50–85) appears in L1's patch only in its lower context rows."""
     image = np.zeros((180, 120), dtype=np.float32)
     image[55:80, 54:57] = 1.0
-    patches = segment_patches(image, _landmarks(), 1.0, patch_px=P, band_mm=(0.0, 30.0), band_px=P, context_px=4)
+    patches = segment_patches(image, spine_landmarks(), 1.0, patch_px=P, band_mm=(0.0, 30.0), band_px=P, context_px=4)
     assert patches.shape == (8, P + 8, P)
     names = list(SEGMENTS)
     l1 = patches[names.index("L1_posterior")]
@@ -124,27 +114,15 @@ def test_highpass_channel_keeps_a_faint_line_and_drops_a_ramp():
     assert x.shape == (8, 5, P, P) and np.allclose(x[0, 1], highpass_residual(patch[:P, :P], 1.5))
 
 
-def _tiny_patches(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Noise patches with a bright stripe covering grade/3 of the rows (the B.1 rule drawn directly)."""
-    rng = np.random.default_rng(seed)
-    grades = np.tile(np.arange(4), n // 4 + 1)[:n]
-    x = rng.normal(0.0, 0.3, size=(n, P, P)).astype(np.float32)
-    cover = {0: 0, 1: 4, 2: 8, 3: 14}
-    for i, g in enumerate(grades):
-        start = rng.integers(0, P - cover[g] + 1)
-        x[i, start:start + cover[g], 2:6] += 2.0
-    return x, grades
-
-
 def test_rank_contrastive_training_lowers_the_loss_and_beats_chance():
     cfg = AacConfig(patch_px=P, band_px=P, epochs=25, batch_size=8, learning_rate=5e-3, width=4,
                     loss="coral+rank_contrastive", rank_weight=0.5, highpass_px=0.0)
-    x, g = _tiny_patches(40, seed=1)
+    x, g = stripe_patches(40, seed=1, patch_px=P)
     with pytest.raises(InputError, match="channel"):  # one-channel patches, two-channel settings
         train_model("coral", x, g, AacConfig(patch_px=P, band_px=P, epochs=1), seed=0)
     net, losses = train_model("coral", x, g, cfg, seed=0)
     assert losses[-1] < 0.6 * losses[0]
-    xt, gt = _tiny_patches(40, seed=2)
+    xt, gt = stripe_patches(40, seed=2, patch_px=P)
     pred = grades_from_probabilities(coral_probabilities(net, xt))
     assert np.mean(pred == gt) > 0.5  # chance: 0.25
 
@@ -160,7 +138,7 @@ def test_coordinate_channel_model_round_trip(tmp_path):
     assert loaded.config == cfg
     assert np.array_equal(coral_probabilities(net, x), coral_probabilities(loaded.graders[0], x))
     image = np.random.default_rng(1).random((180, 120)).astype(np.float32)
-    grades, prob = predict_grades(tmp_path, image, _landmarks(), 1.0)
+    grades, prob = predict_grades(tmp_path, image, spine_landmarks(), 1.0)
     assert list(grades) == list(SEGMENTS)
     assert all(grades[s] == int((np.array(prob[s]) > 0.5).sum()) for s in SEGMENTS)
 

@@ -22,6 +22,20 @@ from scipy import ndimage as ndi
 from vascalc.imaging.grid import Grid
 
 
+def axial_coordinates(lps: np.ndarray, centre_lps_mm, axis) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 3) LPS mm → (position along the unit ``axis`` from ``centre_lps_mm`` in mm, azimuth around it
+    in degrees): 0 towards the patient's left, turning towards posterior, in the plane across the axis."""
+    rel = np.asarray(lps, dtype=float) - np.asarray(centre_lps_mm, dtype=float)
+    axis = np.asarray(axis, dtype=float)
+    e1 = np.array([1.0, 0.0, 0.0]) - axis[0] * axis
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(axis, e1)
+    # e2 must point posterior for the same handedness as the patient-axis azimuth
+    if e2[1] < 0:
+        e2 = -e2
+    return rel @ axis, np.degrees(np.arctan2(rel @ e2, rel @ e1)) % 360.0
+
+
 @dataclass(frozen=True)
 class HeartFrame:
     """Heart centre and semi-axes (LPS mm) and the aortic root (centre, radius, how found).
@@ -46,16 +60,8 @@ class HeartFrame:
     def long_axis_coordinates(self, lps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(position along the long axis / its semi-axis, azimuth around it in degrees): the azimuth is
         0 towards the patient's left, turning towards posterior, in the plane across the long axis."""
-        rel = np.asarray(lps, dtype=float) - np.asarray(self.centre_lps_mm)
-        axis = np.asarray(self.long_axis)
-        e1 = np.array([1.0, 0.0, 0.0]) - axis[0] * axis
-        e1 /= np.linalg.norm(e1)
-        e2 = np.cross(axis, e1)
-        # e2 must point posterior for the same handedness as the patient-axis azimuth
-        if e2[1] < 0:
-            e2 = -e2
-        along = rel @ axis / self.long_semi_mm
-        return along, np.degrees(np.arctan2(rel @ e2, rel @ e1)) % 360.0
+        along_mm, azimuth_deg = axial_coordinates(lps, self.centre_lps_mm, self.long_axis)
+        return along_mm / self.long_semi_mm, azimuth_deg
 
     def to_dict(self) -> dict:
         return {"centre_lps_mm": list(self.centre_lps_mm), "semi_axes_mm": list(self.semi_axes_mm),

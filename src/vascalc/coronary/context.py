@@ -30,6 +30,8 @@ from typing import Callable
 import numpy as np
 from scipy import ndimage as ndi
 
+from vascalc.coronary.anatomy import axial_coordinates
+
 #: smoothed HU range of fat, as :func:`vascalc.coronary.assign.fat_distance_mm`
 FAT_HU = (-190.0, -30.0)
 #: crop indices (m, 3) → LPS mm (m, 3)
@@ -183,14 +185,7 @@ class FatEnvelope:
     def long_axis_coordinates(self, lps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(position along the long axis in mm from the centre, azimuth around it in degrees: 0 towards
         the patient's left, turning posterior), as :meth:`HeartFrame.long_axis_coordinates`."""
-        rel = np.asarray(lps, dtype=float) - np.asarray(self.centre_lps_mm)
-        axis = np.asarray(self.long_axis)
-        e1 = np.array([1.0, 0.0, 0.0]) - axis[0] * axis
-        e1 /= np.linalg.norm(e1)
-        e2 = np.cross(axis, e1)
-        if e2[1] < 0:
-            e2 = -e2
-        return rel @ axis, np.degrees(np.arctan2(rel @ e2, rel @ e1)) % 360.0
+        return axial_coordinates(lps, self.centre_lps_mm, self.long_axis)
 
 
 def fit_ellipsoid(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:

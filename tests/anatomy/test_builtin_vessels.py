@@ -414,6 +414,28 @@ def test_femoral_arteries_to_the_knee_on_cta():
     assert not (res.labels.labels > 0)[_bone_truth(ph)].any()
 
 
+def test_knee_length_non_contrast_marrow_does_not_switch_on_the_cta_hypothesis():
+    """Issue 6: on the knee-length non-contrast phantom of seed 2 the homogeneous marrow of the
+    femurs, pelvis and sacrum (150–700 HU) alone exceeded the "enhanced tissue" volume, so the CTA
+    hypothesis ran first and took the sacrum's marrow (≈ 236 HU, walled by a cortex too thin for the
+    CTA skeleton) for a contrast-filled aorta: every artery scored 0. Marrow inside the CTA
+    skeleton is now left out of that volume."""
+    ph = make_vascular_phantom(2, lumen_hu=40, shape=(300, 180, 180), spacing_mm=(2.5, 2.0, 2.0))
+    small = ph.volume.hu.astype(np.float32)  # 2-mm pixels: the segmenter's own working grid
+    sp = np.asarray(ph.volume.grid.spacing_mm, float)
+    body = vessels_mod.threshold_body(small)
+    marrow_free = body & ~vessels_mod.threshold_bones(small, sp, cortex_hu=400.0)
+    # the failure's precondition: with the marrow counted the gate opens (measured 333 / 141 cm³)
+    assert vessels_mod._enhanced_volume_mm3(small, body, sp) >= vessels_mod.ENHANCED_MIN_MM3
+    assert vessels_mod._enhanced_volume_mm3(small, marrow_free, sp) < vessels_mod.ENHANCED_MIN_MM3
+    res = segment_vessels(ph.volume)
+    assert not res.contrast_detected and 20.0 <= res.lumen_hu_median <= 60.0
+    truth = ph.totalseg_labels()
+    # measured 0.971 (aorta), 0.883 / 0.883 (iliacs), 0.891 (right femoral)
+    for name, bar in (("aorta", 0.93), ("iliac_artery_left", 0.83), ("iliac_artery_right", 0.83)):
+        assert dice(res.labels.mask(name), truth.mask(name)) >= bar, name
+
+
 @pytest.mark.parametrize("taper, expected", [(True, 19), (False, 17)])
 def test_bifurcation_by_narrowing_starts_where_the_radius_left_the_aortic_calibre(monkeypatch, taper, expected):
     """A track of radius 10 mm (slices 20–30), 7.8 mm on slices 19 and 18 (0.78 ×: the aorta's

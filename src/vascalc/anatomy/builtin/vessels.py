@@ -56,7 +56,8 @@ resolution of the scan at the end, so the search runs on an in-plane downsampled
 and a 512 × 512 × 300 CT takes ≈ 6–13 s on two cores.
 
 Contrast: a CTA hypothesis is tried when the scan is tagged with a contrast agent or holds
-≥ 150 cm³ of homogeneous bright tissue; it is kept when the followed aorta's lumen median is
+≥ 150 cm³ of homogeneous bright tissue outside the cortex-anchored skeleton (marrow of the femurs,
+pelvis and sacrum alone exceeds that in a knee-length scan); it is kept when the followed aorta's lumen median is
 > 120 HU and even (SD < 40 HU, unlike marrow). Renal, celiac and SMA *origins* (≈ 12 mm) are
 looked for on CTA only, as bright offshoots of the aortic wall; on non-contrast CT they are absent.
 
@@ -1576,7 +1577,9 @@ def segment_vessels(volume: Volume, *, bones: np.ndarray | None = None, body: np
     if contrast is None:
         # a CTA is tried when the scan is tagged with a contrast agent or is visibly enhanced
         tagged = bool(volume.info.contrast_agent)
-        enhanced = tagged or _enhanced_volume_mm3(small, body_small, sp) >= ENHANCED_MIN_MM3
+        # marrow inside a cortical shell (femurs, pelvis, sacrum: most of it in a knee-length scan)
+        # is homogeneous and bright too but is no evidence of contrast, so the CTA skeleton is left out
+        enhanced = tagged or _enhanced_volume_mm3(small, body_small & ~bone_cta, sp) >= ENHANCED_MIN_MM3
         hypotheses = [True, False] if enhanced else [False]
     else:
         hypotheses = [contrast]

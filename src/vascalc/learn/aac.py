@@ -41,6 +41,7 @@ from scipy import ndimage
 
 from vascalc.errors import GeometryError, InputError, OutputError
 from vascalc.learn._deps import deterministic, require_monai, require_torch
+from vascalc.learn.store import load_weights
 from vascalc.radiograph.kauppila import (
     LEVELS,
     SEGMENTS,
@@ -663,7 +664,7 @@ def save_aac_ensemble(out_dir: Path, graders: Sequence, regressors: Sequence, me
 
 def load_aac_ensemble(model_dir: str | Path) -> AacEnsemble:
     """Load a folder written by :func:`save_aac_ensemble` (state dicts with ``weights_only=True``)."""
-    torch = require_torch()
+    require_torch()
     folder = Path(model_dir)
     meta_path = folder / "model.json"
     if not meta_path.is_file():
@@ -675,13 +676,7 @@ def load_aac_ensemble(model_dir: str | Path) -> AacEnsemble:
     in_channels = AacEnsemble((), (), meta).config.in_channels
 
     def load(prefix: str, n: int, build):
-        nets = []
-        for k in range(n):
-            net = build(width)
-            net.load_state_dict(torch.load(folder / f"{prefix}_fold{k}.pt", weights_only=True))
-            net.eval()
-            nets.append(net)
-        return tuple(nets)
+        return tuple(load_weights(build(width), folder / f"{prefix}_fold{k}.pt") for k in range(n))
 
     return AacEnsemble(graders=load("grader", int(meta["n_graders"]),
                                     lambda w: build_coral_network(w, in_channels=in_channels)),

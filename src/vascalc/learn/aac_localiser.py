@@ -32,6 +32,7 @@ from scipy import ndimage
 
 from vascalc.errors import InputError, OutputError
 from vascalc.learn._deps import deterministic, require_monai, require_torch
+from vascalc.learn.store import load_weights
 from vascalc.phantoms.types import VertebraLandmark
 
 NAMES = ("T12", "L1", "L2", "L3", "L4", "L5")
@@ -308,7 +309,7 @@ def save_localiser(out_dir: Path, networks, config: LocaliserConfig, metadata: d
 
 
 def load_localiser(model_dir: str | Path) -> LocaliserModel:
-    torch = require_torch()
+    require_torch()
     folder = Path(model_dir)
     path = folder / "localiser.json"
     if not path.is_file():
@@ -316,13 +317,9 @@ def load_localiser(model_dir: str | Path) -> LocaliserModel:
     meta = json.loads(path.read_text())
     cfg = meta["config"]
     config = LocaliserConfig(**{**cfg, "channels": tuple(cfg["channels"])})
-    nets = []
-    for k in range(int(meta["n_networks"])):
-        net = build_localiser(config)
-        net.load_state_dict(torch.load(folder / f"localiser_fold{k}.pt", weights_only=True))
-        net.eval()
-        nets.append(net)
-    return LocaliserModel(tuple(nets), config, meta)
+    nets = tuple(load_weights(build_localiser(config), folder / f"localiser_fold{k}.pt")
+                 for k in range(int(meta["n_networks"])))
+    return LocaliserModel(nets, config, meta)
 
 
 def locate_learned(model: LocaliserModel | str | Path, image: np.ndarray, spacing_mm, *,

@@ -129,23 +129,26 @@ def read_metadata(model_dir: str | Path) -> dict:
 
 def load_ensemble(model_dir: str | Path) -> Seg2DEnsemble:
     """Load every fold network of a model folder (eval mode, CPU)."""
-    torch = require_torch()
+    require_torch()
     metadata = read_metadata(model_dir)
     spec = NetworkSpec.from_dict(metadata["network"])
-    networks = []
-    for name in metadata["fold_files"]:
-        path = Path(model_dir) / name
-        if not path.is_file():
-            raise InputError(f"{model_dir}: fold file {name} is missing")
-        network = build_network(spec)
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            network.load_state_dict(state)
-        except (RuntimeError, OSError, KeyError) as error:
-            raise InputError(f"{path}: not a state dict for {spec.architecture}/{spec.backbone} ({error})") from None
-        network.eval()
-        networks.append(network)
-    return Seg2DEnsemble(networks=tuple(networks), metadata=metadata)
+    networks = tuple(load_weights(build_network(spec), Path(model_dir) / name)
+                     for name in metadata["fold_files"])
+    return Seg2DEnsemble(networks=networks, metadata=metadata)
+
+
+def load_weights(network, path: Path):
+    """Fill ``network`` from the state dict at ``path`` (CPU, ``weights_only=True`` so a model file
+    cannot run code) and put it in eval mode; a missing or foreign file is an :class:`InputError`."""
+    torch = require_torch()
+    if not path.is_file():
+        raise InputError(f"{path.parent}: weight file {path.name} is missing")
+    try:
+        network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except (RuntimeError, OSError, KeyError) as error:
+        raise InputError(f"{path}: not a state dict for this network ({error})") from None
+    network.eval()
+    return network
 
 
 def write_cv_report(model_dir: str | Path, report: dict) -> tuple[Path, Path]:

@@ -118,6 +118,7 @@ def coronary(
     cases: int = typer.Option(100, "--cases", min=1, max=1000, help="Chest phantoms in the cohort."),
     seed: int = typer.Option(0, "--seed", min=0, help="Cohort seed: phantoms 900000 + 1000·seed + k (never training seeds)."),
     model: str = typer.Option(None, "--model", help="Lesion classifier JSON, or 'rules'. Default: the shipped model."),
+    workers: int = typer.Option(1, "--workers", min=1, max=16, help="Processes scoring cases (same tables)."),
 ) -> None:
     """Per-artery coronary calcium against chest-phantom truth: presence Se/Sp/PPV/NPV/κ, Agatston and
     volume error, risk-band accuracy, distractors counted and runtime. Writes cases.csv, summary.csv/.md."""
@@ -126,7 +127,8 @@ def coronary(
 
     out = prepare_output_folder(output)
     command = f"vascalc bench coronary -o {shlex.quote(str(output))} --cases {cases} --seed {seed}" + \
-        (f" --model {shlex.quote(model)}" if model else "")
+        (f" --model {shlex.quote(model)}" if model else "") + (f" --workers {workers}" if workers > 1 else "")
     with Console(stderr=True).status("coronary bench…") as status:
-        result = run_coronary_bench(out, cases, seed, model=model, command=command, progress=status.update)
+        result = run_coronary_bench(out, cases, seed, model=model, command=command, progress=status.update,
+                                    workers=workers)
     Console().print(result.markdown)

@@ -209,6 +209,38 @@ def truth_image_agatston(phantom, noise_free_hu: np.ndarray, normalisation_mode:
     return out
 
 
+def noise_limited_presence(phantom, noise_free_hu: np.ndarray, noise_sd_hu: float, threshold_hu: float = 130.0,
+                           min_area_mm2: float = 1.0, n_draws: int = 200, seed: int = 0) -> dict[str, float]:
+    """Per artery, the probability that a *perfect* threshold reader of the noisy scan (noise-free
+    image + white noise of ``noise_sd_hu``) finds coronary calcium on that artery: some voxel within
+    one voxel of the artery's plaques reading ≥ ``threshold_hu`` in a 2-D lesion ≥ ``min_area_mm2``
+    (:func:`vascalc.coronary.noisefloor.artery_presence_probability`). With ``noise_sd_hu`` = 0 it is
+    the reference presence of :func:`truth_image_agatston` (1 or 0). Averaged over a cohort it is the
+    ceiling of the sensitivity (over reference-positive arteries) and 1 − it the ceiling of the
+    specificity (over reference-negative ones) that any scorer of the noisy scan can reach against
+    the noise-free reference (docs/coronary.md, round 4)."""
+    from vascalc.coronary.noisefloor import artery_presence_probability
+
+    vessel = _vessel_of_plaque(phantom.truth)
+    out = {artery: 0.0 for artery in ("rca", "lad", "lcx")}
+    box = ndi.find_objects((phantom.plaque_ids > 0).astype(np.uint8))
+    if not box or box[0] is None:
+        return out
+    grid = phantom.volume.grid
+    pad = tuple(slice(max(0, b.start - 2), min(n, b.stop + 2)) for b, n in zip(box[0], grid.shape))
+    lut = np.zeros(max(vessel, default=0) + 1, dtype=np.int64)
+    for pid, name in vessel.items():
+        lut[pid] = CLASS_OF_VESSEL.get(name, 0)
+    # one voxel around the plaques, as the reference's lookup (the blur halo belongs to the plaque)
+    near = lut[ndi.grey_dilation(phantom.plaque_ids[pad], footprint=np.ones((3, 3, 3), dtype=bool))]
+    spacing = tuple(float(v) for v in grid.spacing_mm)
+    probability = artery_presence_probability(np.asarray(noise_free_hu[pad], dtype=np.float64), near, noise_sd_hu,
+                                              spacing, threshold_hu, min_area_mm2, n_draws, seed)
+    for k, artery in enumerate(("rca", "lad", "lcx"), start=1):
+        out[artery] = float(probability.get(k, 0.0))
+    return out
+
+
 def cluster_visible_truth(clusters: np.ndarray, box: tuple[slice, ...], phantom, noise_free_hu: np.ndarray
                           ) -> np.ndarray:
     """Per cluster 1…n: the artery (1–3) of the noise-free-image calcium it overlaps (one voxel

@@ -278,11 +278,6 @@ def test_wrong_mask_shape_is_an_input_error(plain_phantom):
         segment_vessels(ph.volume, bones=np.zeros((3, 3, 3), bool))
 
 
-def test_runtime_small_phantom(cta_phantom):
-    _, res = cta_phantom
-    assert res.elapsed_s < 10.0  # measured ≈ 1.5–2 s on the 2-core machine
-
-
 def test_disc_mask_areas_match_the_shapes():
     spacing = (0.5, 0.5)
     disc = _disc_mask((100, 100), spacing, [(np.array([25.0, 25.0]), 10.0)])
@@ -581,7 +576,6 @@ def test_real_non_contrast_abdomen(shared_data):
             near = ((np.abs(metal_mm[:, 0] - z * sp[0]) <= sp[0] + 1e-3)
                     & (np.hypot(*(metal_mm[:, 1:] - c).T) <= 40.0))
             assert not near.any(), (name, z)
-    assert res.elapsed_s < 10.0  # measured ≈ 1 s
     # the IVC beside the aorta (measured 0.599; TotalSegmentator's IVC runs up into the liver,
     # where no fat edge is left to follow)
     assert dice(res.labels.mask("inferior_vena_cava"), ref.mask("inferior_vena_cava")) >= 0.55

@@ -87,6 +87,13 @@ def test_flip_averaged_localiser_is_exactly_mirror_equivariant():
     # without flip averaging the random network is not equivariant
     c = locate_learned(model, film[:, ::-1], (4.0, 4.0), flip_average=False)
     assert max(np.abs(mirror_points(va.corners_px, 20) - np.asarray(vc.corners_px)).max() for va, vc in zip(a, c)) > 0.1
+    # the edge refinement is on unless localiser.json turns it off, and is exactly refine_corners
+    from vascalc.learn.aac_localiser import refine_corners, repair_heights
+
+    raw = locate_learned(model, film, (4.0, 4.0), refine=False)
+    assert a != raw and a == refine_corners(film, (4.0, 4.0), repair_heights(raw, (4.0, 4.0)))
+    off = LocaliserModel((net,), cfg, {"inference": {"flip_average": True, "refine_edges": False}})
+    assert not off.refine_edges and locate_learned(off, film, (4.0, 4.0)) == raw
 
 
 def test_check_passes_a_regular_spine_and_reports_its_measures():
@@ -190,11 +197,13 @@ def test_score_path_halves_confidence_of_levels_failing_the_check(monkeypatch, t
         raise GeometryError("no spine found")
 
     monkeypatch.setattr(loc, "locate_learned", lambda *a, **k: broken)
+    monkeypatch.setattr(loc, "refine_corners", lambda image, spacing, v, **k: v)  # grade exactly ``broken``
     monkeypatch.setattr(locate, "locate_vertebrae", no_model_free)
     flagged = score_radiograph_learned(path, pixel_spacing_mm=0.6)
     check = flagged.method["landmark_check"]
     assert check["ok"] is False and "L3" in check["flagged_levels"] and check["landmarks_used"] == "learned"
-    assert good.method["landmark_check"] == {"ok": True, "problems": [], "flagged_levels": [], "landmarks_used": "learned"}
+    assert good.method["landmark_check"] == {"ok": True, "problems": [], "flagged_levels": [],
+                                             "landmarks_used": "learned", "repaired_levels": []}
     assert any("geometric check" in w for w in flagged.warnings)
     # the grader's own confidences on the same (broken) landmarks: halved on the flagged levels only
     from vascalc.radiograph.kauppila import spine_geometry
@@ -219,8 +228,160 @@ def test_synthetic_training_saves_an_ensemble_with_its_inference_setting(tmp_pat
     assert len(report["loss_first_last"]) == 2
     assert all(last < first for first, last in report["loss_first_last"])  # each network's loss fell
     model = load_localiser(tmp_path / "m")
-    assert len(model.networks) == 2 and model.flip_average
+    assert len(model.networks) == 2 and model.flip_average and model.refine_edges
+    assert json.loads((tmp_path / "m" / "localiser.json").read_text())["inference"] == {"flip_average": True,
+                                                                                       "refine_edges": True}
     film = make_lateral_spine(4_090_006, chain="radiograph")
     found = locate_learned(model, film.image, film.pixel_spacing_mm)
     assert [v.name for v in found] == ["T12", "L1", "L2", "L3", "L4", "L5"]
     assert np.isfinite(np.asarray([v.corners_px for v in found])).all()
+
+
+def _film_of(spine, shape=(320, 220), blur_px=1.0, noise=0.01, seed=0):
+    """Bright rectangular bodies (value 1) on a soft-tissue background (0.3), blurred, with noise."""
+    from scipy import ndimage
+
+    img = np.full(shape, 0.3)
+    for v in spine:
+        c = np.asarray(v.corners_px)
+        img[int(round(c[0, 0])):int(round(c[3, 0])), int(round(c[0, 1])):int(round(c[1, 1]))] = 1.0
+    img = ndimage.gaussian_filter(img, blur_px)
+    return img + np.random.default_rng(seed).normal(0, noise, size=shape)
+
+
+def test_refine_corners_snaps_displaced_edges_back():
+    from vascalc.learn.aac_localiser import corner_error_mm, refine_corners
+
+    truth = _spine()
+    # the pixel boundaries are at integer rows/columns: a body drawn on rows top … bottom−1 has
+    # its half-maximum edges at top − 0.5 and bottom − 0.5, its anterior edge at column a − 0.5
+    edges = tuple(VertebraLandmark(v.name, tuple((r - 0.5, c - 0.5 if k in (0, 3) else c) for k, (r, c)
+                                                 in enumerate(v.corners_px)), v.centre_px) for v in truth)
+    image = _film_of(truth)
+    # each endplate corner off along the spine by its own amount, the anterior border off by 3 mm
+    shift = np.array([[2.5, 3.0], [-2.0, 0.0], [3.0, 0.0], [-1.5, 3.0]])  # AS, PS, PI, AI (pixels = mm)
+    moved = tuple(VertebraLandmark(v.name, tuple(map(tuple, np.asarray(v.corners_px) + shift)), v.centre_px)
+                  for v in edges)
+    refined = refine_corners(image, (1.0, 1.0), moved)
+    before = corner_error_mm(edges, moved, (1.0, 1.0))
+    after = corner_error_mm(edges, refined, (1.0, 1.0))
+    assert before > 2.0 and after < 0.5, (before, after)
+    for v, r in zip(edges, refined):
+        c, q = np.asarray(v.corners_px), np.asarray(r.corners_px)
+        # endplates (rows of all four corners) and the anterior border (columns of AS, AI) recovered
+        np.testing.assert_allclose(q[:, 0], c[:, 0], atol=0.35)
+        np.testing.assert_allclose(q[[0, 3], 1], c[[0, 3], 1], atol=0.35)
+    # correct landmarks stay put; a flat film (no edge) leaves every corner where it was
+    again = refine_corners(image, (1.0, 1.0), edges)
+    assert corner_error_mm(edges, again, (1.0, 1.0)) < 0.3
+    flat = np.random.default_rng(1).normal(0.5, 0.01, size=image.shape)
+    untouched = refine_corners(flat, (1.0, 1.0), moved, min_strength=50.0)
+    assert corner_error_mm(moved, untouched, (1.0, 1.0)) == 0.0
+
+
+def test_refine_corners_works_in_mm_for_anisotropic_and_mirrored_films():
+    from vascalc.learn.aac_localiser import mirror_points, refine_corners
+
+    truth = _spine()
+    image = _film_of(truth)
+    shift = np.array([[2.0, 2.0], [2.0, 0.0], [-2.0, 0.0], [-2.0, 2.0]])
+    moved = tuple(VertebraLandmark(v.name, tuple(map(tuple, np.asarray(v.corners_px) + shift)), v.centre_px)
+                  for v in truth)
+    plain = refine_corners(image, (1.0, 1.0), moved)
+    # the mirrored film with mirrored landmarks gives the mirrored refinement
+    mirrored_in = tuple(VertebraLandmark(v.name, tuple(map(tuple, mirror_points(v.corners_px, image.shape[1]))),
+                                         v.centre_px) for v in moved)
+    mirrored = refine_corners(image[:, ::-1], (1.0, 1.0), mirrored_in)
+    for a, b in zip(plain, mirrored):
+        np.testing.assert_allclose(mirror_points(b.corners_px, image.shape[1]), a.corners_px, atol=0.05)
+    # the same film sampled at 0.5 mm columns: corners in pixels differ, positions in mm agree
+    wide = np.repeat(image, 2, axis=1)
+    moved_wide = tuple(VertebraLandmark(v.name, tuple((r, 2 * c + 0.5) for r, c in v.corners_px), v.centre_px)
+                       for v in moved)
+    refined_wide = refine_corners(wide, (1.0, 0.5), moved_wide)
+    for a, b in zip(plain, refined_wide):
+        q = np.asarray(b.corners_px)
+        np.testing.assert_allclose(np.c_[q[:, 0], (q[:, 1] - 0.5) / 2], a.corners_px, atol=0.3)
+
+
+def test_bundled_localiser_refines_on_validation_films():
+    """The breakdown the refinement was chosen on (validation seeds, never training or held-out):
+    on the first 4 validation films the edge refinement lowers the bundled localiser's mean corner
+    error, and the end-to-end AAC-24 is reported for true, learned, refined and per-level-oracle landmarks."""
+    pytest.importorskip("torch")
+    pytest.importorskip("monai")
+    from vascalc.learn.aac import CALIBRATION_SEED_OFFSET, TEST_SEED_OFFSET, VALIDATION_SEED_OFFSET
+    from vascalc.learn.aac_localiser import LOCALISER_VALIDATION_OFFSET, load_localiser, validate_localiser
+    from vascalc.radiograph.learned import BUNDLED_MODEL
+
+    assert LOCALISER_VALIDATION_OFFSET >= VALIDATION_SEED_OFFSET > CALIBRATION_SEED_OFFSET > TEST_SEED_OFFSET + 999_999
+    model = load_localiser(BUNDLED_MODEL)
+    assert model.refine_edges  # no "refine_edges": false in its localiser.json → on
+    report = validate_localiser(model, 4, grader=BUNDLED_MODEL)
+    assert report["seeds"] == [LOCALISER_VALIDATION_OFFSET, LOCALISER_VALIDATION_OFFSET + 3]
+    assert report["corner_error_mm_mean_refined"] < report["corner_error_mm_mean_learned"]
+    assert set(report["levels"]) == {"L1", "L2", "L3", "L4"}
+    assert set(report["aac24_mae"]) == {"true_landmarks", "learned", "refined", "repaired", "oracle_L1", "oracle_L2",
+                                        "oracle_L3", "oracle_L4"}
+    assert report["aac24_each_variant"]["true_landmarks"]["graded"] == 4
+    assert report["aac24_graded_films"] + report["aac24_not_graded"] == 4
+    assert all(v >= 0 for v in report["aac24_mae"].values())
+
+
+def _shift_rows(spine, name, rows):
+    """``spine`` with the corner rows of body ``name`` moved by ``rows`` (AS, PS, PI, AI; pixels)."""
+    return tuple(VertebraLandmark(v.name, tuple((r + d, c) for (r, c), d in zip(v.corners_px, rows)), v.centre_px)
+                 if v.name == name else v for v in spine)
+
+
+def test_repair_heights_re_places_a_jumped_endplate():
+    from vascalc.learn.aac_localiser import repair_heights
+
+    spine = _spine(("T12", "L1", "L2", "L3", "L4", "L5"))  # bodies 50 px tall, discs 16 px, 0.5 mm pixels
+    assert repair_heights(spine, (0.5, 0.5)) == spine  # a regular spine is left alone
+    # L3's inferior corners jumped 35 px up (onto its own upper half): height 15 px → re-placed
+    broken = _shift_rows(spine, "L3", (0, 0, -35, -35))
+    fixed = {v.name: np.asarray(v.corners_px) for v in repair_heights(broken, (0.5, 0.5))}
+    np.testing.assert_allclose(fixed["L3"], np.asarray(spine[3].corners_px), atol=1e-6)
+    # L3's inferior AND L4's superior endplate one disc-and-body too high (the L3/L4 disc put at L2/L3):
+    # L3 squashed, L4 stretched; both re-placed from their reliable neighbours L2 and L5
+    both = _shift_rows(_shift_rows(spine, "L3", (0, 0, -40, -40)), "L4", (-40, -40, 0, 0))
+    fixed = {v.name: np.asarray(v.corners_px) for v in repair_heights(both, (0.5, 0.5))}
+    for k, name in ((3, "L3"), (4, "L4")):
+        np.testing.assert_allclose(fixed[name], np.asarray(spine[k].corners_px), atol=1e-6)
+    # a wrong SUPERIOR endplate (L2's top corners 30 px too low) is the one moved
+    low = _shift_rows(spine, "L2", (30, 30, 0, 0))
+    fixed = {v.name: np.asarray(v.corners_px) for v in repair_heights(low, (0.5, 0.5))}
+    np.testing.assert_allclose(fixed["L2"], np.asarray(spine[2].corners_px), atol=1e-6)
+    # too few bodies to judge: unchanged
+    assert repair_heights(broken[:2], (0.5, 0.5)) == broken[:2]
+
+
+def test_repair_heights_never_leaves_a_repaired_body_overlapping():
+    """Random jumped corner pairs on a regular spine: every body the repair changes ends up not
+    overlapping its neighbours by more than the check's limit (else it is put back), and every
+    single-body jump (30 of the 60 trials) is undone exactly."""
+    from vascalc.learn.aac_localiser import repair_heights
+
+    spine = _spine(("T12", "L1", "L2", "L3", "L4", "L5"))
+    rng = np.random.default_rng(7)
+    exact = 0
+    for trial in range(60):
+        broken = spine
+        for _ in range(1 + trial % 2):  # one or two bodies hit
+            k = int(rng.integers(len(spine)))
+            jump = float(rng.choice([-1, 1]) * rng.uniform(20, 45))
+            rows = (jump, jump, 0, 0) if rng.random() < 0.5 else (0, 0, jump, jump)
+            broken = _shift_rows(broken, spine[k].name, rows)
+        fixed = repair_heights(broken, (0.5, 0.5))
+        rows = np.array([[np.mean([c[0] for c in v.corners_px[:2]]), np.mean([c[0] for c in v.corners_px[2:]])]
+                         for v in fixed]) * 0.5  # (superior, inferior) endplate rows in mm
+        for k, (a, b) in enumerate(zip(broken, fixed)):
+            if a.corners_px != b.corners_px:
+                if k > 0:
+                    assert rows[k - 1, 1] - rows[k, 0] <= CHECK_LIMITS["disc_overlap_mm"] + 1e-9
+                if k + 1 < len(fixed):
+                    assert rows[k, 1] - rows[k + 1, 0] <= CHECK_LIMITS["disc_overlap_mm"] + 1e-9
+        if trial % 2 == 0 and all(np.allclose(b.corners_px, s.corners_px) for b, s in zip(fixed, spine)):
+            exact += 1
+    assert exact == 30

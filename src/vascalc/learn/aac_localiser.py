@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from vascalc.errors import InputError, OutputError
+from vascalc.errors import InputError, OutputError, VascalcError
 from vascalc.learn._deps import deterministic, require_monai, require_torch
 from vascalc.learn.store import load_weights
 from vascalc.phantoms.types import VertebraLandmark
@@ -180,6 +180,12 @@ class LocaliserModel:
         """Whether inference averages the film with its left/right mirror (``localiser.json["inference"]``)."""
         return bool(self.metadata.get("inference", {}).get("flip_average", False))
 
+    @property
+    def refine_edges(self) -> bool:
+        """Whether decoded corners are snapped to the film's edges (:func:`refine_corners`); on unless
+        ``localiser.json["inference"]["refine_edges"]`` is false (validation: docs/radiograph.md)."""
+        return bool(self.metadata.get("inference", {}).get("refine_edges", True))
+
 
 def mirror_points(points, n_cols: int) -> np.ndarray:
     """(k, 2) (row, col) positions on an image ``n_cols`` wide → their positions on the image
@@ -323,9 +329,13 @@ def load_localiser(model_dir: str | Path) -> LocaliserModel:
 
 
 def locate_learned(model: LocaliserModel | str | Path, image: np.ndarray, spacing_mm, *,
-                   flip_average: bool | None = None) -> tuple[VertebraLandmark, ...]:
+                   flip_average: bool | None = None, refine: bool | None = None) -> tuple[VertebraLandmark, ...]:
     """T12–L5 corners (film pixels) predicted by the localiser ensemble; ``flip_average`` (default:
-    the model's ``localiser.json["inference"]`` setting) adds the mirrored film (test-time augmentation)."""
+    the model's ``localiser.json["inference"]`` setting) adds the mirrored film (test-time augmentation);
+    ``refine`` (default :attr:`LocaliserModel.refine_edges`, on) re-places bodies of implausible height
+    (:func:`repair_heights`) and snaps the corners to the film's endplate and anterior-border edges
+    (:func:`refine_corners`); on 300 validation films this cut the mean L1–L4 corner error 3.1 → 1.9 /
+    1.6 mm and the end-to-end AAC-24 MAE 1.22 → 0.98 / 1.33 → 1.09 (radiograph / DXA chain)."""
     m = model if isinstance(model, LocaliserModel) else load_localiser(model)
     canvas, off, zoom = to_canvas(image, spacing_mm, m.config)
     flip = m.flip_average if flip_average is None else bool(flip_average)
@@ -336,6 +346,188 @@ def locate_learned(model: LocaliserModel | str | Path, image: np.ndarray, spacin
         corners = tuple((round(float(r), 3), round(float(c), 3)) for r, c in pts[4 * i:4 * i + 4])
         centre = tuple(round(float(v), 3) for v in pts[4 * i:4 * i + 4].mean(axis=0))
         out.append(VertebraLandmark(name=name, corners_px=corners, centre_px=centre))
+    if m.refine_edges if refine is None else refine:
+        return refine_corners(image, spacing_mm, repair_heights(tuple(out), spacing_mm))
+    return tuple(out)
+
+
+#: Edge refinement of learned corners (:func:`refine_corners`): search half-width along each edge's
+#: normal (mm), profile sample step (mm), the Gaussian pre-smoothing (mm) and the minimum edge
+#: strength (peak gradient over the median absolute gradient of the search window).
+REFINE_DEFAULTS = {"search_mm": 4.0, "step_mm": 0.5, "smooth_mm": 1.0, "min_strength": 2.0}
+
+
+def _edge_offset(image: np.ndarray, starts: np.ndarray, direction: np.ndarray, offsets: np.ndarray,
+                 sign: float, min_strength: float) -> float | None:
+    """Offset (mm, like ``offsets``) of the strongest step along ``direction`` averaged over
+    the profiles that start at ``starts`` (k, 2): the maximum of sign × dI/doffset of the mean
+    profile, refined by a parabola; None when the step is not clearly above the window's gradients."""
+    coords = starts[:, None, :] + offsets[None, :, None] * direction[None, None, :]  # (k, m, 2)
+    prof = ndimage.map_coordinates(image, [coords[..., 0], coords[..., 1]], order=1, mode="nearest").mean(axis=0)
+    grad = sign * np.gradient(prof, offsets)
+    k = int(np.argmax(grad[1:-1])) + 1
+    scale = float(np.median(np.abs(grad))) + 1e-12
+    if grad[k] < min_strength * scale:
+        return None
+    a, b, c = grad[k - 1], grad[k], grad[k + 1]
+    denom = a - 2 * b + c
+    frac = 0.5 * (a - c) / denom if denom < 0 else 0.0
+    return float(offsets[k] + np.clip(frac, -0.5, 0.5) * (offsets[1] - offsets[0]))
+
+
+#: Body heights (endplate centre to endplate centre along the spine) outside these ratios to the
+#: median height are repaired by :func:`repair_heights` (the ratios of :data:`CHECK_LIMITS`).
+REPAIR_LIMITS = (0.7, 1.4)
+
+
+def repair_heights(vertebrae, spacing_mm, *,
+                   limits: tuple[float, float] = REPAIR_LIMITS) -> tuple[VertebraLandmark, ...]:
+    """Re-place the wrong endplate of a body whose height is implausible (a corner pair that jumped
+    to another endplate — the learned localiser's gross failure mode).
+
+    Heights h_k = (inferior − superior endplate centre) · spine axis (axis from the first to the last
+    body centre), H = their median, G = the median disc gap (next superior − this inferior). A body
+    with h outside ``limits`` × H, or whose anterior or posterior height is, is judged against its
+    reliable neighbours (not flagged, or already repaired, bodies processed cranio-caudally): the
+    endplate farther from its neighbour's endplate ± G is the wrong one (with one neighbour: that
+    side's endplate is right when within 0.35 H, else wrong) and is moved to the other endplate
+    ± H along the axis, corner by corner. A repaired body that then overlaps a neighbour by more than
+    ``CHECK_LIMITS["disc_overlap_mm"]`` is put back. Needs ≥ 3 bodies; fewer are returned unchanged."""
+    verts = list(vertebrae)
+    if len(verts) < 3:
+        return tuple(verts)
+    sp = np.asarray(spacing_mm, dtype=float)
+    c = np.stack([np.asarray(v.corners_px, float) for v in verts]) * sp  # (m, 4, 2) mm
+    centres = c.mean(axis=1)
+    axis = centres[-1] - centres[0]
+    if np.linalg.norm(axis) < 1e-6:
+        return tuple(verts)
+    axis = axis / np.linalg.norm(axis)
+    along = c @ axis  # (m, 4): AS, PS, PI, AI
+    sup, inf = along[:, :2].mean(axis=1), along[:, 2:].mean(axis=1)
+    h, h_ant, h_post = inf - sup, along[:, 3] - along[:, 0], along[:, 2] - along[:, 1]
+    H = float(np.median(h))
+    if not H > 0:
+        return tuple(verts)
+    G = float(np.median(sup[1:] - inf[:-1]))
+    lo, hi = limits[0] * H, limits[1] * H
+    bad = (h < lo) | (h > hi) | (h_ant < lo) | (h_ant > hi) | (h_post < lo) | (h_post > hi)
+    reliable = ~bad
+    for k in np.flatnonzero(bad):
+        err_sup = abs(sup[k] - (inf[k - 1] + G)) if k > 0 and reliable[k - 1] else None
+        err_inf = abs(inf[k] - (sup[k + 1] - G)) if k + 1 < len(verts) and reliable[k + 1] else None
+        if err_sup is None and err_inf is None:
+            continue
+        if err_sup is not None and err_inf is not None:
+            move_inferior = err_inf >= err_sup
+        elif err_sup is not None:
+            move_inferior = err_sup < 0.35 * H
+        else:
+            move_inferior = err_inf >= 0.35 * H
+        if move_inferior:  # keep AS, PS; slide AI, PI along the axis to one median height below them
+            c[k, 3] += (H - h_ant[k]) * axis
+            c[k, 2] += (H - h_post[k]) * axis
+        else:  # keep AI, PI; slide AS, PS to one median height above them
+            c[k, 0] -= (H - h_ant[k]) * axis
+            c[k, 1] -= (H - h_post[k]) * axis
+        sup[k], inf[k] = (c[k, :2] @ axis).mean(), (c[k, 2:] @ axis).mean()
+        reliable[k] = True
+    # do no harm: a repaired body that now overlaps a neighbour by more than the check's limit is
+    # put back as it was (its error is then left to the geometric check)
+    limit = CHECK_LIMITS["disc_overlap_mm"]
+    original = np.stack([np.asarray(v.corners_px, float) for v in verts]) * sp
+    for k in np.flatnonzero(bad):
+        ends = c[:, :2] @ axis, c[:, 2:] @ axis
+        top, bottom = ends[0].mean(axis=1), ends[1].mean(axis=1)
+        if (k > 0 and bottom[k - 1] - top[k] > limit) or (k + 1 < len(verts) and bottom[k] - top[k + 1] > limit):
+            c[k] = original[k]
+    out = []
+    for v, corners in zip(verts, c / sp):
+        if np.allclose(corners, np.asarray(v.corners_px, float)):
+            out.append(v)
+            continue
+        out.append(VertebraLandmark(name=v.name, corners_px=tuple((round(float(r), 3), round(float(q), 3))
+                                                                  for r, q in corners),
+                                    centre_px=tuple(round(float(x), 3) for x in corners.mean(axis=0))))
+    return tuple(out)
+
+
+def refine_corners(image: np.ndarray, spacing_mm, vertebrae, *, search_mm: float = REFINE_DEFAULTS["search_mm"],
+                   step_mm: float = REFINE_DEFAULTS["step_mm"], smooth_mm: float = REFINE_DEFAULTS["smooth_mm"],
+                   min_strength: float = REFINE_DEFAULTS["min_strength"]) -> tuple[VertebraLandmark, ...]:
+    """Snap each body's endplates and anterior border to the nearest strong intensity step.
+
+    Model-free and general: in each body's own frame (u from the superior to the inferior endplate
+    midpoint, a from the posterior to the anterior corners), profiles across an edge are sampled on
+    the film (smoothed by ``smooth_mm``) within ±``search_mm`` of the given edge, every ``step_mm``,
+    and averaged along each half of the edge: the superior endplate is the strongest dark→bright step
+    going caudally (disc into bone), the inferior the strongest bright→dark one, the anterior border
+    the strongest bright→dark step going anteriorly (sub-sample by a parabola). The two halves'
+    offsets are extended linearly to the edge's corners (at most ``search_mm``), so a tilted estimate
+    is corrected too: endplate corners move along u, anterior corners along a; posterior corners only
+    move with their endplates. A half whose step is below ``min_strength`` × the window's median
+    gradient gives no offset (the other half's is used for both; with neither the edge stays).
+    Levels keep their names; loops run over bodies and edges only (each profile set is one
+    vectorised ``map_coordinates`` call), on the spine's box of the film only."""
+    img = np.asarray(image, dtype=np.float32)
+    sp = np.asarray(spacing_mm if spacing_mm is not None else (380.0 / img.shape[0],) * 2, dtype=float)
+    # only the spine's neighbourhood is smoothed and sampled: crop to the corners' box plus the
+    # search range and the smoothing kernel's reach (4 σ), which keeps fine films fast
+    pts = np.concatenate([np.asarray(v.corners_px, float) for v in vertebrae]) if vertebrae else np.zeros((1, 2))
+    margin = np.ceil((search_mm + 4.0 * smooth_mm + 2.0) / sp).astype(int)
+    lo = np.clip(np.floor(pts.min(axis=0)).astype(int) - margin, 0, np.array(img.shape) - 1)
+    hi = np.clip(np.ceil(pts.max(axis=0)).astype(int) + margin + 1, lo + 1, np.array(img.shape))
+    img = img[lo[0]:hi[0], lo[1]:hi[1]]
+    if smooth_mm > 0:
+        img = ndimage.gaussian_filter(img, smooth_mm / sp)
+    origin_mm = lo * sp
+    out = []
+    fr = np.linspace(0.15, 0.85, 8)
+    for v in vertebrae:
+        c = np.asarray(v.corners_px, float) * sp - origin_mm  # AS, PS, PI, AI in mm, crop frame
+        u = (c[2] + c[3] - c[0] - c[1]) / 2
+        a = (c[0] + c[3] - c[1] - c[2]) / 2
+        if np.linalg.norm(u) < 1e-6 or np.linalg.norm(a) < 1e-6:
+            out.append(v)
+            continue
+        u, a = u / np.linalg.norm(u), a / np.linalg.norm(a)
+        offs = np.arange(-search_mm, search_mm + 1e-9, step_mm)
+        new = c.copy()
+
+        def shifts(p, q, direction, sign):
+            # the edge p→q (mm) is located in its two halves; the two offsets, at the halves' mean
+            # positions, are extended linearly to p and q (so a tilted estimate is corrected too)
+            found = []
+            for f0, f1 in ((0.0, 0.5), (0.5, 1.0)):
+                f = fr[(fr >= f0) & (fr <= f1)]
+                starts = (p[None, :] + f[:, None] * (q - p)[None, :]) / sp
+                found.append((float(f.mean()), _edge_offset(img, starts, direction / sp, offs, sign, min_strength)))
+            (fa, da), (fb, db) = found
+            if da is None and db is None:
+                return 0.0, 0.0
+            if da is None or db is None:
+                d = da if db is None else db
+                return d, d
+            slope = (db - da) / (fb - fa)
+            return (float(np.clip(da - slope * fa, -search_mm, search_mm)),
+                    float(np.clip(da + slope * (1.0 - fa), -search_mm, search_mm)))
+
+        # superior endplate AS→PS: bone below (along +u) → intensity rises along +u
+        d0, d1 = shifts(c[0], c[1], u, +1.0)
+        new[0] += u * d0
+        new[1] += u * d1
+        # inferior endplate AI→PI: intensity falls along +u
+        d3, d2 = shifts(c[3], c[2], u, -1.0)
+        new[3] += u * d3
+        new[2] += u * d2
+        # anterior border AS→AI: soft tissue in front (along +a) → intensity falls along +a
+        d0, d3 = shifts(c[0], c[3], a, -1.0)
+        new[0] += a * d0
+        new[3] += a * d3
+        px = (new + origin_mm) / sp
+        corners = tuple((round(float(r), 3), round(float(q), 3)) for r, q in px)
+        out.append(VertebraLandmark(name=v.name, corners_px=corners,
+                                    centre_px=tuple(round(float(x), 3) for x in px.mean(axis=0))))
     return tuple(out)
 
 
@@ -345,6 +537,116 @@ def corner_error_mm(truth, predicted, spacing_mm, levels=("L1", "L2", "L3", "L4"
     p = {v.name: np.asarray(v.corners_px, float) for v in predicted}
     sp = np.asarray(spacing_mm, float)
     return float(np.mean([np.linalg.norm((t[lv] - p[lv]) * sp, axis=1).mean() for lv in levels]))
+
+
+#: Seeds of the localiser validation films (:func:`validate_localiser`): inside the validation range
+#: (``learn.aac.VALIDATION_SEED_OFFSET`` = 4 000 000 …) and after the films of the v2 selection
+#: (4 050 000 …, 4 060 000 …), never training (< 10⁶) or held-out (10⁶ … 2·10⁶ − 1) films.
+LOCALISER_VALIDATION_OFFSET = 4_070_000
+
+
+def _signed_and_abs(x: np.ndarray) -> list[float]:
+    """[mean, mean absolute value] of signed errors (mm), rounded for a report."""
+    return [round(float(x.mean()), 3), round(float(np.abs(x).mean()), 3)]
+
+
+def validate_localiser(model_dir, n: int = 100, *, chain: str = "radiograph", seed_offset: int | None = None,
+                       grader=None, refine_options: dict | None = None) -> dict:
+    """Where the learned localiser's error goes, on validation films, and what it costs end to end.
+
+    Films: ``make_lateral_spine(seed_offset + i, chain=chain)`` (default seeds
+    :data:`LOCALISER_VALIDATION_OFFSET` + i for the radiograph chain, + 5000 for DXA). For the
+    learned landmarks, without and with :func:`refine_corners` (and with :func:`repair_heights` first),
+    per level L1–L4: mean corner error
+    (mm), the superior/inferior endplate-centre error along the true spine axis and the anterior
+    border error along its normal (signed means and mean absolute values, mm) — the three quantities
+    the grader's segments depend on (B.2 steps 1–2). With a ``grader`` (a model folder or
+    :class:`~vascalc.learn.aac.AacEnsemble`): AAC-24 MAE with the true, learned and refined landmarks
+    on the films every variant locates, and the MAE when a single level's learned corners are
+    replaced by the true ones (how much each level's error costs); ``aac24_each_variant``: each
+    variant on all the films it can grade by itself. ``"repaired"`` = :func:`repair_heights` then
+    :func:`refine_corners`."""
+    from vascalc.learn.aac import AacEnsemble, load_aac_ensemble, predict_grades
+    from vascalc.phantoms.lateral_spine import make_lateral_spine
+    from vascalc.radiograph.kauppila import spine_geometry
+
+    model = model_dir if isinstance(model_dir, LocaliserModel) else load_localiser(model_dir)
+    ens = None if grader is None else (grader if isinstance(grader, AacEnsemble) else load_aac_ensemble(grader))
+    offset = seed_offset if seed_offset is not None else LOCALISER_VALIDATION_OFFSET + (5_000 if chain == "dxa" else 0)
+    levels = ("L1", "L2", "L3", "L4")
+    variants = ("learned", "refined", "repaired")
+    rows = {v: [] for v in variants}
+    aac = {k: [] for k in ("truth", "true_landmarks", *variants, *(f"oracle_{lv}" for lv in levels))}
+    failed = 0
+    refused: dict[str, int] = {}
+    all_abs: dict[str, list] = {}
+    t_refine = 0.0
+    for i in range(int(n)):
+        film = make_lateral_spine(offset + i, chain=chain)
+        sp = film.pixel_spacing_mm
+        true = {v.name: v for v in film.vertebrae}
+        learned = locate_learned(model, film.image, sp, refine=False)
+        start = time.perf_counter()
+        refined = refine_corners(film.image, sp, learned, **(refine_options or {}))
+        repaired = refine_corners(film.image, sp, repair_heights(learned, sp), **(refine_options or {}))
+        t_refine += time.perf_counter() - start
+        g = spine_geometry(film.vertebrae, sp)
+        axis, ant = np.asarray(g.axis), np.asarray(g.anterior)
+        for name, found in zip(variants, (learned, refined, repaired)):
+            by = {v.name: v for v in found}
+            row = []
+            for lv in levels:
+                t, p = np.asarray(true[lv].corners_px) * sp, np.asarray(by[lv].corners_px) * sp
+                d = p - t
+                row.append([float(np.linalg.norm(d, axis=1).mean()), float((d[0] + d[1]) @ axis / 2),
+                            float((d[2] + d[3]) @ axis / 2), float((d[0] + d[3]) @ ant / 2)])
+            rows[name].append(row)
+        if ens is None:
+            continue
+        graded = {}
+        marks = {"true_landmarks": film.vertebrae, "learned": learned, "refined": refined, "repaired": repaired}
+        for lv in levels:
+            marks[f"oracle_{lv}"] = tuple(true[v.name] if v.name == lv else v for v in learned)
+        for name, found in marks.items():
+            try:
+                graded[name] = sum(predict_grades(ens, film.image, found, sp)[0].values())
+            except VascalcError:  # implausible landmarks (spine_geometry refuses them)
+                refused[name] = refused.get(name, 0) + 1
+                all_abs.setdefault(name, []).append(None)
+            else:
+                all_abs.setdefault(name, []).append(abs(graded[name] - film.aac24))
+        if len(graded) < len(marks):
+            failed += 1
+            continue
+        aac["truth"].append(film.aac24)
+        for k, val in graded.items():
+            aac[k].append(val)
+    report = {"n": int(n), "chain": chain, "seeds": [offset, offset + int(n) - 1],
+              "refine_options": {**REFINE_DEFAULTS, **(refine_options or {})},
+              "refine_s_per_film": round(t_refine / max(1, n), 4), "levels": {}}
+    for name in variants:
+        arr = np.asarray(rows[name])  # (films, levels, 4)
+        report[f"corner_error_mm_mean_{name}"] = round(float(arr[:, :, 0].mean()), 3)
+        report[f"corner_error_mm_median_{name}"] = round(float(np.median(arr[:, :, 0].mean(axis=1))), 3)
+        for k, lv in enumerate(levels):
+            e = arr[:, k]
+            report["levels"].setdefault(lv, {})[name] = {
+                "corner_error_mm": round(float(e[:, 0].mean()), 3),
+                "superior_endplate_along_axis_mm": _signed_and_abs(e[:, 1]),
+                "inferior_endplate_along_axis_mm": _signed_and_abs(e[:, 2]),
+                "anterior_border_mm": _signed_and_abs(e[:, 3])}
+    if ens is not None and aac["truth"]:
+        truth = np.asarray(aac["truth"], float)
+        report["aac24_graded_films"] = len(truth)
+        report["aac24_not_graded"] = failed
+        report["aac24_refused_by_variant"] = refused
+        report["aac24_mae"] = {k: round(float(np.mean(np.abs(np.asarray(v, float) - truth))), 3)
+                               for k, v in aac.items() if k != "truth"}
+        # each variant on every film it can grade by itself (as evaluate_aac counts them)
+        report["aac24_each_variant"] = {k: {"graded": int(sum(x is not None for x in v)),
+                                            "mae": round(float(np.mean([x for x in v if x is not None])), 3)}
+                                        for k, v in all_abs.items() if any(x is not None for x in v)}
+    return report
 
 
 def train_synthetic_localiser(out_dir: str | Path, n_train: int = 600, seed: int = 0,
@@ -375,7 +677,7 @@ def train_synthetic_localiser(out_dir: str | Path, n_train: int = 600, seed: int
         losses.append([round(loss[0], 4), round(loss[-1], 4)])
     report = {"n_train": n_train, "config": {**asdict(cfg), "channels": list(cfg.channels)},
               "loss_first_last": losses, "data_generation_s": round(data_s, 2), "training_s": round(train_s, 2)}
-    inference = {"flip_average": bool(flip_average)}
+    inference = {"flip_average": bool(flip_average), "refine_edges": True}
     save_localiser(Path(out_dir), nets, cfg, {"n_train": n_train, "trained_on": "vascalc.phantoms.lateral_spine",
                                               "inference": inference})
     if n_test:
@@ -396,6 +698,8 @@ def train_synthetic_localiser(out_dir: str | Path, n_train: int = 600, seed: int
     return report
 
 
-__all__ = ["CHECK_LIMITS", "LandmarkCheck", "LocaliserConfig", "LocaliserModel", "build_localiser", "check_landmarks",
+__all__ = ["CHECK_LIMITS", "LOCALISER_VALIDATION_OFFSET", "REFINE_DEFAULTS", "REPAIR_LIMITS", "LandmarkCheck",
+           "refine_corners", "repair_heights",
+           "validate_localiser", "LocaliserConfig", "LocaliserModel", "build_localiser", "check_landmarks",
            "heatmap_logits", "mirror_points", "corner_error_mm", "decode", "load_localiser",
            "locate_learned", "save_localiser", "to_canvas", "train_localiser", "train_synthetic_localiser"]

@@ -168,19 +168,32 @@ def score_radiograph_learned(image, *, model_dir: str | Path | None = None, pixe
     flagged_levels: tuple[str, ...] = ()
     landmark_check = None
     if (folder / "localiser.json").is_file():
-        from vascalc.learn.aac_localiser import check_landmarks, load_localiser, locate_learned
+        from vascalc.learn.aac_localiser import (check_landmarks, load_localiser, locate_learned, refine_corners,
+                                                 repair_heights)
 
         loc_model = load_localiser(folder)
-        vertebrae = locate_learned(loc_model, rg.image, spacing)
+        vertebrae = locate_learned(loc_model, rg.image, spacing, refine=False)
+        repaired_levels: list[str] = []
+        if loc_model.refine_edges:
+            # what locate_learned does by default, in two steps so that re-placed bodies are reported
+            fixed = repair_heights(vertebrae, spacing)
+            repaired_levels = [a.name for a, b in zip(vertebrae, fixed) if a.corners_px != b.corners_px]
+            vertebrae = refine_corners(rg.image, spacing, fixed)
+            if repaired_levels:
+                warnings.append("learned localiser: implausible body height at " + ", ".join(repaired_levels)
+                                + "; that endplate was re-placed one median body height from the other and snapped "
+                                  "to the film's edge")
         l1 = np.asarray(next(v for v in vertebrae if v.name == "L1").corners_px)
         found = "left" if (l1[0, 1] + l1[3, 1]) < (l1[1, 1] + l1[2, 1]) else "right"
         if facing != "auto" and facing != found:
             warnings.append(f"the learned localiser found the patient facing {found}, not {facing} as given")
-        loc = Localisation(vertebrae=vertebrae, facing=found, method="learned_corner_heatmaps_v1")
+        # the corners were snapped to the film's endplate / anterior-border edges unless the model says not to
+        method = "learned_corner_heatmaps_edge_refined" if loc_model.refine_edges else "learned_corner_heatmaps_v1"
+        loc = Localisation(vertebrae=vertebrae, facing=found, method=method)
         check = check_landmarks(loc.vertebrae, spacing)
         # the check of the LEARNED landmarks; "landmarks_used" says which set was graded
         landmark_check = {"ok": check.ok, "problems": list(check.problems), "flagged_levels": list(check.flagged_levels),
-                          "landmarks_used": "learned"}
+                          "landmarks_used": "learned", "repaired_levels": repaired_levels}
         try:
             geometry = spine_geometry(loc.vertebrae, spacing)
         except GeometryError as error:

@@ -51,7 +51,8 @@ def score(
         "input, or a template with {case}. Omitted: found in the image.")),
     segmenter: str = typer.Option("auto", "--segmenter", help="Without --heart: auto | builtin | totalsegmentator."),
     model: Optional[str] = typer.Option(None, "--model", help="Lesion classifier JSON ('vascalc train coronary'), "
-                                                              "or 'rules'. Default: the shipped model."),
+                                                              "'rules', or seg3d:FOLDER (3-D segmentation backend, "
+                                                              "'vascalc train coronary-seg3d'). Default: the shipped model."),
     method: str = typer.Option("agatston", "--method", "-m", help="agatston (130 HU, kV-adjusted) | hu=<N>"),
     slice_normalisation: str = typer.Option("auto", "--slice-normalisation", help="auto | none | increment"),
     min_area_mm2: float = typer.Option(1.0, "--min-area-mm2", help="Minimum 2-D lesion area (mm²)."),

@@ -141,3 +141,34 @@ def coronary(
         table.to_frame().to_csv(export_lesions, index=False, lineterminator="\n")
     typer.echo(f"{report.get('n_lesions', table.classes.size)} lesions; grouped {report.get('folds')}-fold accuracy "
                f"{100 * report.get('accuracy', float('nan')):.1f} %, recall {report.get('recall')}; model → {target}")
+
+
+@app.command("coronary-seg3d")
+def coronary_seg3d(
+    output: Path = typer.Option(..., "-o", "--output", help="New or empty model folder."),
+    cohort: int = typer.Option(48, "--cohort", min=1, help="Chest phantoms to train on."),
+    seed: int = typer.Option(0, "--seed", min=0, max=79, help="Seed: phantoms 100000 + 10000·seed + k; also the network's seed."),
+    iterations: int = typer.Option(5000, "--iterations", min=1, help="Optimiser steps (2 patches each)."),
+    time_budget: Optional[float] = typer.Option(900.0, "--time-budget", help="Stop training after this many seconds "
+                                                                            "(the data preparation is not counted)."),
+    description: str = typer.Option("", "--description", help="Free text saved in the model."),
+) -> None:
+    """Train the optional 3-D segmentation backend for coronary assignment (MONAI DynUNet, CPU) on chest
+    phantoms; use it with 'vascalc coronary score --model seg3d:FOLDER'. Needs the learn extra (torch, MONAI).
+
+    Example: vascalc train coronary-seg3d --cohort 48 --seed 0 -o /tmp/coronary_seg3d
+    """
+    from vascalc.coronary.seg3d_backend import coronary_seg3d_config, train_coronary_seg3d
+    from vascalc.coronary.training import TRAIN_SEED_BASE
+    from vascalc.learn import require_monai
+
+    require_monai("vascalc train coronary-seg3d")
+    if output.exists() and any(output.iterdir()):
+        raise InputError(f"{output}: folder exists and is not empty; choose a new model folder")
+    first = TRAIN_SEED_BASE + 10_000 * seed
+    config = coronary_seg3d_config(iterations=iterations, time_budget_s=time_budget, seed=seed)
+    report = train_coronary_seg3d(range(first, first + cohort), output, config, description=description,
+                                  progress=typer.echo)
+    losses = report["loss_per_10_steps"]
+    typer.echo(f"{report['steps_run']} steps in {report['train_seconds']:.0f} s (data {report['data_seconds']:.0f} s); "
+               f"loss {losses[0]:.3f} → {losses[-1]:.3f}; model → {output}")

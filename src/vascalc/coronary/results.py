@@ -56,7 +56,8 @@ class CoronaryLesion:
     """One candidate 3-D calcium cluster and its assignment.
 
     ``artery`` is ``rca`` | ``lad`` | ``lcx`` | ``not_coronary``; ``method`` says how it was assigned
-    (``rule`` groove rules, ``model`` the learned classifier); ``confidence`` is the probability of
+    (``rule`` groove rules, ``model`` the learned classifier, ``seg3d`` the optional 3-D segmentation
+    backend); ``confidence`` is the probability of
     the assigned artery (or of "not coronary" when rejected) for the model, the rule's margin score
     (0.5–1) for the rules; ``probabilities`` per class (model only).
     """

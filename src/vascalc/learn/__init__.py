@@ -38,6 +38,10 @@ _LAZY = {
     "load_ensemble": "vascalc.learn.store",
     "save_ensemble": "vascalc.learn.store",
     "predict_volume": "vascalc.learn.infer",
+    "Seg3DConfig": "vascalc.learn.seg3d",
+    "train_seg3d": "vascalc.learn.seg3d",
+    "save_seg3d": "vascalc.learn.seg3d",
+    "load_seg3d": "vascalc.learn.seg3d",
 }
 
 

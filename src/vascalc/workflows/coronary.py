@@ -48,6 +48,11 @@ def resolve_model(model: str | Path | LesionModel | None) -> LesionModel | None:
     :class:`LesionModel` → that model."""
     if isinstance(model, LesionModel):
         return model
+    if getattr(model, "method", None) == "seg3d" or str(model).startswith("seg3d:"):
+        # optional 3-D segmentation backend (vascalc.coronary.seg3d_backend; needs vascalc[learn])
+        from vascalc.coronary.seg3d_backend import load_seg3d_assigner
+
+        return model if getattr(model, "method", None) == "seg3d" else load_seg3d_assigner(str(model))
     if model is None:
         path = default_model_path()
         return LesionModel.load(path) if path.exists() else None
@@ -101,7 +106,9 @@ def score_coronary(
     options : :class:`CoronaryOptions`.
     force : score even when the heart blood pool looks contrast-enhanced.
     model : lesion classifier: ``None`` = the shipped model (rules when absent), ``"rules"``, a
-        model JSON path, or a :class:`LesionModel`.
+        model JSON path, or a :class:`LesionModel`; ``"seg3d:FOLDER"`` (or a loaded
+        :class:`vascalc.coronary.seg3d_backend.Seg3DAssigner`) assigns with the optional 3-D
+        segmentation backend instead.
 
     Raises :class:`InputError` (unreadable, not a chest CT), :class:`MaskError` (no heart) and
     :class:`MethodError` (contrast scan without ``force``, unsupported method or kVp).
@@ -181,7 +188,11 @@ def score_coronary(
     feats = lesion_features(cand.clusters, cand.n, hu_crop, surface, box, grid, frame,
                             40.0 if blood is None else blood, 15.0 if noise_sd is None else noise_sd)
     rule_cls, rule_conf = assign_rules(feats, frame, options.rules)
-    if lesion_model is not None and cand.n:
+    if getattr(lesion_model, "method", None) == "seg3d":
+        # 3-D segmentation backend: the artery with most predicted voxels (vascalc.coronary.seg3d_backend)
+        proba, cls, conf = lesion_model.assign(hu_crop, spacing, cand.clusters, cand.n)
+        how = "seg3d"
+    elif lesion_model is not None and cand.n:
         proba = lesion_model.predict_proba(feats.matrix)
         # two questions: is it coronary (P(coronary) = 1 − P(none) against the threshold), and then
         # which artery (the most probable one) — a lesion torn between LAD and LCX is still coronary

@@ -40,10 +40,11 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
-from vascalc.errors import InputError, OutputError
+from vascalc.errors import InputError
 from vascalc.learn._deps import deterministic, require_monai, require_torch
 from vascalc.learn.metrics import dice
 from vascalc.learn.split import kfold_slices
+from vascalc.learn.store import load_weights, new_model_folder, software_versions
 
 FORMAT = "vascalc-seg3d"
 FORMAT_VERSION = 1
@@ -453,30 +454,17 @@ def train_seg3d(cases: Sequence[Seg3DCase], config: Seg3DConfig = Seg3DConfig(),
     return Seg3DModel(network=network, config=config, normalisation=norm, metadata={"report": report}), report
 
 
-def _versions() -> dict:
-    import monai
-    import vascalc
-
-    return {"vascalc": vascalc.__version__, "torch": require_torch().__version__, "monai": monai.__version__}
-
-
 def save_seg3d(model: Seg3DModel, model_dir: str | Path, *, description: str = "", extra: dict | None = None) -> Path:
     """Write ``weights.pt`` (state dict) and ``model.json`` into a new or empty ``model_dir``."""
     torch = require_torch()
-    model_dir = Path(model_dir)
-    if model_dir.exists() and any(model_dir.iterdir()):
-        raise OutputError(f"{model_dir}: folder exists and is not empty; choose a new model folder")
-    try:
-        model_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise OutputError(f"{model_dir}: cannot create the model folder ({error})") from None
+    model_dir = new_model_folder(model_dir)
     torch.save({k: v.detach().cpu() for k, v in model.network.state_dict().items()}, model_dir / WEIGHTS_FILE)
     metadata = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "weights_file": WEIGHTS_FILE,
         "network": model.config.network.to_dict(), "config": model.config.to_dict(),
         "normalisation": asdict(model.normalisation), "class_names": list(model.config.class_names),
         "description": description, "report": model.metadata.get("report"), **(extra or {}),
-        "software": _versions(),
+        "software": software_versions(),
     }
     (model_dir / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
     return model_dir
@@ -502,7 +490,6 @@ def read_seg3d_metadata(model_dir: str | Path) -> dict:
 
 def load_seg3d(model_dir: str | Path) -> Seg3DModel:
     """Load a model folder written by :func:`save_seg3d` (CPU, eval mode)."""
-    from vascalc.learn.store import load_weights
 
     metadata = read_seg3d_metadata(model_dir)
     try:

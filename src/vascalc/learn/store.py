@@ -55,7 +55,8 @@ class Seg2DEnsemble:
         return (float(window[0]), float(window[1])) if window else None
 
 
-def _versions() -> dict:
+def software_versions() -> dict:
+    """vascalc, torch and MONAI versions, recorded in every saved model's ``model.json``."""
     import vascalc
 
     torch = require_torch()
@@ -64,9 +65,8 @@ def _versions() -> dict:
     return {"vascalc": vascalc.__version__, "torch": torch.__version__, "monai": monai.__version__}
 
 
-def save_ensemble(model_dir: str | Path, networks: list, config, slices, report: dict | None = None) -> Path:
-    """Write the fold networks and ``model.json`` into ``model_dir`` (created; must be empty if it exists)."""
-    torch = require_torch()
+def new_model_folder(model_dir: str | Path) -> Path:
+    """Create ``model_dir`` for a model (it must be new or empty: a model is never overwritten)."""
     model_dir = Path(model_dir)
     if model_dir.exists() and any(model_dir.iterdir()):
         raise OutputError(f"{model_dir}: folder exists and is not empty; choose a new model folder")
@@ -74,6 +74,13 @@ def save_ensemble(model_dir: str | Path, networks: list, config, slices, report:
         model_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise OutputError(f"{model_dir}: cannot create the model folder ({error})") from None
+    return model_dir
+
+
+def save_ensemble(model_dir: str | Path, networks: list, config, slices, report: dict | None = None) -> Path:
+    """Write the fold networks and ``model.json`` into ``model_dir`` (created; must be empty if it exists)."""
+    torch = require_torch()
+    model_dir = new_model_folder(model_dir)
     files = []
     for k, network in enumerate(networks):
         name = f"fold_{k}.pt"
@@ -99,7 +106,7 @@ def save_ensemble(model_dir: str | Path, networks: list, config, slices, report:
                       for f in report["folds"]],
             "mean_over_folds": report["mean_over_folds"],
         },
-        "software": _versions(),
+        "software": software_versions(),
     }
     (model_dir / METADATA_FILE).write_text(json.dumps(metadata, indent=2, default=_json_default), encoding="utf-8")
     return model_dir

@@ -552,6 +552,17 @@ def test_real_non_contrast_abdomen(shared_data):
     # before the minimal path)
     assert dice(res.labels.mask("iliac_artery_right"), ref.mask("iliac_artery_right")) >= 0.74
     assert dice(res.labels.mask("iliac_artery_left"), ref.mask("iliac_artery_left")) >= 0.63
+    # the iliacs are followed on the artery, not beside it: on the slices both masks share, the
+    # drawn centre (iliac + femoral label) lies within 6 mm of TotalSegmentator's on 47 of 56 left
+    # and 56 of 58 right slices (round 5; the left course along the psoas' front edge was 18 of 45
+    # before the psoas hypothesis). What the left loses is outline, not course (docs round 5)
+    sp_yx = np.asarray(vol.grid.spacing_mm)[1:]
+    for side, least in (("left", 44), ("right", 54)):
+        mine_s = res.labels.mask(f"iliac_artery_{side}") | res.labels.mask(f"femoral_artery_{side}")
+        ref_s = ref.mask(f"iliac_artery_{side}")
+        both = np.flatnonzero(mine_s.any(axis=(1, 2)) & ref_s.any(axis=(1, 2)))
+        off = [np.hypot(*((np.argwhere(mine_s[z]).mean(0) - np.argwhere(ref_s[z]).mean(0)) * sp_yx)) for z in both]
+        assert len(both) >= 50 and int((np.asarray(off) <= 6.0).sum()) >= least, (side, len(both), off)
     # no TotalSegmentator bone voxel in any artery mask (what calcium scoring counts); the veins,
     # never scored, may touch the partial-volumed rim of TotalSegmentator's L5 (< 64–94 HU there:
     # 2 voxels measured) but stay off it otherwise

@@ -11,7 +11,9 @@ tilt and facing direction are removed before the network sees the image):
   2020, *Pattern Recognit. Lett.* 140:325) turns it into K−1 = 3 logits g(x) + b_k with one shared
   weight vector and biases kept ordered by construction (b_{k+1} = b_k − softplus(δ_k)), so
   P(grade > k) never increases with k (rank consistency). Grade = #{k : P(grade > k) > 0.5};
-  AAC-24 = sum of the 8 grades (B.1).
+  AAC-24 = sum of the 8 grades (B.1). At inference P is averaged over the folds and, by default,
+  over deterministic perturbations of each patch (test-time augmentation, :func:`tta_probabilities`,
+  :data:`DEFAULT_TTA`, chosen on validation films by :func:`validate_grader_tta`).
 * **whole-score regressor** — the straightened band over all four levels → AAC-24 in [0, 24]
   (sigmoid × 24), as study S1 regressed the total score.
 
@@ -620,6 +622,120 @@ def coral_probabilities(net, patches: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-_run(net, patches).astype(np.float64)))
 
 
+# ----------------------------------------------------------------------------- test-time augmentation
+
+@dataclass(frozen=True)
+class PatchPerturbation:
+    """One deterministic test-time perturbation of a standardised segment patch ``(…, t, d)``.
+
+    ``shift_t_px`` / ``shift_d_px``: content moved by this many samples along the wall (t, rows) /
+    across it (d, columns); ``scale``: zoom about the patch centre (> 1 magnifies); ``flip_t``: mirror
+    along the wall's length (the grade counts the covered fraction of the level, which a reversal
+    keeps — and training flipped t at random, :func:`_augment`); ``gamma``: display gamma applied to
+    the patch rescaled to [0, 1] by its own min/max. Edges are extended (``mode="nearest"``)."""
+
+    shift_t_px: float = 0.0
+    shift_d_px: float = 0.0
+    scale: float = 1.0
+    flip_t: bool = False
+    gamma: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (self.scale > 0 and self.gamma > 0):
+            raise InputError(f"a patch perturbation needs scale > 0 and gamma > 0, got {self.scale} and {self.gamma}")
+
+    @property
+    def geometric(self) -> bool:
+        return bool(self.shift_t_px or self.shift_d_px or self.scale != 1.0)
+
+
+#: Candidate sets of :func:`tta_probabilities`, compared on validation films (docs/radiograph.md,
+#: *Grader test-time augmentation*). ``"none"`` is the plain ensemble.
+TTA_SETS: dict[str, tuple[PatchPerturbation, ...]] = {
+    "none": (PatchPerturbation(),),
+    "flip": (PatchPerturbation(), PatchPerturbation(flip_t=True)),
+    "flip_shift1": tuple(PatchPerturbation(shift_t_px=s, flip_t=f) for f in (False, True) for s in (-1.0, 0.0, 1.0)),
+    "flip_shift05": tuple(PatchPerturbation(shift_t_px=s, flip_t=f) for f in (False, True) for s in (-0.5, 0.0, 0.5)),
+    "flip_scale": tuple(PatchPerturbation(scale=z, flip_t=f) for f in (False, True) for z in (0.95, 1.0, 1.05)),
+    "flip_shift_d": tuple(PatchPerturbation(shift_d_px=s, flip_t=f) for f in (False, True) for s in (-1.0, 0.0, 1.0)),
+    "flip_gamma": tuple(PatchPerturbation(gamma=g, flip_t=f) for f in (False, True) for g in (0.8, 1.0, 1.25)),
+    "flip_shift1_scale_gamma": tuple(PatchPerturbation(shift_t_px=s, scale=z, gamma=g, flip_t=f)
+                                     for f in (False, True)
+                                     for s, z, g in ((0.0, 1.0, 1.0), (-1.0, 1.0, 1.0), (1.0, 1.0, 1.0),
+                                                     (0.0, 0.95, 1.0), (0.0, 1.05, 1.0), (0.0, 1.0, 0.8),
+                                                     (0.0, 1.0, 1.25))),
+    # whole-sample shifts only: a sub-sample shift interpolates, i.e. blurs the patch, and the high-pass
+    # channel then under-grades (±0.5-sample d shifts: validation bias −0.36 → −0.64)
+    "flip_shift_td": tuple(PatchPerturbation(shift_t_px=t, shift_d_px=d, flip_t=f) for f in (False, True)
+                           for t, d in ((0.0, 0.0), (1.0, 0.0), (-1.0, 0.0), (0.0, 1.0), (0.0, -1.0))),
+}
+#: The set used when a model folder does not switch TTA off (``model.json["inference"]["grader_tta"]``):
+#: chosen on 300 validation films (seeds 4 000 000 … 4 000 199 radiograph chain, 4 010 000 … 4 010 099
+#: DXA), true and learned landmarks — the only candidate whose pooled AAC-24 MAE gain had a bootstrap
+#: 95 % interval below 0 (docs/radiograph.md, *Grader test-time augmentation*).
+DEFAULT_TTA = "flip_shift_td"
+#: Grade rules: CORAL's count of P(grade > k) > τ_k, or the expected grade Σ_k P(grade > k) rounded half up.
+GRADE_RULES = ("threshold", "expected")
+
+
+def perturb_patches(patches: np.ndarray, perturbation: PatchPerturbation) -> np.ndarray:
+    """``patches`` ``(…, t, d)`` (standardised, :func:`segment_patches`) under one perturbation,
+    re-standardised when it changed the values (so the network sees zero mean, unit SD again).
+    The identity returns the patches unchanged; a constant patch stays constant under every one."""
+    p = np.asarray(patches, dtype=np.float32)
+    lead, (h, w) = p.shape[:-2], p.shape[-2:]
+    flat = p.reshape(-1, h, w)
+    changed = False
+    if perturbation.gamma != 1.0:
+        lo = flat.min(axis=(1, 2), keepdims=True)
+        span = flat.max(axis=(1, 2), keepdims=True) - lo
+        # a flat patch has no contrast to bend: left as it is (span 0 → unit divisor, values 0)
+        unit = np.where(span > 0, (flat - lo) / np.where(span > 0, span, 1.0), 0.0)
+        flat = np.where(span > 0, unit ** perturbation.gamma, flat).astype(np.float32)
+        changed = True
+    if perturbation.geometric:
+        # output sample (r, c) reads the input at centre + (r − centre − shift)/scale; one
+        # map_coordinates call over the stack (integer patch index → exact along that axis)
+        rows = ((np.arange(h) - (h - 1) / 2 - perturbation.shift_t_px) / perturbation.scale + (h - 1) / 2)
+        cols = ((np.arange(w) - (w - 1) / 2 - perturbation.shift_d_px) / perturbation.scale + (w - 1) / 2)
+        n = flat.shape[0]
+        idx, rr, cc = np.meshgrid(np.arange(n, dtype=float), rows, cols, indexing="ij")
+        flat = ndimage.map_coordinates(flat, [idx, rr, cc], order=1, mode="nearest").astype(np.float32)
+        changed = True
+    if perturbation.flip_t:
+        flat = flat[:, ::-1, :]
+    if changed:
+        flat = _standardise(flat)
+    return np.ascontiguousarray(flat).reshape(*lead, h, w)
+
+
+def tta_probabilities(graders: Sequence, patches: np.ndarray, config: AacConfig,
+                      perturbations: Sequence[PatchPerturbation] = TTA_SETS["none"]) -> np.ndarray:
+    """Ensemble P(grade > k) ``(films, 8, K−1)`` of segment patches ``(films, 8, t, d)``, averaged over
+    the fold graders AND the ``perturbations`` of each patch (one forward pass per network over all
+    perturbed copies). A mean of rank-consistent rows stays rank-consistent (non-increasing in k)."""
+    p = np.asarray(patches, dtype=np.float32)
+    if p.ndim != 4 or p.shape[1] != len(SEGMENTS):
+        raise InputError(f"segment patches must be (films, {len(SEGMENTS)}, rows, cols), got shape {p.shape}")
+    if not perturbations or not graders:
+        raise InputError("test-time augmentation needs at least one grader and one perturbation")
+    views = np.concatenate([perturb_patches(p, q) for q in perturbations])       # (P·films, 8, t, d)
+    x = grader_inputs(views, config)
+    prob = np.mean([coral_probabilities(net, x) for net in graders], axis=0)
+    return prob.reshape(len(perturbations), p.shape[0], len(SEGMENTS), -1).mean(axis=0)
+
+
+def grades_by_rule(prob_gt: np.ndarray, rule: str = "threshold", thresholds: Sequence[float] | None = None) -> np.ndarray:
+    """Grades from P(grade > k): ``"threshold"`` — :func:`grades_from_probabilities` (τ_k, default 0.5);
+    ``"expected"`` — ⌊Σ_k P(grade > k) + ½⌋, the expected grade of the ordinal distribution rounded
+    half up (E[g] = Σ_k P(g > k) for g ∈ {0 … K−1})."""
+    if rule == "threshold":
+        return grades_from_probabilities(prob_gt, thresholds)
+    if rule == "expected":
+        return np.floor(np.asarray(prob_gt, dtype=float).sum(axis=-1) + 0.5).astype(int)
+    raise InputError(f"unknown grade rule {rule!r}; use one of {', '.join(GRADE_RULES)}")
+
+
 # ----------------------------------------------------------------------------- model folder
 
 @dataclass(frozen=True, eq=False)
@@ -710,13 +826,37 @@ def calibration_thresholds(ensemble: AacEnsemble) -> np.ndarray | None:
     return np.asarray(cal["thresholds"], dtype=float)
 
 
+def grader_tta(ensemble: AacEnsemble | dict, tta: bool | str | None = None) -> str:
+    """Name of the :data:`TTA_SETS` entry the grader uses (``ensemble``: a loaded folder or its
+    ``model.json`` dict): ``tta`` ``None`` → the folder's setting
+    (``model.json["inference"]["grader_tta"]``: ``false`` = off, a set name, or absent = :data:`DEFAULT_TTA`);
+    ``True`` → :data:`DEFAULT_TTA`; ``False`` → ``"none"``; a string → that set."""
+    meta = ensemble.metadata if isinstance(ensemble, AacEnsemble) else ensemble
+    choice = meta.get("inference", {}).get("grader_tta", True) if tta is None else tta
+    name = (DEFAULT_TTA if choice else "none") if isinstance(choice, bool) else str(choice)
+    if name not in TTA_SETS:
+        raise InputError(f"unknown grader test-time augmentation {name!r}; use one of {', '.join(TTA_SETS)}")
+    return name
+
+
+def grader_tta_method(ensemble: AacEnsemble | dict, tta: bool | str | None = None) -> dict:
+    """What :func:`predict_grades` does at inference, for a result's ``method``: the TTA set, its
+    number of views and perturbations, and the grade rule."""
+    name = grader_tta(ensemble, tta)
+    return {"tta": name, "tta_views": len(TTA_SETS[name]), "grade_rule": "threshold",
+            "tta_perturbations": [asdict(q) for q in TTA_SETS[name]]}
+
+
 def predict_grades(model_dir: str | Path | AacEnsemble, radiograph, landmarks,
                    pixel_spacing_mm: float | tuple[float, float] | None = None, *,
-                   calibrated: bool = True) -> tuple[dict[str, int], dict[str, list[float]]]:
+                   calibrated: bool = True, tta: bool | str | None = None) -> tuple[dict[str, int], dict[str, list[float]]]:
     """Grades 0–3 of the 8 segments and their ensemble P(grade > k), k = 0, 1, 2.
 
     ``calibrated``: apply the folder's fitted thresholds τ_k (``model.json["calibration"]``, see
     :func:`calibrate_aac`) when it has them; ``False`` gives CORAL's plain 0.5 rule for comparison.
+    ``tta``: test-time augmentation of each segment patch (:func:`grader_tta`; default the folder's
+    setting, on = :data:`DEFAULT_TTA`); the probabilities are averaged over folds and views
+    (:func:`tta_probabilities`) before the same decision rule.
 
     ``radiograph``: a :class:`vascalc.imaging.radiograph.Radiograph`, a phantom
     :class:`~vascalc.phantoms.types.RadiographPhantom` or a 2-D array in [0, 1] (bone bright);
@@ -726,8 +866,8 @@ def predict_grades(model_dir: str | Path | AacEnsemble, radiograph, landmarks,
     ensemble = model_dir if isinstance(model_dir, AacEnsemble) else load_aac_ensemble(model_dir)
     cfg = ensemble.config
     image, spacing = _image_and_spacing(radiograph, pixel_spacing_mm)
-    patches = grader_inputs(segment_patches(image, landmarks, spacing, **_patch_kwargs(cfg))[None], cfg)
-    prob = np.mean([coral_probabilities(net, patches) for net in ensemble.graders], axis=0)
+    patches = segment_patches(image, landmarks, spacing, **_patch_kwargs(cfg))[None]
+    prob = tta_probabilities(ensemble.graders, patches, cfg, TTA_SETS[grader_tta(ensemble, tta)])[0]
     grades = grades_from_probabilities(prob, calibration_thresholds(ensemble) if calibrated else None)
     return ({s: int(g) for s, g in zip(SEGMENTS, grades)},
             {s: [round(float(p), 6) for p in row] for s, row in zip(SEGMENTS, prob)})
@@ -794,7 +934,9 @@ def evaluate_aac(model_dir: str | Path | AacEnsemble, n_test: int = 40, seed: in
     never used in training) of the learned grader, the regressor and the model-free baseline on the
     SAME images with the true landmarks. ``localisers``: ``"model-free"`` and/or a folder holding a
     learned localiser (``localiser.json``); each is run on the same films: success rate, mean L1–L4
-    corner error (mm) and the learned grader's AAC-24 with the predicted landmarks (end to end)."""
+    corner error (mm) and the learned grader's AAC-24 with the predicted landmarks (end to end).
+    With grader test-time augmentation on (:func:`grader_tta`), the same films are also graded
+    without it (``learned_grader_no_tta``, ``…_landmarks_no_tta``) for a before/after on one run."""
     from vascalc.errors import VascalcError
     from vascalc.imaging.radiograph import radiograph_from_array
     from vascalc.learn.aac_localiser import corner_error_mm, load_localiser, locate_learned
@@ -803,13 +945,16 @@ def evaluate_aac(model_dir: str | Path | AacEnsemble, n_test: int = 40, seed: in
 
     ensemble = model_dir if isinstance(model_dir, AacEnsemble) else load_aac_ensemble(model_dir)
     learned_loc = {name: load_localiser(name) for name in localisers if name != "model-free"}
-    report = {"n_test": n_test, "studies": STUDIES, "calibration": ensemble.metadata.get("calibration"), "sets": {}}
+    report = {"n_test": n_test, "studies": STUDIES, "calibration": ensemble.metadata.get("calibration"),
+              "grader_inference": grader_tta_method(ensemble), "sets": {}}
+    with_tta = grader_tta(ensemble) != "none"
     for source in sets:
         n = n_test if source != "phantom_drr" else max(2, n_test // 2)  # the 3-D phantom is slow to make
         cases = _cases([TEST_SEED_OFFSET + seed * 10_000 + i for i in range(n)], source)
         truth = np.array([[c.grades[s] for s in SEGMENTS] for c in cases])
-        learned, base, reg, plain = [], [], [], []
+        learned, base, reg, plain, no_tta = [], [], [], [], []
         e2e = {name: [] for name in localisers}
+        e2e_no_tta = {name: [] for name in localisers}
         corner = {name: [] for name in localisers}
         t_loc = dict.fromkeys(localisers, 0.0)
         failed = dict.fromkeys(localisers, 0)
@@ -820,6 +965,9 @@ def evaluate_aac(model_dir: str | Path | AacEnsemble, n_test: int = 40, seed: in
             t_grader += time.perf_counter() - start
             learned.append([grades[s] for s in SEGMENTS])
             plain.append(grades_from_probabilities(np.array([prob[s] for s in SEGMENTS])))
+            if with_tta:
+                g0, _ = predict_grades(ensemble, c.image, c.vertebrae, c.pixel_spacing_mm, tta=False)
+                no_tta.append([g0[s] for s in SEGMENTS])
             if ensemble.regressors:
                 reg.append(predict_aac24_regression(ensemble, c.image, c.vertebrae, c.pixel_spacing_mm))
             facing = "left" if c.vertebrae[0].corners_px[0][1] < c.vertebrae[0].corners_px[1][1] else "right"
@@ -841,6 +989,9 @@ def evaluate_aac(model_dir: str | Path | AacEnsemble, n_test: int = 40, seed: in
                     corner[name].append(corner_error_mm(c.vertebrae, found, c.pixel_spacing_mm))
                     g2, _ = predict_grades(ensemble, c.image, found, c.pixel_spacing_mm)
                     e2e[name].append((c.aac24, sum(g2.values())))
+                    if with_tta:
+                        g3, _ = predict_grades(ensemble, c.image, found, c.pixel_spacing_mm, tta=False)
+                        e2e_no_tta[name].append((c.aac24, sum(g3.values())))
                 except VascalcError:
                     failed[name] += 1
         learned, base, plain = np.array(learned), np.array(base), np.array(plain)
@@ -853,6 +1004,9 @@ def evaluate_aac(model_dir: str | Path | AacEnsemble, n_test: int = 40, seed: in
         if calibration_thresholds(ensemble) is not None:
             # the same films graded with CORAL's plain 0.5 rule, to show what the calibration changes
             entry["learned_grader_uncalibrated"] = score_agreement(ref, plain.sum(axis=1), truth, plain)
+        if no_tta:
+            g0 = np.array(no_tta)
+            entry["learned_grader_no_tta"] = score_agreement(ref, g0.sum(axis=1), truth, g0)
         if reg:
             entry["regressor"] = score_agreement(ref, reg)
         for name in localisers:
@@ -866,8 +1020,83 @@ def evaluate_aac(model_dir: str | Path | AacEnsemble, n_test: int = 40, seed: in
             if len(e2e[name]) >= 3:
                 a = np.array(e2e[name], dtype=float)
                 entry[f"learned_grader_with_{label}_landmarks"] = score_agreement(a[:, 0], a[:, 1])
+            if len(e2e_no_tta[name]) >= 3:
+                a = np.array(e2e_no_tta[name], dtype=float)
+                entry[f"learned_grader_with_{label}_landmarks_no_tta"] = score_agreement(a[:, 0], a[:, 1])
         report["sets"][source] = entry
     return report
+
+
+def validate_grader_tta(model_dir: str | Path | AacEnsemble, n_radiograph: int = 200, n_dxa: int = 100, *,
+                        localiser: str | Path | None = None, candidates: Sequence[str] | None = None,
+                        rules: Sequence[str] = ("threshold",), n_boot: int = 2000) -> dict:
+    """Compare grader TTA sets (:data:`TTA_SETS`) and grade rules on **validation** films — the
+    selection behind :data:`DEFAULT_TTA` (docs/radiograph.md, *Grader test-time augmentation*).
+
+    Films: :func:`synthetic_case` at seeds ``VALIDATION_SEED_OFFSET + i`` (radiograph chain, i <
+    ``n_radiograph``) and ``VALIDATION_SEED_OFFSET + 10 000 + i`` (DXA, i < ``n_dxa``), never training,
+    calibration or held-out seeds. Each film is graded with the true landmarks and, when a
+    ``localiser`` folder is given, with its landmarks (films it cannot locate are left out of that
+    sub-set). Patches are sampled once per film and landmark set; every candidate grades the same
+    patches. Returns ``{candidate: {rule: {"<chain>_<true|end_to_end>": {"n", "mae", "icc_a1",
+    "bias"}, "pooled_mae", "delta_mae_vs_none", "delta_mae_ci95"}}}`` — Δ against ``"none"`` with the
+    same rule, a paired bootstrap over films (``n_boot`` resamples, fixed seed)."""
+    from vascalc.errors import VascalcError
+    from vascalc.learn.aac_localiser import load_localiser, locate_learned
+    from vascalc.stats.icc import icc_two_methods
+
+    ensemble = model_dir if isinstance(model_dir, AacEnsemble) else load_aac_ensemble(model_dir)
+    cfg = ensemble.config
+    loc = None if localiser is None else load_localiser(localiser)
+    names = list(candidates or TTA_SETS)
+    if "none" not in names:
+        names.insert(0, "none")
+    subsets: dict[str, tuple[list, list]] = {}
+    for source, n, offset in (("radiograph", n_radiograph, 0), ("dxa", n_dxa, 10_000)):
+        for c in _cases([VALIDATION_SEED_OFFSET + offset + i for i in range(int(n))], source):
+            truth = [c.grades[s] for s in SEGMENTS]
+            views = [("true", c.vertebrae)]
+            if loc is not None:
+                try:
+                    found = locate_learned(loc, c.image, c.pixel_spacing_mm)
+                    if {"L1", "L2", "L3", "L4"} <= {v.name for v in found}:
+                        views.append(("end_to_end", found))
+                except VascalcError:
+                    pass  # an unlocated film is left out of the end-to-end sub-set, as in evaluate_aac
+            for label, landmarks in views:
+                try:
+                    p = segment_patches(c.image, landmarks, c.pixel_spacing_mm, **_patch_kwargs(cfg))
+                except VascalcError:
+                    continue
+                patches, grades = subsets.setdefault(f"{source}_{label}", ([], []))
+                patches.append(p)
+                grades.append(truth)
+    if not subsets:
+        raise InputError("no validation films to grade (n_radiograph and n_dxa are both 0)")
+    errors: dict[tuple[str, str], np.ndarray] = {}
+    out: dict = {}
+    for name in names:
+        probs = {k: tta_probabilities(ensemble.graders, np.stack(p), cfg, TTA_SETS[name]) for k, (p, _) in subsets.items()}
+        for rule in rules:
+            entry, errs = {}, []
+            for key, (_, g) in subsets.items():
+                truth = np.asarray(g).sum(axis=1)
+                pred = grades_by_rule(probs[key], rule).sum(axis=1)
+                errs.append(np.abs(pred - truth))
+                entry[key] = {"n": int(truth.size), "mae": round(float(errs[-1].mean()), 4),
+                              "icc_a1": round(float(icc_two_methods(truth, pred).icc), 4) if truth.size > 2 else None,
+                              "bias": round(float(np.mean(pred - truth)), 4)}
+            errors[name, rule] = np.concatenate(errs)
+            entry["pooled_mae"] = round(float(errors[name, rule].mean()), 4)
+            out.setdefault(name, {})[rule] = entry
+    idx = np.random.default_rng(0).integers(0, len(errors["none", rules[0]]), (int(n_boot), len(errors["none", rules[0]])))
+    for (name, rule), e in errors.items():
+        diff = e - errors["none", rule]
+        boot = diff[idx].mean(axis=1)
+        out[name][rule]["delta_mae_vs_none"] = round(float(diff.mean()), 4)
+        out[name][rule]["delta_mae_ci95"] = [round(float(np.percentile(boot, 2.5)), 4),
+                                             round(float(np.percentile(boot, 97.5)), 4)]
+    return out
 
 
 def calibrate_aac(model_dir: str | Path, n_cal: int = 400, seed: int = 0, *, source: str = "radiograph",
@@ -892,10 +1121,10 @@ def calibrate_aac(model_dir: str | Path, n_cal: int = 400, seed: int = 0, *, sou
     if not seeds:
         raise InputError("calibration needs at least one film (n_cal ≥ 1)")
     probs, grades = [], []
+    views = TTA_SETS[grader_tta(ensemble)]  # τ is fitted on the probabilities predict_grades will threshold
     for c in _cases(seeds, source):
-        patches = grader_inputs(segment_patches(c.image, c.vertebrae, c.pixel_spacing_mm,
-                                                **_patch_kwargs(cfg))[None], cfg)
-        probs.append(np.mean([coral_probabilities(net, patches) for net in ensemble.graders], axis=0))
+        patches = segment_patches(c.image, c.vertebrae, c.pixel_spacing_mm, **_patch_kwargs(cfg))[None]
+        probs.append(tta_probabilities(ensemble.graders, patches, cfg, views)[0])
         grades.append([c.grades[s] for s in SEGMENTS])
     prob, truth = np.array(probs), np.array(grades)
     tau = (fit_total_thresholds(prob, truth) if objective == "aac24"
@@ -1035,7 +1264,8 @@ def write_report(out: Path, report: dict) -> None:
     (out / "cv_report.md").write_text("\n".join(lines) + "\n")
 
 
-__all__ = ["CALIBRATION_SEED_OFFSET", "calibrate_aac", "calibration_thresholds", "fit_coral_thresholds", "fit_total_thresholds", "AacConfig", "AacEnsemble", "SyntheticCase", "TEST_SETS", "build_coral_network", "build_regressor",
+__all__ = ["DEFAULT_TTA", "GRADE_RULES", "PatchPerturbation", "TTA_SETS", "grader_tta", "grader_tta_method",
+           "grades_by_rule", "perturb_patches", "tta_probabilities", "validate_grader_tta", "CALIBRATION_SEED_OFFSET", "calibrate_aac", "calibration_thresholds", "fit_coral_thresholds", "fit_total_thresholds", "AacConfig", "AacEnsemble", "SyntheticCase", "TEST_SETS", "build_coral_network", "build_regressor",
            "augment_film", "case_inputs", "grader_inputs", "highpass_residual", "LOSSES", "LEGACY_SETTINGS",
            "rank_contrastive_loss", "VALIDATION_SEED_OFFSET", "coral_levels", "coral_loss", "coral_probabilities", "evaluate_aac",
            "grades_from_probabilities", "load_aac_ensemble", "lumbar_crop", "phantom_drr_case",

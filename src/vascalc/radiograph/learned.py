@@ -236,9 +236,14 @@ def score_radiograph_learned(image, *, model_dir: str | Path | None = None, pixe
         graded = dataclasses.replace(graded, result=dataclasses.replace(graded.result, segments=segs))
     timings["grade_s"] = time.perf_counter() - start
     # the decision rule used: calibrated thresholds τ_k from model.json (learn.aac.calibrate_aac), else CORAL's 0.5
-    calibration = json.loads(meta_path.read_text()).get("calibration") or {}
+    from vascalc.learn.aac import grader_tta_method
+
+    meta = json.loads(meta_path.read_text())
+    calibration = meta.get("calibration") or {}
     method = {"model_id": graded.model_id, "localiser": loc.method, "grader": "coral_ensemble",
               "grade_thresholds": calibration.get("thresholds", [0.5, 0.5, 0.5]),
+              # test-time augmentation of the grader (model.json["inference"]["grader_tta"], default on)
+              "grader_inference": grader_tta_method(meta),
               "model_path": "bundled" if model_dir is None else folder.name,
               "segment_probabilities_gt": graded.probabilities, "regressor_aac24": graded.regressor_aac24,
               "severity_scheme": graded.result.severity_scheme, "definition": "SCORING.md B.1-B.4"}

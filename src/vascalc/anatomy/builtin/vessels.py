@@ -44,6 +44,10 @@ slide onto its touching vein; each fit there is checked for a same-calibre tube 
 / laterally (:func:`artery_in_front`: the veins lie behind / medial of their arteries) that shows its
 wall on clearly more rays, and the track moves onto it. Measured (docs/segmentation.md, round 4):
 knee-length non-contrast right femoral 0.000 → 0.559 (seed 0), 0.779 → 0.850 (held-out seed 3).
+There the fit of an artery touching its vein also swells into the vein, so its drawn outline (not
+its centre: the track is left alone) is held per ray to the calibre measured on the path's lowest
+15 mm (:func:`path_calibre_mm`). Measured (round 6): real non-contrast iliacs 0.654 / 0.765 →
+0.662 / 0.773; groin slices 16–25 → 13–15 voxels (reference 9–12).
 
 Veins (returned as ``inferior_vena_cava``, ``iliac_vena_left/right``; never scored): the IVC is
 the tube 25–55 mm right of the aorta (nearer lies the right crus; on CTA it must enhance, > 60 HU),
@@ -146,6 +150,9 @@ BIFURCATION_AT_TAPER_START = True
 BIFURCATION_TAPER_RATIO = 0.85
 #: Outer radius cap of the iliac/femoral arteries (mm; common iliac ≈ 10–14 mm across with wall).
 ILIAC_MAX_RADIUS_MM = 7.5
+#: Below the minimal path's end (non-contrast), draw the outline no wider than the calibre measured
+#: over the path's lowest :data:`CALIBRE_LENGTH_MM` (:func:`path_calibre_mm`); None: no cap.
+CALIBRE_LENGTH_MM: float | None = 15.0
 _N_RAYS = 32
 _ANGLES = np.linspace(0.0, 2.0 * np.pi, _N_RAYS, endpoint=False)
 _UNIT = np.stack([np.sin(_ANGLES), np.cos(_ANGLES)], axis=1)  # (dy, dx): 0 = +x (left), π/2 = +y (posterior)
@@ -430,6 +437,23 @@ def half_max_radii(img: np.ndarray, spacing_yx_mm, centre_mm: np.ndarray, radii_
         # shift the outline away from the neighbour
         r = np.where(found, r, radii_mm + float(np.median(r[found] - radii_mm[found])))
     return r
+
+
+def path_calibre_mm(radius_mm_by_slice: dict[int, float], path_slices, *, spacing_z_mm: float,
+                    length_mm: float) -> float | None:
+    """Calibre (mean outer radius, mm) of an artery at the lower end of its minimal path: the median
+    of the per-slice radii on the path's lowest ``length_mm`` (slices of ``path_slices`` that have a
+    radius in ``radius_mm_by_slice``; canonical z, superior = high). None when no path slice has one.
+
+    An artery does not widen going down the leg (common iliac ≈ 5–7 mm, external iliac and common
+    femoral ≈ 4–5 mm in radius), so this calibre bounds the outline on the greedy slices below the
+    path, where a fit whose rays run on into a touching vein swells (docs/segmentation.md, round 6).
+    The median is taken over several slices because one slice's fit may itself have leaked."""
+    zs = sorted(z for z in path_slices if z in radius_mm_by_slice)
+    if not zs:
+        return None
+    n = max(1, int(round(length_mm / float(spacing_z_mm))))
+    return float(np.median([radius_mm_by_slice[z] for z in zs[:n]]))
 
 
 def _smooth_track(fits: dict[int, _Fit], size: int = 5) -> dict[int, _Fit]:
@@ -1742,19 +1766,34 @@ def segment_vessels(volume: Volume, *, bones: np.ndarray | None = None, body: np
             for side, (zs0, seed) in iliac_seeds.items():
                 up, unc_up, _ = _track(ctx, zs0, seed, +1, z_limit=bif_z, metal=metal, **artery_kw[side])
                 fits = _smooth_track({**pelvis.get(f"iliac_artery_{side}", {}), zs0: seed, **up}, size=3)
-                for z, fit in fits.items():
-                    part = "femoral" if (fem_z is not None and z < fem_z) else "iliac"
-                    if metal is not None and metal.near(z, fit.centre_mm):
-                        uncertain[f"{part}_artery_{side}"].add(z)
-                        continue
-                    if HALF_MAX_OUTLINE and not ctx.contrast:
+                if HALF_MAX_OUTLINE and not ctx.contrast:
+                    for z, fit in fits.items():
                         # the outline at the half-maximum between the tube and the fat around it; the
                         # core level is held to blood/wall HU (0–60) so that wall calcium caught in
                         # the core cannot raise the level and shrink the mask off the calcium
                         core_hu = float(np.clip(fit.inside_hu, 0.0, 60.0))
                         radii = np.clip(half_max_radii(ctx.img[z], sp[1:], fit.centre_mm, fit.radii_mm, core_hu),
                                         fit.radii_mm - 1.5, fit.radii_mm + 1.5)
-                        fit = _Fit(fit.centre_mm, radii, float(radii.mean()), fit.hit_fraction, fit.inside_hu)
+                        fits[z] = _Fit(fit.centre_mm, radii, float(radii.mean()), fit.hit_fraction, fit.inside_hu)
+                    guide = artery_kw[side].get("guide") or {}
+                    if CALIBRE_LENGTH_MM is not None and guide:
+                        # below the path the greedy fit of an artery touching its vein runs on into the
+                        # vein and swells (real scan: 16–25 voxels against 9–12); the outline, not the
+                        # centre, is bounded by the calibre seen on the path's last slices (holding the
+                        # tracker's radius instead let the centre drift onto the vein, round 5)
+                        measured = {z: f.radius_mm for z, f in fits.items() if f.hit_fraction > 0.0}
+                        cal = path_calibre_mm(measured, guide, spacing_z_mm=sp[0], length_mm=CALIBRE_LENGTH_MM)
+                        if cal is not None:
+                            for z in [z for z in fits if z < min(guide)]:
+                                f_ = fits[z]
+                                radii = np.minimum(f_.radii_mm, cal)
+                                fits[z] = _Fit(f_.centre_mm, radii, float(radii.mean()), f_.hit_fraction,
+                                               f_.inside_hu)
+                for z, fit in fits.items():
+                    part = "femoral" if (fem_z is not None and z < fem_z) else "iliac"
+                    if metal is not None and metal.near(z, fit.centre_mm):
+                        uncertain[f"{part}_artery_{side}"].add(z)
+                        continue
                     _draw(labels_c, _ID[f"{part}_artery_{side}"], z, fit, grow[part], sp_full[1:], offset_mm)
                 for z in pelvis_unc.get(f"iliac_artery_{side}", []) + unc_up:
                     part = "femoral" if (fem_z is not None and z < fem_z) else "iliac"
@@ -1830,5 +1869,6 @@ def segment_vessels(volume: Volume, *, bones: np.ndarray | None = None, body: np
 
 __all__ = ["CONTRAST_LUMEN_HU", "VEIN_NAMES", "VESSEL_LABELS", "VesselResult", "WALL_MM", "artery_in_front",
            "artery_path_cost",
-           "follow_large_mass", "half_max_radii", "path_wall_support", "pubic_symphysis_top", "segment_vessels",
+           "follow_large_mass", "half_max_radii", "path_calibre_mm", "path_wall_support", "pubic_symphysis_top",
+           "segment_vessels",
            "slice_minimal_path", "threshold_body", "threshold_bones"]

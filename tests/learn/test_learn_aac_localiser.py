@@ -322,7 +322,7 @@ def test_bundled_localiser_refines_on_validation_films():
     assert report["corner_error_mm_mean_refined"] < report["corner_error_mm_mean_learned"]
     assert set(report["levels"]) == {"L1", "L2", "L3", "L4"}
     assert set(report["aac24_mae"]) == {"true_landmarks", "learned", "refined", "repaired", "oracle_L1", "oracle_L2",
-                                        "oracle_L3", "oracle_L4"}
+                                        "oracle_L3", "oracle_L4", "repaired_true_anterior", "repaired_true_endplates"}
     assert report["aac24_each_variant"]["true_landmarks"]["graded"] == 4
     assert report["aac24_graded_films"] + report["aac24_not_graded"] == 4
     assert all(v >= 0 for v in report["aac24_mae"].values())
@@ -385,3 +385,86 @@ def test_repair_heights_never_leaves_a_repaired_body_overlapping():
         if trial % 2 == 0 and all(np.allclose(b.corners_px, s.corners_px) for b, s in zip(fixed, spine)):
             exact += 1
     assert exact == 30
+
+
+def test_refine_corners_search_range_reaches_edges_up_to_search_mm():
+    """The round-8 default search (±8 mm) recovers an endplate and an anterior border 6 mm off, which the
+    round-6 ±4 mm search could move by at most 4 mm; ``anterior_search_mm`` widens the anterior one only."""
+    from vascalc.learn.aac_localiser import REFINE_DEFAULTS, refine_corners
+
+    assert REFINE_DEFAULTS["search_mm"] == 8.0 and REFINE_DEFAULTS["anterior_search_mm"] is None
+    truth = _spine()
+    edges = tuple(VertebraLandmark(v.name, tuple((r - 0.5, c - 0.5 if k in (0, 3) else c) for k, (r, c)
+                                                 in enumerate(v.corners_px)), v.centre_px) for v in truth)
+    image = _film_of(truth)
+    # superior endplate 6 mm too high (AS, PS), anterior border 6 mm too far forward (AS, AI): 1 px = 1 mm
+    shift = np.array([[-6.0, -6.0], [-6.0, 0.0], [0.0, 0.0], [0.0, -6.0]])
+    moved = tuple(VertebraLandmark(v.name, tuple(map(tuple, np.asarray(v.corners_px) + shift)), v.centre_px)
+                  for v in edges)
+    wide = refine_corners(image, (1.0, 1.0), moved)
+    narrow = refine_corners(image, (1.0, 1.0), moved, search_mm=4.0)
+    ant_only = refine_corners(image, (1.0, 1.0), moved, search_mm=4.0, anterior_search_mm=8.0)
+    for e, w, n, a in zip(edges, wide, narrow, ant_only):
+        e, w, n, a = (np.asarray(x.corners_px) for x in (e, w, n, a))
+        np.testing.assert_allclose(w, e, atol=0.35)  # everything back within a third of a pixel
+        # ±4 mm: each edge moves at most 4 mm, so the superior corners and the anterior border stay ≥ 2 mm off
+        assert np.all(np.abs(n[:2, 0] - e[:2, 0]) >= 1.9) and np.all(np.abs(n[[0, 3], 1] - e[[0, 3], 1]) >= 1.9)
+        # anterior ±8 mm only: the anterior border is found, the superior endplate still is not
+        np.testing.assert_allclose(a[[0, 3], 1], e[[0, 3], 1], atol=0.35)
+        assert np.all(np.abs(a[:2, 0] - e[:2, 0]) >= 1.9)
+
+
+def test_refine_corners_is_the_same_in_mm_on_a_4x_finer_film():
+    """Detector-pixel independence (the fine-pixel question of round 8): the film resampled to 0.25 mm
+    pixels (each 1-mm pixel → 4 × 4) gives the same refined corners in mm as the 1-mm film."""
+    from vascalc.learn.aac_localiser import refine_corners
+
+    truth = _spine()
+    image = _film_of(truth)
+    shift = np.array([[3.0, 2.5], [-2.5, 0.0], [5.0, 0.0], [-3.5, -5.0]])
+    moved = tuple(VertebraLandmark(v.name, tuple(map(tuple, np.asarray(v.corners_px) + shift)), v.centre_px)
+                  for v in truth)
+    coarse = refine_corners(image, (1.0, 1.0), moved)
+    fine = np.repeat(np.repeat(image, 4, axis=0), 4, axis=1)
+    # pixel p of the 1-mm film covers fine pixels 4p … 4p + 3: its centre is fine pixel 4p + 1.5
+    moved_fine = tuple(VertebraLandmark(v.name, tuple(map(tuple, 4 * np.asarray(v.corners_px) + 1.5)), v.centre_px)
+                       for v in moved)
+    refined_fine = refine_corners(fine, (0.25, 0.25), moved_fine)
+    for a, b in zip(coarse, refined_fine):
+        np.testing.assert_allclose((np.asarray(b.corners_px) - 1.5) / 4, a.corners_px, atol=0.3)
+
+
+def test_validate_localiser_fine_pixel_films_use_their_own_validation_seeds():
+    pytest.importorskip("torch")
+    pytest.importorskip("monai")
+    from vascalc.learn.aac_localiser import LOCALISER_VALIDATION_OFFSET, validate_localiser
+    from vascalc.radiograph.learned import BUNDLED_MODEL
+
+    report = validate_localiser(BUNDLED_MODEL, 2, pixel_spacing_mm=(0.15, 0.3))
+    # fine-pixel validation films: 4 080 000 …, after the radiograph (4 070 000) and DXA (4 075 000) ones
+    assert report["seeds"] == [LOCALISER_VALIDATION_OFFSET + 10_000, LOCALISER_VALIDATION_OFFSET + 10_001]
+    assert report["pixel_spacing_mm"] == [0.15, 0.3]
+    assert report["refine_options"]["search_mm"] == 8.0
+    assert report["corner_error_mm_mean_repaired"] < report["corner_error_mm_mean_learned"]
+
+
+def test_with_true_edges_removes_only_the_chosen_error_component():
+    """Oracle of the round-8 breakdown: on a straight vertical spine (axis = +row, anterior = −col) a
+    corner error (dr, dc) keeps dr when the anterior border is made true, and keeps dc when the endplates are."""
+    from vascalc.errors import InputError
+    from vascalc.learn.aac_localiser import with_true_edges
+
+    truth = _spine()
+    # every corner off by (+1.5 rows, −2 cols) at 0.5 × 0.25 mm pixels: 0.75 mm along the axis, 0.5 mm anteriorly
+    moved = tuple(VertebraLandmark(v.name, tuple((r + 1.5, c - 2.0) for r, c in v.corners_px), v.centre_px) for v in truth)
+    ant = with_true_edges(moved, truth, (0.5, 0.25), "anterior")
+    ends = with_true_edges(moved, truth, (0.5, 0.25), "endplates")
+    for t, a, e in zip(truth, ant, ends):
+        t, a, e = (np.asarray(x.corners_px) for x in (t, a, e))
+        # anterior corners AS, AI: columns true, rows still 1.5 px off; posterior corners untouched
+        np.testing.assert_allclose(a[[0, 3]], t[[0, 3]] + [1.5, 0.0], atol=1e-9)
+        np.testing.assert_allclose(a[[1, 2]], t[[1, 2]] + [1.5, -2.0], atol=1e-9)
+        # endplates: rows of all four corners true, columns still 2 px off
+        np.testing.assert_allclose(e, t + [0.0, -2.0], atol=1e-9)
+    with pytest.raises(InputError):
+        with_true_edges(moved, truth, (1.0, 1.0), "posterior")

@@ -10,9 +10,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("monai")
 
+from vascalc.coronary.heart import heart_crop_box  # noqa: E402
 from vascalc.coronary.seg3d_backend import (  # noqa: E402
     CLASS_NAMES, Seg3DAssigner, assign_from_probabilities, case_from_phantom, coronary_seg3d_config,
-    heart_crop_box, load_seg3d_assigner, train_coronary_seg3d,
+    load_seg3d_assigner, train_coronary_seg3d,
 )
 from vascalc.errors import InputError  # noqa: E402
 from vascalc.learn.seg3d import Normalisation, Seg3DConfig, Seg3DModel, save_seg3d  # noqa: E402

@@ -11,6 +11,7 @@ the heart's dome upwards.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -248,3 +249,15 @@ def blood_pool_stats_hu(hu: np.ndarray, heart: np.ndarray) -> tuple[float, float
         return None
     median = float(np.median(values))
     return median, float(1.4826 * np.median(np.abs(values - median)))
+
+
+def heart_crop_box(heart_mask: np.ndarray, spacing_mm: Sequence[float], margin_mm: float = 10.0
+                   ) -> tuple[slice, slice, slice]:
+    """The crop every coronary stage works in: the heart's bounding box grown by ``margin_mm``
+    (the search margin) + 2 mm, clipped to the volume."""
+    found = ndi.find_objects(heart_mask.astype(np.uint8))
+    if not found or found[0] is None:
+        raise InputError("the heart mask is empty; no heart region to crop")
+    pad = [int(np.ceil((margin_mm + 2.0) / s)) for s in spacing_mm]
+    return tuple(slice(max(0, b.start - p), min(n, b.stop + p))
+                 for b, p, n in zip(found[0], pad, heart_mask.shape))

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-from scipy import ndimage as ndi
 
+from vascalc.coronary.heart import heart_crop_box
 from vascalc.coronary.training import make_case, visible_calcium
 from vascalc.errors import InputError
 from vascalc.learn.seg3d import Seg3DCase, Seg3DConfig, Seg3DModel
@@ -49,17 +49,6 @@ def coronary_seg3d_config(**overrides) -> Seg3DConfig:
                 batch_size=2, label_dilation_vox=1, ce_class_weights=(1.0, 10.0, 10.0, 10.0), loss_region_hu=130.0)
     base.update(overrides)
     return Seg3DConfig(**base)
-
-
-def heart_crop_box(heart_mask: np.ndarray, spacing_mm: Sequence[float], margin_mm: float = 10.0
-                   ) -> tuple[slice, slice, slice]:
-    """The crop of :func:`score_coronary`: the heart's bounding box grown by ``margin_mm`` + 2 mm."""
-    found = ndi.find_objects(heart_mask.astype(np.uint8))
-    if not found or found[0] is None:
-        raise InputError("the heart mask is empty; no heart region to crop")
-    pad = [int(np.ceil((margin_mm + 2.0) / s)) for s in spacing_mm]
-    return tuple(slice(max(0, b.start - p), min(n, b.stop + p))
-                 for b, p, n in zip(found[0], pad, heart_mask.shape))
 
 
 def case_from_phantom(phantom, noise_free_hu: np.ndarray, heart_mask: np.ndarray | None = None,

@@ -20,7 +20,7 @@ from vascalc.coronary.anatomy import heart_frame
 from vascalc.coronary.assign import CLASSES, LesionModel, assign_rules, default_model_path, lesion_features, \
     signed_surface_distance_mm
 from vascalc.coronary.candidates import find_candidates
-from vascalc.coronary.heart import blood_pool_stats_hu, find_heart, search_zone
+from vascalc.coronary.heart import blood_pool_stats_hu, find_heart, heart_crop_box, search_zone
 from vascalc.coronary.options import CoronaryOptions
 from vascalc.coronary.results import ARTERIES, CoronaryLesion, CoronaryResult
 from vascalc.coronary.score import artery_scores, cluster_scores, slice_convention
@@ -146,9 +146,8 @@ def score_coronary(
     timings["heart_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    pad = [int(np.ceil((options.search_margin_mm + 2.0) / s)) for s in spacing]
     hbox = ndi.find_objects(region.mask.astype(np.uint8))[0]
-    box = tuple(slice(max(0, b.start - p), min(n, b.stop + p)) for b, p, n in zip(hbox, pad, grid.shape))
+    box = heart_crop_box(region.mask, spacing, options.search_margin_mm)
     hu_crop = volume.hu[box]
     heart_crop = region.mask[box]
     stats = blood_pool_stats_hu(hu_crop, heart_crop)

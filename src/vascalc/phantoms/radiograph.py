@@ -13,9 +13,10 @@ chord lengths along the beam, averaged over each detector pixel, are multiplied 
 attenuation of hydroxyapatite over water at the beam's effective energy
 (:func:`ha_excess_attenuation_per_mm`). The calcium the CT holds (partial-volumed into 3-mm
 voxels, blurred by the slice profile and PSF) is removed from the CT first, so no calcium is
-counted twice. Without this, a 0.4–1.5 mm plaque averaged into 3-mm voxels projects with a
-contrast-to-noise ratio of 0.4–0.65 and is not in the image; ``calcium="ct"`` keeps that old
-projection for comparison.
+counted twice. Measured (docs/radiograph.md): at the default ≈ 3 mm detector pixels this changes
+the calcium's contrast-to-noise ratio by < 3 % (the CT voxels already conserve its mass); at 0.8 mm
+pixels the sharper chords raise its 90th percentile by ≈ 30 %. ``calcium="ct"`` keeps the old
+projection through the voxels for comparison.
 """
 
 from __future__ import annotations

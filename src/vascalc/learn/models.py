@@ -8,6 +8,7 @@ downloads weights (S4 used ImageNet weights; here there are none to download).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 from vascalc.errors import InputError
 from vascalc.learn._deps import require_monai
@@ -15,9 +16,32 @@ from vascalc.learn._deps import require_monai
 BACKBONES = ("resnet10", "resnet18", "resnet34", "resnet50")
 
 
+class JsonSpec:
+    """``model.json`` round trip of a frozen network-spec dataclass: the integer tuples named in
+    ``INT_TUPLES`` travel as JSON lists; unknown keys (from newer writers) are ignored."""
+
+    INT_TUPLES: ClassVar[tuple[str, ...]] = ()
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        for name in self.INT_TUPLES:
+            data[name] = list(data[name])
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        for name in cls.INT_TUPLES:
+            if name in known:
+                known[name] = tuple(int(v) for v in known[name])
+        return cls(**known)
+
+
 @dataclass(frozen=True)
-class NetworkSpec:
+class NetworkSpec(JsonSpec):
     """What :func:`build_network` builds: ``monai.networks.nets.FlexibleUNet`` with these arguments."""
+
+    INT_TUPLES: ClassVar[tuple[str, ...]] = ("decoder_channels",)
 
     architecture: str = "monai.FlexibleUNet"
     backbone: str = "resnet34"
@@ -25,18 +49,6 @@ class NetworkSpec:
     out_channels: int = 1
     decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16)
     spatial_dims: int = 2
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data["decoder_channels"] = list(self.decoder_channels)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "NetworkSpec":
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        if "decoder_channels" in known:
-            known["decoder_channels"] = tuple(int(c) for c in known["decoder_channels"])
-        return cls(**known)
 
 
 def build_network(spec: NetworkSpec):

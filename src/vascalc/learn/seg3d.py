@@ -35,7 +35,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, ClassVar, Sequence
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -43,6 +43,7 @@ from scipy import ndimage as ndi
 from vascalc.errors import InputError
 from vascalc.learn._deps import deterministic, require_monai, require_torch
 from vascalc.learn.metrics import dice
+from vascalc.learn.models import JsonSpec
 from vascalc.learn.split import kfold_slices
 from vascalc.learn.store import load_weights, new_model_folder, software_versions
 
@@ -55,27 +56,17 @@ IGNORE_LABEL = 255
 
 
 @dataclass(frozen=True)
-class Seg3DNetworkSpec:
+class Seg3DNetworkSpec(JsonSpec):
     """``monai.networks.nets.DynUNet`` (3-D): one stage per entry of ``filters``, the first at
     stride 1 and the others at stride 2, 3×3×3 kernels, instance norm. A patch side must divide
     by 2^(len(filters) − 1)."""
+
+    INT_TUPLES: ClassVar[tuple[str, ...]] = ("filters",)
 
     architecture: str = "monai.DynUNet"
     in_channels: int = 1
     out_channels: int = 2
     filters: tuple[int, ...] = (16, 32, 64, 128)
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data["filters"] = list(self.filters)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "Seg3DNetworkSpec":
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        if "filters" in known:
-            known["filters"] = tuple(int(f) for f in known["filters"])
-        return cls(**known)
 
     @property
     def divisor_vox(self) -> int:

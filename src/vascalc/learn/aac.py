@@ -33,6 +33,7 @@ Determinism: the same seed, settings, machine and thread count give the same wei
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -89,6 +90,7 @@ class AacConfig:
     band (0 → ``patch_px``). ``augment_blur_mm`` / ``augment_noise`` — synthetic training films get,
     with probability 1/2, extra blur FWHM U(0, max) mm and noise SD U(0, max) (:func:`augment_film`).
     The defaults are the demo model v2's settings, chosen on validation films (docs/radiograph.md);
+    the bundled v3 is the same with ``width=16`` (``vascalc train xray --width 16``, *Demo model v3*);
     folders saved before a setting existed load it as :data:`LEGACY_SETTINGS` says."""
 
     patch_px: int = 16
@@ -1099,6 +1101,89 @@ def validate_grader_tta(model_dir: str | Path | AacEnsemble, n_radiograph: int =
     return out
 
 
+# ----------------------------------------------------------------------------- grader selection (validation films)
+
+#: The blurred validation copy (``valblur``): each validation film with an extra Gaussian blur of FWHM
+#: U(1, 2.5) mm and display noise SD U(0.005, 0.02) — about the DXA-VFA chain's sharpness, obtained
+#: without drawing a single DXA film, so that blur robustness can be selected on (docs/radiograph.md).
+VALBLUR_FWHM_MM = (1.0, 2.5)
+VALBLUR_NOISE = (0.005, 0.02)
+
+
+def blur_validation_film(image: np.ndarray, pixel_spacing_mm, seed: int) -> np.ndarray:
+    """The ``valblur`` copy of one display image [0, 1]: blur FWHM U(:data:`VALBLUR_FWHM_MM`) mm and
+    noise SD U(:data:`VALBLUR_NOISE`) drawn from ``seed`` (the film's), clipped to [0, 1]."""
+    rng = np.random.default_rng([int(seed), 17])
+    fwhm_mm = rng.uniform(*VALBLUR_FWHM_MM)
+    sd = rng.uniform(*VALBLUR_NOISE)
+    sigma_px = fwhm_mm / (2 * np.sqrt(2 * np.log(2))) / np.asarray(pixel_spacing_mm, dtype=float)
+    out = ndimage.gaussian_filter(np.asarray(image, dtype=np.float32), sigma_px, mode="nearest")
+    return np.clip(out + rng.normal(0.0, sd, out.shape).astype(np.float32), 0.0, 1.0)
+
+
+def validation_patches(n_val: int, config: AacConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Segment patches of the validation films (seeds ``VALIDATION_SEED_OFFSET + i``, i < ``n_val``,
+    radiograph chain, true landmarks) with ``config``'s sampling: ``(clean (n, 8, t, d), blurred —
+    :func:`blur_validation_film` —, true grades (n, 8))``."""
+    clean, blurred, grades = [], [], []
+    for c in _cases([VALIDATION_SEED_OFFSET + i for i in range(int(n_val))]):
+        clean.append(segment_patches(c.image, c.vertebrae, c.pixel_spacing_mm, **_patch_kwargs(config)))
+        blurred.append(segment_patches(blur_validation_film(c.image, c.pixel_spacing_mm, c.seed), c.vertebrae,
+                                       c.pixel_spacing_mm, **_patch_kwargs(config)))
+        grades.append([c.grades[seg] for seg in SEGMENTS])
+    if not grades:
+        raise InputError("n_val must be ≥ 1 validation film")
+    return np.stack(clean), np.stack(blurred), np.array(grades)
+
+
+def _grade_validation(graders: Sequence, config: AacConfig, clean: np.ndarray, blurred: np.ndarray,
+                      grades: np.ndarray, tta: str) -> dict:
+    """AAC-24 agreement (:func:`score_agreement`) on the clean and blurred validation patches, without
+    TTA and with ``tta``, plus each film's signed AAC-24 error (for paired comparisons)."""
+    out = {}
+    for label, patches in (("clean", clean), ("blurred", blurred)):
+        for name in dict.fromkeys(("none", tta)):
+            pred = grades_by_rule(tta_probabilities(graders, patches, config, TTA_SETS[name]))
+            key = label if name == tta else f"{label}_no_tta"
+            out[key] = score_agreement(grades.sum(axis=1), pred.sum(axis=1), grades, pred)
+            out[key]["aac24_errors"] = (pred.sum(axis=1) - grades.sum(axis=1)).astype(int).tolist()
+    return out
+
+
+def validate_grader(model_dir: str | Path | AacEnsemble, n_val: int = 500, *, tta: bool | str | None = None) -> dict:
+    """A grader ensemble on the validation films, clean and ``valblur`` (:func:`validation_patches`),
+    with the true landmarks: ``{"tta", "clean", "blurred", "clean_no_tta", "blurred_no_tta"}`` (each
+    :func:`score_agreement` plus ``aac24_errors``). ``tta``: a :data:`TTA_SETS` name; ``None`` → the
+    folder's own (:func:`grader_tta`). Never touches held-out or DXA films — the selection set of the
+    demo model's recipe (docs/radiograph.md)."""
+    ensemble = model_dir if isinstance(model_dir, AacEnsemble) else load_aac_ensemble(model_dir)
+    name = grader_tta(ensemble, tta)
+    clean, blurred, grades = validation_patches(n_val, ensemble.config)
+    return {"tta": name, **_grade_validation(ensemble.graders, ensemble.config, clean, blurred, grades, name)}
+
+
+def screen_grader_recipe(config: AacConfig, n_train: int = 1500, n_val: int = 500, *, seed: int = 1,
+                         tta: str = DEFAULT_TTA) -> dict:
+    """Screen a grader recipe at reduced size: ONE CORAL network trained on generated films (seeds
+    0 … ``n_train`` − 1, augmented as in :func:`train_aac_grader`) for ``config.epochs`` epochs with
+    training seed ``seed``, then graded on the clean and blurred validation films (:func:`validate_grader`'s
+    sets). Returns the agreement dicts plus ``train_s`` (wall), ``train_cpu_s`` (this process's CPU) and
+    the 1-minute load average before and after training — on a shared machine wall time alone
+    misleads. The table of docs/radiograph.md, *Demo model v3*, was made with it."""
+    clean, blurred, vgrades = validation_patches(n_val, config)
+    patches, _, grades = synthetic_training_set(range(int(n_train)), config)
+    x = grader_inputs(patches, config)
+    load_before = os.getloadavg()[0]
+    wall, cpu = time.perf_counter(), time.process_time()
+    net, losses = train_model("coral", x, grades.ravel(), config, seed=seed)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    out = {"config": config_dict(config), "n_train": int(n_train), "n_val": int(n_val), "seed": int(seed), "tta": tta,
+           "train_s": round(wall, 1), "train_cpu_s": round(cpu, 1),
+           "load_avg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+           "loss_first_last": [round(losses[0], 4), round(losses[-1], 4)]}
+    return {**out, **_grade_validation([net], config, clean, blurred, vgrades, tta)}
+
+
 def calibrate_aac(model_dir: str | Path, n_cal: int = 400, seed: int = 0, *, source: str = "radiograph",
                   objective: str = "segment", write: bool = True) -> dict:
     """Fit the CORAL decision thresholds τ_k of a trained folder on calibration films and store them
@@ -1190,6 +1275,24 @@ def config_dict(cfg: AacConfig) -> dict:
     return {**asdict(cfg), "band_mm": list(cfg.band_mm)}
 
 
+def synthetic_training_set(seeds: Sequence[int], config: AacConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Training arrays of generated films (:func:`synthetic_case`, radiograph chain) at ``seeds``, each
+    film augmented by :func:`augment_film` with ``config``'s blur/noise (drawn from its seed): segment
+    patches ``(n, 8, t, d)``, lumbar crops ``(n, rows, cols)`` and true grades ``(n, 8)``."""
+    patches, crops, grades = [], [], []
+    for s in seeds:
+        c = synthetic_case(int(s))
+        image = c.image
+        if config.augment_blur_mm > 0 or config.augment_noise > 0:
+            image = augment_film(image, c.pixel_spacing_mm, c.seed, max_blur_fwhm_mm=config.augment_blur_mm,
+                                 max_noise=config.augment_noise)
+        p, cr = case_inputs(image, c.vertebrae, c.pixel_spacing_mm, config)
+        patches.append(p)
+        crops.append(cr)
+        grades.append([c.grades[seg] for seg in SEGMENTS])
+    return np.stack(patches), np.stack(crops), np.array(grades)
+
+
 def train_aac_grader(out_dir: str | Path, n_train: int = 60, seed: int = 0, epochs: int = 25, *,
                      config: AacConfig | None = None, n_test: int = 0,
                      test_sets: Sequence[str] = ("radiograph",), localisers: Sequence[str] = ()) -> dict:
@@ -1203,18 +1306,7 @@ def train_aac_grader(out_dir: str | Path, n_train: int = 60, seed: int = 0, epoc
     if n_train < 2 * cfg.n_folds:
         raise InputError(f"need at least {2 * cfg.n_folds} training images for {cfg.n_folds} folds, got {n_train}")
     start = time.perf_counter()
-    patches, crops, grades = [], [], []
-    for i in range(n_train):
-        c = synthetic_case(seed * 10_000 + i)
-        image = c.image
-        if cfg.augment_blur_mm > 0 or cfg.augment_noise > 0:
-            image = augment_film(image, c.pixel_spacing_mm, c.seed, max_blur_fwhm_mm=cfg.augment_blur_mm,
-                                 max_noise=cfg.augment_noise)
-        p, cr = case_inputs(image, c.vertebrae, c.pixel_spacing_mm, cfg)
-        patches.append(p)
-        crops.append(cr)
-        grades.append([c.grades[s] for s in SEGMENTS])
-    patches, crops, grades = np.stack(patches), np.stack(crops), np.array(grades)
+    patches, crops, grades = synthetic_training_set(range(seed * 10_000, seed * 10_000 + n_train), cfg)
     aac = grades.sum(axis=1).astype(np.float32)
     data_s = time.perf_counter() - start
     start = time.perf_counter()
@@ -1264,7 +1356,8 @@ def write_report(out: Path, report: dict) -> None:
     (out / "cv_report.md").write_text("\n".join(lines) + "\n")
 
 
-__all__ = ["DEFAULT_TTA", "GRADE_RULES", "PatchPerturbation", "TTA_SETS", "grader_tta", "grader_tta_method",
+__all__ = ["VALBLUR_FWHM_MM", "VALBLUR_NOISE", "blur_validation_film", "screen_grader_recipe",
+           "synthetic_training_set", "validate_grader", "validation_patches", "DEFAULT_TTA", "GRADE_RULES", "PatchPerturbation", "TTA_SETS", "grader_tta", "grader_tta_method",
            "grades_by_rule", "perturb_patches", "tta_probabilities", "validate_grader_tta", "CALIBRATION_SEED_OFFSET", "calibrate_aac", "calibration_thresholds", "fit_coral_thresholds", "fit_total_thresholds", "AacConfig", "AacEnsemble", "SyntheticCase", "TEST_SETS", "build_coral_network", "build_regressor",
            "augment_film", "case_inputs", "grader_inputs", "highpass_residual", "LOSSES", "LEGACY_SETTINGS",
            "rank_contrastive_loss", "VALIDATION_SEED_OFFSET", "coral_levels", "coral_loss", "coral_probabilities", "evaluate_aac",

@@ -35,6 +35,7 @@ from vascalc.anatomy.builtin.vessels import (
     follow_large_mass,
     half_max_radii,
     iliac_cone_floor_mm,
+    lateral_bone_front_px,
     path_calibre_mm,
     path_wall_support,
     pubic_symphysis_top,
@@ -412,6 +413,41 @@ def test_guided_tracker_draws_nothing_where_no_tube_is_seen_and_goes_on_below():
         assert fits[z].radius_mm == pytest.approx(5.0, abs=0.75)
 
 
+def _buried_tube_ctx(drift_mm_per_slice: float = 0.0) -> tuple[_Ctx, np.ndarray]:
+    """2.5-mm slices: an artery (r = 4.5 mm) in fat along z, buried in a muscle block with no fat
+    edge on slices 15–24 (25 mm); above the block (slices ≥ 25) it drifts by
+    ``drift_mm_per_slice`` in x, below it it runs straight on from where it left the block."""
+    nz = 40
+    img = np.full((nz, 60, 60), -100.0, np.float32)
+    yy, xx = np.mgrid[0:60, 0:60] * 1.5
+    centres = np.zeros((nz, 2))
+    for z in range(nz):
+        centres[z] = (45.0, 45.0 + drift_mm_per_slice * max(z - 25, 0))
+        img[z][np.hypot(yy - centres[z][0], xx - centres[z][1]) <= 4.5] = 40.0
+    img[15:25, 5:55, 5:55] = 45.0
+    return _Ctx(img, np.zeros(img.shape, bool), np.array([2.5, 1.5, 1.5]), False, -15.0), centres
+
+
+@pytest.mark.parametrize("drift", [0.0, 0.8])
+def test_greedy_artery_track_crosses_a_long_buried_stretch_on_a_held_prediction(drift):
+    """Off the guide, 25 mm with no tube seen used to end the track (``max_gap_mm`` 12). With
+    a 50-mm gap and 12 mm of coasting the track picks the artery up again below the block and
+    leaves the buried slices empty and uncertain. Where the artery drifted sideways above the
+    block (0.8 mm per slice), the velocity is extrapolated over 12 mm only: carried over all
+    10 slices the prediction would land 8 mm off, outside the re-acquisition search."""
+    ctx, centres = _buried_tube_ctx(drift)
+    z0 = ctx.img.shape[0] - 1
+    seed = _Fit(centres[z0].copy(), np.full(_N_RAYS, 4.5), 4.5, 1.0, 40.0)
+    kw = dict(r_range_mm=(2.0, 14.0), max_shift_mm=6.5, min_hits=0.3, r_cap_mm=6.0)
+    short, _, _ = vessels_mod._track(ctx, z0, seed, -1, max_gap_mm=12.0, **kw)
+    assert min(short) == 25
+    fits, uncertain, _ = vessels_mod._track(ctx, z0, seed, -1, max_gap_mm=50.0, coast_mm=12.0, **kw)
+    assert sorted(fits) == [*range(0, 15), *range(25, z0)]
+    assert sorted(uncertain) == list(range(15, 25))
+    for z in range(0, 15):
+        assert np.hypot(*(fits[z].centre_mm - centres[z])) <= 0.75
+
+
 def test_ivc_is_found_beside_the_aorta_and_never_overlaps_an_artery(plain_phantom):
     ph, res = plain_phantom
     truth = ph.totalseg_labels()
@@ -574,6 +610,73 @@ def test_iliac_guide_does_not_go_back_to_the_midline_below_its_seed():
     z = z0 - 15  # 45 mm below the seed: artery at x 15 + 45 = 60 mm, the medial tube at 0 mm
     assert abs(centre(plain, z) - 0.0) < 3.0
     assert abs(centre(coned, z) - 60.0) < 3.0
+
+
+def test_lateral_bone_front_is_the_front_of_the_thick_lateral_bone_only():
+    """1.5-mm pixels. Slice 0: a femoral head (disc of radius 20 mm) centred 75 mm lateral, 60 mm
+    deep, so its front is at 40 mm = row 26.7; a thin iliac-wing plate (6 mm) further forward
+    and lateral, and a thick vertebra-like block in front of it near the midline, neither of which
+    counts. Slice 1: the plate and the block alone, no front (NaN)."""
+    sp = (1.5, 1.5)
+    ny, nx = 80, 100
+    yy, xx = np.mgrid[:ny, :nx] * 1.5
+    lateral_mm = np.arange(nx) * 1.5 - 15.0  # the seed (midline) at x = 15 mm
+    bone = np.zeros((2, ny, nx), bool)
+    plate = (np.abs(yy - 20.0) <= 3.0) & (xx >= 70.0) & (xx <= 140.0)
+    block = (yy >= 5.0) & (yy <= 45.0) & (xx <= 45.0)
+    bone[:] = plate | block
+    bone[0] |= np.hypot(yy - 60.0, xx - 90.0) <= 20.0
+    front = lateral_bone_front_px(bone, sp, lateral_mm, min_lateral_mm=50.0, core_radius_mm=12.0)
+    assert front[0] == pytest.approx(40.0 / 1.5, abs=1.0)
+    assert np.isnan(front[1])
+    # without the lateral limit the block's front (5 mm: row 3.3) is taken
+    near = lateral_bone_front_px(bone, sp, lateral_mm, min_lateral_mm=-100.0, core_radius_mm=12.0)
+    assert near[1] == pytest.approx(5.0 / 1.5, abs=1.0)
+
+
+def test_iliac_guide_passes_in_front_of_the_hip():
+    """One tube in fat runs straight down for 8 slices; then the artery turns forward at 45°
+    (y = 100 − 3 (k − 8) mm) and is buried in fat-free tissue for 6 slices, while a tube in fat
+    carries straight on behind it (y = 100 mm). From slice 14 on a thick bone (the femoral head)
+    lies 55–105 mm lateral with its front at y = 85 mm. Without the hip rule the path stays on the
+    tube behind, through the head's level; with it, the path follows the artery in front (the two
+    courses agree above the hip, so the second one is kept)."""
+    nz, ny, nx = 24, 100, 100
+    sp = (3.0, 1.5, 1.5)
+    img = np.full((nz, ny, nx), -100.0, np.float32)
+    bone = np.zeros((nz, ny, nx), bool)
+    yy, xx = np.mgrid[:ny, :nx] * 1.5
+    artery_y = lambda k: 100.0 - 3.0 * max(k - 8, 0)  # noqa: E731
+    for k in range(nz):
+        x = 15.0 + 1.5 * k
+        art = np.hypot(yy - artery_y(k), xx - x) <= 4.5
+        decoy = np.hypot(yy - 100.0, xx - x) <= 4.5
+        if 9 <= k <= 14:
+            img[k] = 40.0
+            img[k][np.hypot(yy - 100.0, xx - x) <= 9.0] = -100.0
+        img[k][art | decoy] = 40.0
+        if k >= 14:
+            bone[k] = (yy >= 85.0) & (yy <= 140.0) & (xx >= 70.0) & (xx <= 120.0)
+    img[bone] = 400.0
+    ctx = _Ctx(img[::-1].copy(), bone[::-1].copy(), np.array(sp), False, -15.0)
+    z0 = nz - 1
+    old = vessels_mod.ILIAC_IN_FRONT_OF_HIP
+    try:
+        vessels_mod.ILIAC_IN_FRONT_OF_HIP = None
+        plain = _iliac_guide(ctx, z0, np.array([100.0, 15.0]), 0, "left")
+        vessels_mod.ILIAC_IN_FRONT_OF_HIP = (50.0, 12.0, 5.0, 15.0)
+        kept = _iliac_guide(ctx, z0, np.array([100.0, 15.0]), 0, "left")
+        # compared with the rule-less course down to 15 mm *below* the hip's first slice, where the
+        # two must differ, the ruled course is refused
+        vessels_mod.ILIAC_IN_FRONT_OF_HIP = (50.0, 12.0, 5.0, -15.0)
+        refused = _iliac_guide(ctx, z0, np.array([100.0, 15.0]), 0, "left")
+    finally:
+        vessels_mod.ILIAC_IN_FRONT_OF_HIP = old
+    # (across the buried stretch the path cuts the corner through tissue, which costs the same)
+    for k in (16, 19, 23):
+        assert abs(plain[z0 - k][0] - 100.0) < 3.0
+        assert abs(kept[z0 - k][0] - artery_y(k)) < 3.0
+        assert abs(refused[z0 - k][0] - 100.0) < 3.0
 
 
 @pytest.mark.parametrize("seed, right_bar", [(0, 0.50), (1, 0.72)])

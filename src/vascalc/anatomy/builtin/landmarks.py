@@ -274,7 +274,8 @@ def _homogeneous_bright(h: np.ndarray, low_hu: float = BONE_THRESHOLD_HU) -> np.
     return (sd < 40.0) & (h > low_hu) & (h < 700.0)
 
 
-def _contrast_lumen(h: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
+def _contrast_lumen(h: np.ndarray, spacing: tuple[float, float, float],
+                    arch_zone: np.ndarray | None = None) -> np.ndarray:
     """Contrast-filled lumen and enhancing organs, with their wall and partial-volume rim (bool).
 
     Both they and trabecular bone are even regions of 100–700 HU; a lumen (or organ) is brighter
@@ -286,6 +287,11 @@ def _contrast_lumen(h: np.ndarray, spacing: tuple[float, float, float]) -> np.nd
     short, partial-volumed arch of a vertebra is neither. Returned with its wall (every voxel
     within :data:`LUMEN_WALL_VOXELS` in-plane, plaques included) and its rim (two voxels, below
     600 HU, sparing the cortex).
+
+    ``arch_zone`` (bool, optional): where no large vessel runs (behind the vertebral bodies, near
+    the midline). A region whose centroid lies there is not a lumen: on a grid finer than ~3 mm
+    the pedicles and laminae have an even core of their own, 20–25 mm tall and ~11 mm wide, which
+    the tube test would otherwise take for a vessel segment.
     """
     cores = _homogeneous_bright(h, LUMEN_CORE_MIN_HU)
     lab, n = ndi.label(cores)
@@ -309,7 +315,12 @@ def _contrast_lumen(h: np.ndarray, spacing: tuple[float, float, float]) -> np.nd
     side_mm = np.sqrt(count / z_slices * spacing[1] * spacing[2])
     tube = (z_slices * spacing[0] >= TUBE_ELONGATION * side_mm) & (width_vox >= 2.0)
     thick = width_vox * float(np.sqrt(spacing[1] * spacing[2])) >= LUMEN_MIN_WIDTH_MM
-    lumen = np.isin(lab, idx[(core_hu - shell_hu > 50.0) & (thick | tube)])
+    vessel = (core_hu - shell_hu > 50.0) & (thick | tube)
+    if arch_zone is not None:
+        com = np.asarray(ndi.center_of_mass(cores, lab, idx)).reshape(-1, 3).round().astype(int)
+        com = np.clip(com, 0, np.asarray(h.shape) - 1)
+        vessel &= ~arch_zone[com[:, 0], com[:, 1], com[:, 2]]
+    lumen = np.isin(lab, idx[vessel])
     rim = ndi.binary_dilation(lumen, structure=ndi.generate_binary_structure(3, 1), iterations=2)
     # the wall, plaques included (a plaque must never be bone): the core is ~1 voxel inside the lumen
     wall = ndi.binary_dilation(lumen, structure=_PLANE8, iterations=LUMEN_WALL_VOXELS)
@@ -339,16 +350,16 @@ def _bone_work(h: np.ndarray, body: np.ndarray, xc: np.ndarray, spacing: tuple[f
     raw = (h > BONE_THRESHOLD_HU) & body
     even = np.zeros_like(raw)
     if contrast:
-        even = _contrast_lumen(h, spacing)
-        # a small enhanced artery has no even core at 3 mm: bone must also lie near cortex
-        near_cortex = ndi.binary_dilation(h > CONTRAST_CORTEX_HU, structure=ndi.generate_binary_structure(3, 1),
-                                          iterations=1)
         # behind the vertebral bodies (the arch, partial-volumed to 300 HU at 3 mm) no large
-        # vessel runs: there the cortex rule does not apply
+        # vessel runs: there the cortex rule does not apply, and no even region is a lumen
         _, ny, nx = h.shape
         yb = _per_slice_centroid(body, 1)
         behind = (np.arange(ny)[None, :, None] - yb[:, None, None]) * spacing[1] >= POSTERIOR_ARCH_MM
         mid = (np.abs(np.arange(nx)[None, :] - xc[:, None]) * spacing[2] <= 50.0)[:, None, :]
+        even = _contrast_lumen(h, spacing, behind & mid)
+        # a small enhanced artery has no even core at 3 mm: bone must also lie near cortex
+        near_cortex = ndi.binary_dilation(h > CONTRAST_CORTEX_HU, structure=ndi.generate_binary_structure(3, 1),
+                                          iterations=1)
         raw &= near_cortex | (behind & mid)
     raw &= ~even
     # trabecular bone next to the cortex is often 100–150 HU: take it when it touches the cortex

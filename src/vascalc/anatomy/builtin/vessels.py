@@ -49,6 +49,14 @@ its centre: the track is left alone) is held per ray to the calibre measured on 
 15 mm (:func:`path_calibre_mm`). Measured (round 6): real non-contrast iliacs 0.654 / 0.765 →
 0.662 / 0.773; groin slices 16–25 → 13–15 voxels (reference 9–12).
 
+Round 8 (docs/segmentation.md): the minimal path is kept in front of the thick lateral bone of its
+side (femoral head, acetabulum, sacro-iliac joint: :func:`lateral_bone_front_px`), since the external
+iliac passes in front of the hip joint to the groin; a path that settled on a small tube behind the
+buried artery's forward turn used to end beside the femoral head. And the greedy track below the path
+crosses up to :data:`ARTERY_MAX_GAP_MM` of slices where the artery is buried in muscle, on a
+prediction held after :data:`ARTERY_COAST_MM`, picking the artery up again only as a clean tube of
+the same calibre; the buried slices are left empty and uncertain.
+
 Veins (returned as ``inferior_vena_cava``, ``iliac_vena_left/right``; never scored): the IVC is
 the tube 25–55 mm right of the aorta (nearer lies the right crus; on CTA it must enhance, > 60 HU),
 seeded on the lowest 80 mm of the aorta and followed by its fat edge up the aorta and down to its
@@ -143,6 +151,21 @@ PSOAS_OPEN_RADIUS_MM = 8.0
 #: the body's long axis towards the side, degrees; descent over which the floor grows, mm; slack, mm).
 #: None: no cone.
 ILIAC_CONE = (10.0, 45.0, 5.0)
+#: Iliac minimal path kept in front of the thick lateral bone of its side (:func:`lateral_bone_front_px`):
+#: (least distance from the seed towards the side, mm; in-plane radius that the bone must hold, mm:
+#: the femoral head, the acetabulum, the sacro-iliac joint, not the thin iliac wing; how far, mm, the
+#: course found with the rule may lie from the one found without it, else the rule is not applied;
+#: compared down to this far, mm, above the first slice of that bone). None: not applied.
+ILIAC_IN_FRONT_OF_HIP = (50.0, 12.0, 5.0, 15.0)
+#: The greedy iliac/femoral track ends after this many mm of slices without a fit; gaps up to
+#: :data:`ARTERY_COAST_MM` are bridged by interpolation, longer ones are crossed on a held
+#: prediction and left empty (uncertain).
+ARTERY_MAX_GAP_MM = 50.0
+ARTERY_COAST_MM = 12.0
+#: After such a long gap a fit picks the track up only with this fraction of its rays on one wall and
+#: a radius within this fraction of the last one.
+REACQUIRE_MIN_HITS = 0.5
+REACQUIRE_RADIUS_TOLERANCE = 0.3
 #: The iliac minimal path ends this far above the iliac → femoral boundary (the femoral heads' centre), mm.
 GUIDE_ABOVE_FEMORAL_MM = 20.0
 #: Iliac → femoral boundary at the top of the pubic symphysis (:func:`pubic_symphysis_top`), as
@@ -725,6 +748,29 @@ def iliac_cone_floor_mm(descent_mm, *, min_angle_deg: float = 10.0, reach_mm: fl
     return np.tan(np.radians(min_angle_deg)) * d - slack_mm
 
 
+def lateral_bone_front_px(bone: np.ndarray, spacing_yx_mm, lateral_mm: np.ndarray, *, min_lateral_mm: float = 50.0,
+                          core_radius_mm: float = 12.0) -> np.ndarray:
+    """Per slice of a stack of axial bone masks ``bone`` (n, y, x; canonical, y grows posterior),
+    the anterior surface (pixel row, float) of the *thick* bone lying ≥ ``min_lateral_mm`` towards
+    one side (``lateral_mm``: per column, mm towards that side from the midline), NaN where there is none.
+
+    Thick bone is what holds a disc of ``core_radius_mm``: the femoral head in its acetabulum, the
+    acetabular roof, the sacro-iliac joint; the iliac wing and the pubic rami are thinner. The
+    front is the core's first row less that radius. The iliac arteries run in front of all of it:
+    along the pelvic brim, over the iliopubic eminence and in front of the hip joint to the groin
+    (measured: on the real non-contrast scan's reference masks ≥ 4 mm in front on every slice, on
+    the phantoms ≥ 3 mm). Units: mm in, pixels out."""
+    sy, sx = (float(s) for s in spacing_yx_mm)
+    lat = np.asarray(bone, bool) & (np.asarray(lateral_mm)[None, None, :] >= min_lateral_mm)
+    ry, rx = int(np.floor(core_radius_mm / sy)), int(np.floor(core_radius_mm / sx))
+    yy, xx = np.mgrid[-ry: ry + 1, -rx: rx + 1]
+    disc = (yy * sy) ** 2 + (xx * sx) ** 2 <= core_radius_mm ** 2
+    core = ndimage.binary_erosion(lat, structure=disc[None]) if lat.any() else lat
+    rows = core.any(axis=2)
+    first = np.where(rows, np.arange(core.shape[1])[None, :], np.inf).min(axis=1)
+    return np.where(np.isfinite(first), first - core_radius_mm / sy, np.nan)
+
+
 def _iliac_guide(ctx: _Ctx, z0: int, c0_mm: np.ndarray, z_end: int, side: str,
                  r0_mm: float = 5.0) -> dict[int, np.ndarray]:
     """Course of one iliac artery (centre mm per slice, ``z0`` down to ``z_end``) by
@@ -789,9 +835,35 @@ def _iliac_guide(ctx: _Ctx, z0: int, c0_mm: np.ndarray, z_end: int, side: str,
                                     slack_mm=slack)
         outside = lat_mm[None, None, :] < floor[:, None, None]
         costs = [np.where(outside, c + 10.0, c).astype(np.float32) for c in costs]
+    behind = None
+    if ILIAC_IN_FRONT_OF_HIP is not None:
+        min_lat, core_r, agree_mm, bend_mm = ILIAC_IN_FRONT_OF_HIP
+        lat_mm = lateral * (to_mm(np.arange(img.shape[2]), x0, sx) - c0_mm[1])
+        front = lateral_bone_front_px(bone, (sy / u, sx / u), lat_mm, min_lateral_mm=min_lat,
+                                      core_radius_mm=core_r)
+        if np.isfinite(front).any():
+            behind = np.arange(img.shape[1])[None, :] > np.nan_to_num(front, nan=np.inf)[:, None]  # (slice, row)
+            # the courses with and without the rule are compared above the slices where the
+            # artery may have to bend forward to pass the hip
+            k_hip = max(int(np.flatnonzero(np.isfinite(front))[0]) - int(round(bend_mm / dz)), 0)
+    step_mm = 2.0 + 1.5 * dz
     best, best_wall = {}, -1.0
     for c in costs:
-        path = slice_minimal_path(c, (sy / u, sx / u), start, max_step_mm=2.0 + 1.5 * dz)
+        path = slice_minimal_path(c, (sy / u, sx / u), start, max_step_mm=step_mm)
+        if behind is not None and behind[np.arange(len(path)), path[:, 0]].any():
+            # in the lower pelvis a path can settle on a small tube in fat behind the artery's
+            # true course (where the external iliac, buried in tissue, turns forward to the groin)
+            # and end beside or behind the femoral head; the artery passes in front of the hip
+            # joint. The course is found again with the positions behind the front of the thick
+            # lateral bone made prohibitively expensive, and kept only when it agrees with the
+            # first (within ``agree_mm``) down to ``bend_mm`` above the hip: the rule is to move
+            # the course's lower end, not to send the whole course elsewhere (on a screw phantom
+            # it did)
+            hip = slice_minimal_path(np.where(behind[:, :, None], c + 10.0, c).astype(np.float32), (sy / u, sx / u), start,
+                                     max_step_mm=step_mm)
+            apart_mm = np.hypot((hip[:k_hip, 0] - path[:k_hip, 0]) * sy / u, (hip[:k_hip, 1] - path[:k_hip, 1]) * sx / u)
+            if apart_mm.size == 0 or float(apart_mm.max()) <= agree_mm:
+                path = hip
         guide = {z0 - k: np.array([to_mm(p[0], y0, sy), to_mm(p[1], x0, sx)]) for k, p in enumerate(path)
                  if z0 - k >= z_end}
         wall = path_wall_support(ctx, guide, r0_mm)
@@ -822,8 +894,14 @@ class _Tracker:
                  max_shift_mm: float, stop: Callable[[int, np.ndarray, "_Fit"], bool] | None = None,
                  metal: "_Metal | None" = None, max_gap_mm: float = 9.0, min_hits: float = 0.45,
                  z_limit: int | None = None, r_cap_mm: float | None = None, min_core_hu: float = -np.inf,
-                 guide: dict[int, np.ndarray] | None = None, side: str | None = None):
+                 guide: dict[int, np.ndarray] | None = None, side: str | None = None,
+                 coast_mm: float | None = None):
         self.guide = guide or {}
+        # a gap longer than ``coast_mm`` is crossed on a held prediction (no velocity extrapolated
+        # beyond it, no wider search) and is not bridged by interpolation; None: ``max_gap_mm``,
+        # with the prediction and the search growing over the whole gap, metal slices included
+        self.coast_limited = coast_mm is not None
+        self.coast_mm = max_gap_mm if coast_mm is None else min(coast_mm, max_gap_mm)
         self.side = side
         self.swaps: list[int] = []
         self.ctx, self.direction, self.r_range_mm, self.max_shift_mm = ctx, direction, r_range_mm, max_shift_mm
@@ -849,7 +927,14 @@ class _Tracker:
         """Centre (mm) and radius expected on the next slice (the guide's centre where given)."""
         if self.z in self.guide:
             return self.guide[self.z], self.prev.radius_mm
-        return self.prev.centre_mm + self.velocity * (1 + len(self.pending)), self.prev.radius_mm
+        return self.prev.centre_mm + self.velocity * self._reach_slices(), self.prev.radius_mm
+
+    def _reach_slices(self) -> int:
+        """Slices the prediction (and the search) has to reach across: 1 + the gap so far, with
+        ``coast_mm`` at most 1 + its slices (a buried artery runs on straight, it does not keep turning)."""
+        if not self.coast_limited:
+            return 1 + len(self.pending)
+        return 1 + min(len(self.pending), int(self.coast_mm / self.ctx.spacing[0]))
 
     def step(self) -> None:
         """Fit the next slice (``self.z``) and advance; sets ``done`` when the track ends."""
@@ -875,11 +960,17 @@ class _Tracker:
             good = fit is not None
         else:
             fit = _fit_tube(ctx, z, _reseed(ctx, z, pred, prev.radius_mm, self.max_shift_mm), prev.radius_mm)
+            # after a gap longer than ``coast_mm`` only a clean tube of the same calibre picks the
+            # track up again (most rays on its wall, not a blob merged with a muscle and capped)
+            long_gap = len([p for p in self.pending if p not in self.on_metal]) * dz > self.coast_mm
+            clean = fit is not None and (not long_gap or (
+                fit.hit_fraction >= REACQUIRE_MIN_HITS
+                and abs(fit.radius_mm - prev.radius_mm) <= REACQUIRE_RADIUS_TOLERANCE * prev.radius_mm))
             if fit is not None and self.r_cap_mm is not None:
                 fit = _cap_near(ctx, z, fit, self.r_cap_mm, pred)
-            good = (fit is not None and self.r_range_mm[0] <= fit.radius_mm <= self.r_range_mm[1]
+            good = (clean and self.r_range_mm[0] <= fit.radius_mm <= self.r_range_mm[1]
                     and abs(fit.radius_mm - prev.radius_mm) <= 0.35 * prev.radius_mm + 1.5
-                    and np.hypot(*(fit.centre_mm - pred)) <= self.max_shift_mm * (1 + len(self.pending))
+                    and np.hypot(*(fit.centre_mm - pred)) <= self.max_shift_mm * self._reach_slices()
                     and fit.hit_fraction >= self.min_hits and fit.inside_hu >= self.min_core_hu)
             if good and self.side is not None and not ctx.contrast and ARTERY_IN_FRONT_CHECK:
                 # off the guide (groin, thigh) an artery touching its vein can slide onto the larger
@@ -899,7 +990,7 @@ class _Tracker:
             # a short gap between two good fits of a continuous tube is bridged by interpolation;
             # slices on metal, and a longer gap (along a guide), stay uncertain and empty
             n = len(self.pending)
-            too_long = len([p for p in self.pending if p not in self.on_metal]) * dz > self.max_gap_mm
+            too_long = len([p for p in self.pending if p not in self.on_metal]) * dz > self.coast_mm
             for p in self.pending:
                 if p in self.on_metal or too_long:
                     self.uncertain.append(p)
@@ -1770,7 +1861,8 @@ def segment_vessels(volume: Volume, *, bones: np.ndarray | None = None, body: np
             gap = [z for z in aorta_unc if bif_z < z < min(aorta_fits)]
             for side in iliac_seeds:
                 uncertain[f"iliac_artery_{side}"].update(gap)
-            artery_kw = {side: dict(r_range_mm=(2.0, 14.0), max_shift_mm=4.0 + 1.0 * sp[0], max_gap_mm=12.0,
+            artery_kw = {side: dict(r_range_mm=(2.0, 14.0), max_shift_mm=4.0 + 1.0 * sp[0], max_gap_mm=ARTERY_MAX_GAP_MM,
+                                    coast_mm=ARTERY_COAST_MM,
                                     min_hits=0.3, r_cap_mm=ILIAC_MAX_RADIUS_MM - grow["iliac"], side=side)
                          for side in ("left", "right")}
             # a seed taken from a split blob can be far too thin (the crotch between the iliacs):
@@ -1901,6 +1993,6 @@ def segment_vessels(volume: Volume, *, bones: np.ndarray | None = None, body: np
 
 __all__ = ["CONTRAST_LUMEN_HU", "VEIN_NAMES", "VESSEL_LABELS", "VesselResult", "WALL_MM", "artery_in_front",
            "artery_path_cost",
-           "follow_large_mass", "half_max_radii", "path_calibre_mm", "path_wall_support", "pubic_symphysis_top",
+           "follow_large_mass", "half_max_radii", "lateral_bone_front_px", "path_calibre_mm", "path_wall_support", "pubic_symphysis_top",
            "segment_vessels",
            "slice_minimal_path", "threshold_body", "threshold_bones"]

@@ -184,3 +184,33 @@ def test_validate_grader_tta_compares_sets_on_the_same_validation_films():
         assert r["flip"][rule]["pooled_mae"] == pytest.approx(pooled, abs=1e-3)
         assert r["flip"][rule]["delta_mae_vs_none"] == pytest.approx(
             r["flip"][rule]["pooled_mae"] - none["pooled_mae"], abs=1e-3)
+
+
+def test_validate_grader_tta_valblur_subsets_match_grading_the_blurred_films_directly():
+    """The ``valblur`` sub-set is the blurred copy of the same radiograph-chain validation films
+    graded with their true landmarks: its MAE and bias equal an independent recomputation with
+    blur_validation_film + predict_grades (no TTA); the pairing against ``reference`` is exact."""
+    from vascalc.learn.aac import (VALIDATION_SEED_OFFSET, blur_validation_film, synthetic_case,
+                                   validate_grader_tta)
+    from vascalc.radiograph.learned import BUNDLED_MODEL
+
+    r = validate_grader_tta(BUNDLED_MODEL, n_radiograph=3, n_dxa=0, candidates=("flip",), n_boot=50,
+                            valblur=True, reference="flip")
+    none = r["none"]["threshold"]
+    assert set(none) >= {"radiograph_true", "radiograph_valblur_true"} and "dxa_true" not in none
+    errors = []
+    for i in range(3):
+        c = synthetic_case(VALIDATION_SEED_OFFSET + i)
+        blurred = blur_validation_film(c.image, c.pixel_spacing_mm, c.seed)
+        assert np.abs(blurred - c.image).mean() > 1e-3  # the copy really is a different film
+        grades, _ = predict_grades(BUNDLED_MODEL, blurred, c.vertebrae, c.pixel_spacing_mm, tta=False)
+        errors.append(sum(grades.values()) - sum(c.grades.values()))
+    sub = none["radiograph_valblur_true"]
+    assert sub["n"] == 3
+    assert sub["mae"] == pytest.approx(np.mean(np.abs(errors)), abs=1e-4)
+    assert sub["bias"] == pytest.approx(np.mean(errors), abs=1e-4)
+    # Δ against the reference: zero for the reference itself, the pooled difference for "none"
+    assert r["flip"]["threshold"]["delta_mae_vs_flip"] == 0.0
+    assert none["delta_mae_vs_flip"] == pytest.approx(none["pooled_mae"] - r["flip"]["threshold"]["pooled_mae"], abs=1e-3)
+    with pytest.raises(InputError, match="unknown TTA set"):
+        validate_grader_tta(BUNDLED_MODEL, n_radiograph=1, n_dxa=0, candidates=("spin",))

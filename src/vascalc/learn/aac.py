@@ -674,7 +674,9 @@ TTA_SETS: dict[str, tuple[PatchPerturbation, ...]] = {
 #: The set used when a model folder does not switch TTA off (``model.json["inference"]["grader_tta"]``):
 #: chosen on 300 validation films (seeds 4 000 000 … 4 000 199 radiograph chain, 4 010 000 … 4 010 099
 #: DXA), true and learned landmarks — the only candidate whose pooled AAC-24 MAE gain had a bootstrap
-#: 95 % interval below 0 (docs/radiograph.md, *Grader test-time augmentation*).
+#: 95 % interval below 0 (docs/radiograph.md, *Grader test-time augmentation*). Re-validated for the
+#: v3 weights (round 11, same films plus their ``valblur`` copies): still the best pooled set and the
+#: only one with Δ < 0 against no TTA (docs/radiograph.md, *Demo model v3, round 11*).
 DEFAULT_TTA = "flip_shift_td"
 #: Grade rules: CORAL's count of P(grade > k) > τ_k, or the expected grade Σ_k P(grade > k) rounded half up.
 GRADE_RULES = ("threshold", "expected")
@@ -1031,7 +1033,8 @@ def evaluate_aac(model_dir: str | Path | AacEnsemble, n_test: int = 40, seed: in
 
 def validate_grader_tta(model_dir: str | Path | AacEnsemble, n_radiograph: int = 200, n_dxa: int = 100, *,
                         localiser: str | Path | None = None, candidates: Sequence[str] | None = None,
-                        rules: Sequence[str] = ("threshold",), n_boot: int = 2000) -> dict:
+                        rules: Sequence[str] = ("threshold",), n_boot: int = 2000, valblur: bool = False,
+                        reference: str | None = None) -> dict:
     """Compare grader TTA sets (:data:`TTA_SETS`) and grade rules on **validation** films — the
     selection behind :data:`DEFAULT_TTA` (docs/radiograph.md, *Grader test-time augmentation*).
 
@@ -1042,7 +1045,12 @@ def validate_grader_tta(model_dir: str | Path | AacEnsemble, n_radiograph: int =
     sub-set). Patches are sampled once per film and landmark set; every candidate grades the same
     patches. Returns ``{candidate: {rule: {"<chain>_<true|end_to_end>": {"n", "mae", "icc_a1",
     "bias"}, "pooled_mae", "delta_mae_vs_none", "delta_mae_ci95"}}}`` — Δ against ``"none"`` with the
-    same rule, a paired bootstrap over films (``n_boot`` resamples, fixed seed)."""
+    same rule, a paired bootstrap over films (``n_boot`` resamples, fixed seed).
+
+    ``valblur``: also grade the blurred copy of each radiograph-chain film (:func:`blur_validation_film`,
+    located afresh when a ``localiser`` is given) as sub-sets ``radiograph_valblur_<true|end_to_end>`` —
+    the blur robustness that v3's recipe was selected on. ``reference``: a second candidate to pair
+    against (e.g. the shipped set), adding ``delta_mae_vs_<reference>`` and its ``_ci95``."""
     from vascalc.errors import VascalcError
     from vascalc.learn.aac_localiser import load_localiser, locate_learned
     from vascalc.stats.icc import icc_two_methods
@@ -1053,26 +1061,35 @@ def validate_grader_tta(model_dir: str | Path | AacEnsemble, n_radiograph: int =
     names = list(candidates or TTA_SETS)
     if "none" not in names:
         names.insert(0, "none")
+    if reference is not None and reference not in names:
+        names.append(reference)
+    unknown = [n for n in names if n not in TTA_SETS]
+    if unknown:
+        raise InputError(f"unknown TTA set(s) {', '.join(map(repr, unknown))}; use names of TTA_SETS: {', '.join(TTA_SETS)}")
     subsets: dict[str, tuple[list, list]] = {}
     for source, n, offset in (("radiograph", n_radiograph, 0), ("dxa", n_dxa, 10_000)):
         for c in _cases([VALIDATION_SEED_OFFSET + offset + i for i in range(int(n))], source):
             truth = [c.grades[s] for s in SEGMENTS]
-            views = [("true", c.vertebrae)]
-            if loc is not None:
-                try:
-                    found = locate_learned(loc, c.image, c.pixel_spacing_mm)
-                    if {"L1", "L2", "L3", "L4"} <= {v.name for v in found}:
-                        views.append(("end_to_end", found))
-                except VascalcError:
-                    pass  # an unlocated film is left out of the end-to-end sub-set, as in evaluate_aac
-            for label, landmarks in views:
-                try:
-                    p = segment_patches(c.image, landmarks, c.pixel_spacing_mm, **_patch_kwargs(cfg))
-                except VascalcError:
-                    continue
-                patches, grades = subsets.setdefault(f"{source}_{label}", ([], []))
-                patches.append(p)
-                grades.append(truth)
+            images = [(source, c.image)]
+            if valblur and source == "radiograph":
+                images.append((f"{source}_valblur", blur_validation_film(c.image, c.pixel_spacing_mm, c.seed)))
+            for prefix, image in images:
+                views = [("true", c.vertebrae)]
+                if loc is not None:
+                    try:
+                        found = locate_learned(loc, image, c.pixel_spacing_mm)
+                        if {"L1", "L2", "L3", "L4"} <= {v.name for v in found}:
+                            views.append(("end_to_end", found))
+                    except VascalcError:
+                        pass  # an unlocated film is left out of the end-to-end sub-set, as in evaluate_aac
+                for label, landmarks in views:
+                    try:
+                        p = segment_patches(image, landmarks, c.pixel_spacing_mm, **_patch_kwargs(cfg))
+                    except VascalcError:
+                        continue
+                    patches, grades = subsets.setdefault(f"{prefix}_{label}", ([], []))
+                    patches.append(p)
+                    grades.append(truth)
     if not subsets:
         raise InputError("no validation films to grade (n_radiograph and n_dxa are both 0)")
     errors: dict[tuple[str, str], np.ndarray] = {}
@@ -1098,6 +1115,12 @@ def validate_grader_tta(model_dir: str | Path | AacEnsemble, n_radiograph: int =
         out[name][rule]["delta_mae_vs_none"] = round(float(diff.mean()), 4)
         out[name][rule]["delta_mae_ci95"] = [round(float(np.percentile(boot, 2.5)), 4),
                                              round(float(np.percentile(boot, 97.5)), 4)]
+        if reference is not None:
+            diff = e - errors[reference, rule]
+            boot = diff[idx].mean(axis=1)
+            out[name][rule][f"delta_mae_vs_{reference}"] = round(float(diff.mean()), 4)
+            out[name][rule][f"delta_mae_vs_{reference}_ci95"] = [round(float(np.percentile(boot, 2.5)), 4),
+                                                                 round(float(np.percentile(boot, 97.5)), 4)]
     return out
 
 

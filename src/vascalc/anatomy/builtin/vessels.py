@@ -57,6 +57,14 @@ crosses up to :data:`ARTERY_MAX_GAP_MM` of slices where the artery is buried in 
 prediction held after :data:`ARTERY_COAST_MM`, picking the artery up again only as a clean tube of
 the same calibre; the buried slices are left empty and uncertain.
 
+Round 9: off the guide an artery's fit must also keep the track's calibre (the median radius of its
+last :data:`CALIBRE_WINDOW` fits, ± :data:`REACQUIRE_RADIUS_TOLERANCE`; before the cap), else the
+slice is a gap: a buried femoral was fitted as the muscle compartment around it, swelling a little
+on each slice within the previous slice's tolerance, and the capped fit crept off the artery. Where
+that band reaches the anatomical cap (an iliac merged with its vein) the cap alone bounds the fit.
+And :func:`artery_in_front` takes a same-calibre tube up to :data:`ARTERY_IN_FRONT_GAP_MM` of fat
+away from the fit (the femoral vein may run a few mm from its artery), not only a touching one.
+
 Veins (returned as ``inferior_vena_cava``, ``iliac_vena_left/right``; never scored): the IVC is
 the tube 25–55 mm right of the aorta (nearer lies the right crus; on CTA it must enhance, > 60 HU),
 seeded on the lowest 80 mm of the aorta and followed by its fat edge up the aorta and down to its
@@ -126,6 +134,10 @@ ARTERY_IN_FRONT_CHECK = True
 #: ... and moves onto the tube in front only when that shows its wall on this much larger a fraction of
 #: the 32 rays (0.1 also moved two correct left femoral tracks onto a tube in front at the pubis).
 SWAP_MARGIN = 0.2
+#: How far apart (mm, wall to wall) the tube in front may lie from the fit (:func:`artery_in_front`):
+#: a femoral vein runs beside its artery, touching or a few mm of fat apart (3 mm missed the phantoms'
+#: femoral arteries 12–13 mm from their veins' centres, round 9).
+ARTERY_IN_FRONT_GAP_MM = 5.0
 #: Rim (mm) of an iliac vein's fitted outline that its artery may still claim in the joint tracker.
 VEIN_RIM_MM = 3.0
 #: A contrast (CTA) hypothesis is tried only with this much homogeneous bright tissue (mm³).
@@ -166,6 +178,10 @@ ARTERY_COAST_MM = 12.0
 #: a radius within this fraction of the last one.
 REACQUIRE_MIN_HITS = 0.5
 REACQUIRE_RADIUS_TOLERANCE = 0.3
+#: Off the guide an artery's fit is kept only when its radius (before the cap) is within
+#: :data:`REACQUIRE_RADIUS_TOLERANCE` of the track's calibre, the median radius of its last this
+#: many fitted slices; None: only the previous slice's radius bounds it (a blob can creep up).
+CALIBRE_WINDOW = 8
 #: The iliac minimal path ends this far above the iliac → femoral boundary (the femoral heads' centre), mm.
 GUIDE_ABOVE_FEMORAL_MM = 20.0
 #: Iliac → femoral boundary at the top of the pubic symphysis (:func:`pubic_symphysis_top`), as
@@ -912,6 +928,8 @@ class _Tracker:
         self.pending: list[int] = []
         self.on_metal: set[int] = set()
         self.prev = fit0
+        # radii of the last fitted (not interpolated) slices: the track's calibre
+        self.recent_radii_mm: list[float] = [fit0.radius_mm]
         self.velocity = np.zeros(2)
         self.z = z0 + direction
         self.done = False
@@ -966,6 +984,18 @@ class _Tracker:
             clean = fit is not None and (not long_gap or (
                 fit.hit_fraction >= REACQUIRE_MIN_HITS
                 and abs(fit.radius_mm - prev.radius_mm) <= REACQUIRE_RADIUS_TOLERANCE * prev.radius_mm))
+            if clean and self.coast_limited and CALIBRE_WINDOW is not None and fit.radius_mm > 0.0:
+                # an artery buried in muscle is fitted as the muscle's fat-bounded compartment; its
+                # radius grows a little on each slice, so the previous slice alone lets the blob creep
+                # up and lead the track off (bench legs non-contrast seed 1 right femoral, round 9):
+                # the fit must keep the calibre of the track's last slices, else the slice is a gap.
+                # A tube whose band reaches the anatomical cap (a common/external iliac) is left to
+                # the cap: its swollen fit is the artery merged with its vein, still on course (real
+                # non-contrast left iliac in the groin, 0.662 with the cap, 0.656 gated)
+                calibre = float(np.median(self.recent_radii_mm[-CALIBRE_WINDOW:]))
+                band = REACQUIRE_RADIUS_TOLERANCE * calibre
+                if self.r_cap_mm is None or calibre + band < self.r_cap_mm:
+                    clean = abs(fit.radius_mm - calibre) <= band
             if fit is not None and self.r_cap_mm is not None:
                 fit = _cap_near(ctx, z, fit, self.r_cap_mm, pred)
             good = (clean and self.r_range_mm[0] <= fit.radius_mm <= self.r_range_mm[1]
@@ -1004,6 +1034,7 @@ class _Tracker:
             self.velocity = 0.5 * self.velocity + 0.5 * np.clip(step, -self.max_shift_mm, self.max_shift_mm)
             self.fits[z] = fit
             self.prev = fit
+            self.recent_radii_mm.append(fit.radius_mm)
         self.z += self.direction
 
     def _guided_fit(self, z: int, centre_mm: np.ndarray) -> _Fit | None:
@@ -1406,7 +1437,8 @@ def _companion_vein(ctx: _Ctx, z: int, artery: _Fit, side: str, avoid: list[tupl
 def artery_in_front(ctx: _Ctx, z: int, fit: _Fit, side: str) -> _Fit | None:
     """The tube that the iliac/femoral artery would be if ``fit`` (slice ``z``) had slid onto its
     companion vein: a tube of the same calibre (0.6–1.3 × its radius, ≥ half the rays agreeing)
-    touching ``fit`` in front of it or lateral to it, ``fit`` excluded. The veins lie behind /
+    touching ``fit`` or at most :data:`ARTERY_IN_FRONT_GAP_MM` from it, in front of it or lateral to
+    it, ``fit`` excluded. The veins lie behind /
     medial of their arteries, so a vein has its artery there, while an artery has fat or muscle
     there. None when there is no such tube (the track is taken to be on the artery)."""
     lateral = 1.0 if side == "left" else -1.0  # canonical x grows to the patient's left
@@ -1421,7 +1453,7 @@ def artery_in_front(ctx: _Ctx, z: int, fit: _Fit, side: str) -> _Fit | None:
         d = alt.centre_mm - fit.centre_mm
         if not (0.6 * fit.radius_mm <= alt.radius_mm <= 1.3 * fit.radius_mm and alt.hit_fraction >= 0.5
                 and float(d @ np.array([-1.0, 0.0])) + float(d @ np.array([0.0, lateral])) > 0
-                and np.hypot(*d) <= fit.radius_mm + alt.radius_mm + 3.0):
+                and np.hypot(*d) <= fit.radius_mm + alt.radius_mm + ARTERY_IN_FRONT_GAP_MM):
             continue
         if best is None or alt.hit_fraction > best.hit_fraction:
             best = alt

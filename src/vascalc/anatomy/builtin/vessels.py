@@ -65,6 +65,12 @@ that band reaches the anatomical cap (an iliac merged with its vein) the cap alo
 And :func:`artery_in_front` takes a same-calibre tube up to :data:`ARTERY_IN_FRONT_GAP_MM` of fat
 away from the fit (the femoral vein may run a few mm from its artery), not only a touching one.
 
+Round 10: after a long gap a track that finds no clean tube on its held prediction looks again on
+its course (:data:`COAST_ON_COURSE`: the least-squares slope of its last fitted centres, carried over
+the whole gap), and takes a tube found there only when the next slice shows it again near it: a
+femoral buried above the knee while it turns back to the popliteal had walked 8–12 mm off the held
+prediction, out of the search, and the track ended.
+
 Veins (returned as ``inferior_vena_cava``, ``iliac_vena_left/right``; never scored): the IVC is
 the tube 25–55 mm right of the aorta (nearer lies the right crus; on CTA it must enhance, > 60 HU),
 seeded on the lowest 80 mm of the aorta and followed by its fat edge up the aorta and down to its
@@ -182,6 +188,11 @@ REACQUIRE_RADIUS_TOLERANCE = 0.3
 #: :data:`REACQUIRE_RADIUS_TOLERANCE` of the track's calibre, the median radius of its last this
 #: many fitted slices; None: only the previous slice's radius bounds it (a blob can creep up).
 CALIBRE_WINDOW = 8
+#: After :data:`ARTERY_COAST_MM` of missing slices a track that finds no clean tube on its held
+#: prediction looks again on its course (the slope of its last :data:`CALIBRE_WINDOW` fitted centres
+#: carried over the whole gap), taking a tube there only when the next slice shows it again. False:
+#: held prediction only (round 8).
+COAST_ON_COURSE = True
 #: The iliac minimal path ends this far above the iliac → femoral boundary (the femoral heads' centre), mm.
 GUIDE_ABOVE_FEMORAL_MM = 20.0
 #: Iliac → femoral boundary at the top of the pubic symphysis (:func:`pubic_symphysis_top`), as
@@ -930,6 +941,7 @@ class _Tracker:
         self.prev = fit0
         # radii of the last fitted (not interpolated) slices: the track's calibre
         self.recent_radii_mm: list[float] = [fit0.radius_mm]
+        self.recent_centres: list[tuple[int, np.ndarray]] = [(z0, fit0.centre_mm)]
         self.velocity = np.zeros(2)
         self.z = z0 + direction
         self.done = False
@@ -977,25 +989,27 @@ class _Tracker:
             fit = self._guided_fit(z, pred)
             good = fit is not None
         else:
-            fit = _fit_tube(ctx, z, _reseed(ctx, z, pred, prev.radius_mm, self.max_shift_mm), prev.radius_mm)
             # after a gap longer than ``coast_mm`` only a clean tube of the same calibre picks the
             # track up again (most rays on its wall, not a blob merged with a muscle and capped)
             long_gap = len([p for p in self.pending if p not in self.on_metal]) * dz > self.coast_mm
-            clean = fit is not None and (not long_gap or (
-                fit.hit_fraction >= REACQUIRE_MIN_HITS
-                and abs(fit.radius_mm - prev.radius_mm) <= REACQUIRE_RADIUS_TOLERANCE * prev.radius_mm))
-            if clean and self.coast_limited and CALIBRE_WINDOW is not None and fit.radius_mm > 0.0:
-                # an artery buried in muscle is fitted as the muscle's fat-bounded compartment; its
-                # radius grows a little on each slice, so the previous slice alone lets the blob creep
-                # up and lead the track off (bench legs non-contrast seed 1 right femoral, round 9):
-                # the fit must keep the calibre of the track's last slices, else the slice is a gap.
-                # A tube whose band reaches the anatomical cap (a common/external iliac) is left to
-                # the cap: its swollen fit is the artery merged with its vein, still on course (real
-                # non-contrast left iliac in the groin, 0.662 with the cap, 0.656 gated)
-                calibre = float(np.median(self.recent_radii_mm[-CALIBRE_WINDOW:]))
-                band = REACQUIRE_RADIUS_TOLERANCE * calibre
-                if self.r_cap_mm is None or calibre + band < self.r_cap_mm:
-                    clean = abs(fit.radius_mm - calibre) <= band
+            # a buried artery either runs on straight (the held prediction, tried first) or keeps
+            # the course it had (the slope of its last fits carried over the whole gap): the femoral
+            # turning back to the popliteal moves 1.5 mm a slice, 8–12 mm off the held prediction by
+            # the time it is seen again (bench legs non-contrast seed 0 left, round 10)
+            candidates = [pred]
+            if long_gap and self.coast_limited and COAST_ON_COURSE:
+                candidates.append(prev.centre_mm + self._course_mm_per_slice() * (1 + len(self.pending)))
+            for k, pred in enumerate(candidates):
+                fit, clean = self._free_fit(z, pred, long_gap)
+                if clean and k > 0:
+                    # a guess off the held line must be a tube that goes on: clean on the next slice
+                    # too, near it (one stray tube between the artery and its vein at the knee
+                    # otherwise picked up, bench seed 1 left)
+                    zn = z + self.direction
+                    nxt = self._free_fit(zn, fit.centre_mm, long_gap) if 0 <= zn < ctx.img.shape[0] else (None, False)
+                    clean = nxt[1] and np.hypot(*(nxt[0].centre_mm - fit.centre_mm)) <= self.max_shift_mm
+                if clean:
+                    break
             if fit is not None and self.r_cap_mm is not None:
                 fit = _cap_near(ctx, z, fit, self.r_cap_mm, pred)
             good = (clean and self.r_range_mm[0] <= fit.radius_mm <= self.r_range_mm[1]
@@ -1035,7 +1049,41 @@ class _Tracker:
             self.fits[z] = fit
             self.prev = fit
             self.recent_radii_mm.append(fit.radius_mm)
+            self.recent_centres.append((z, fit.centre_mm))
         self.z += self.direction
+
+    def _course_mm_per_slice(self) -> np.ndarray:
+        """The track's in-plane course, mm per slice in its direction: the least-squares slope of
+        its last :data:`CALIBRE_WINDOW` fitted centres (one wobbling fit does not turn it)."""
+        pts = self.recent_centres[-(CALIBRE_WINDOW or 8):]
+        if len(pts) < 3:
+            return self.velocity
+        z = np.array([p[0] for p in pts], float) * self.direction
+        c = np.array([p[1] for p in pts])
+        zc = z - z.mean()
+        return (zc @ (c - c.mean(0))) / (zc @ zc)
+
+    def _free_fit(self, z: int, pred: np.ndarray, long_gap: bool) -> tuple["_Fit | None", bool]:
+        """The tube fitted off the guide near ``pred`` and whether it may pick the track up: after a
+        long gap a clean tube of the track's radius; for an artery, one that keeps the track's calibre."""
+        ctx, prev = self.ctx, self.prev
+        fit = _fit_tube(ctx, z, _reseed(ctx, z, pred, prev.radius_mm, self.max_shift_mm), prev.radius_mm)
+        clean = fit is not None and (not long_gap or (
+            fit.hit_fraction >= REACQUIRE_MIN_HITS
+            and abs(fit.radius_mm - prev.radius_mm) <= REACQUIRE_RADIUS_TOLERANCE * prev.radius_mm))
+        if clean and self.coast_limited and CALIBRE_WINDOW is not None and fit.radius_mm > 0.0:
+            # an artery buried in muscle is fitted as the muscle's fat-bounded compartment; its
+            # radius grows a little on each slice, so the previous slice alone lets the blob creep
+            # up and lead the track off (bench legs non-contrast seed 1 right femoral, round 9):
+            # the fit must keep the calibre of the track's last slices, else the slice is a gap.
+            # A tube whose band reaches the anatomical cap (a common/external iliac) is left to
+            # the cap: its swollen fit is the artery merged with its vein, still on course (real
+            # non-contrast left iliac in the groin, 0.662 with the cap, 0.656 gated)
+            calibre = float(np.median(self.recent_radii_mm[-CALIBRE_WINDOW:]))
+            band = REACQUIRE_RADIUS_TOLERANCE * calibre
+            if self.r_cap_mm is None or calibre + band < self.r_cap_mm:
+                clean = abs(fit.radius_mm - calibre) <= band
+        return fit, clean
 
     def _guided_fit(self, z: int, centre_mm: np.ndarray) -> _Fit | None:
         """The tube on slice ``z`` at the guide's centre (a minimal path, :func:`_iliac_guide`):

@@ -1031,3 +1031,63 @@ def test_artery_in_front_finds_an_artery_a_fat_plane_away_from_its_vein(side, mo
             monkeypatch.setattr(vessels_mod, "ARTERY_IN_FRONT_GAP_MM", 5.0)
         else:
             assert found is None
+
+
+def test_reseed_candidates_are_the_interior_peaks_near_the_prediction_best_first():
+    """Round 11: a large blob (radius 10 mm, its depth capped at the 4.5-mm prior, plateau 4.5 mm
+    from the prediction: score 4.5 - 2.25) and a tube (radius 4.5 mm, centre 7.5 mm away) on one
+    slice. Best first: the blob's plateau point nearest the prediction, then the tube's deepest point
+    within the 6.5-mm reach; nothing outside the reach, nothing twice."""
+    from vascalc.anatomy.builtin.vessels import reseed_candidates
+    yy, xx = np.mgrid[0:60, 0:90] * 1.5
+    inside = (np.hypot(yy - 45.0, xx - 35.0) <= 10.0) | (np.hypot(yy - 45.0, xx - 52.5) <= 4.5)
+    pred = np.array([45.0, 45.0])
+    pts = reseed_candidates(inside, (1.5, 1.5), pred, 4.5, 6.5, 4)
+    assert len(pts) == 2
+    # blob: plateau (depth >= 4.5) ends 5.5 mm right of its centre on the 1.5-mm grid: x = 39 or 40.5
+    assert abs(pts[0][0] - 45.0) <= 1.5 and 39.0 <= pts[0][1] <= 40.5
+    # tube: within the reach (x <= 51.5) and inside the tube, on its axis row
+    assert pts[1][0] == 45.0 and 48.0 <= pts[1][1] <= 51.0
+    assert np.all(np.hypot(*(pts - pred).T) <= 6.5)
+    assert reseed_candidates(inside, (1.5, 1.5), pred, 4.5, 6.5, 0).shape == (0, 2)
+    assert reseed_candidates(inside, (1.5, 1.5), pred, 4.5, 6.5, 1).shape == (1, 2)
+
+
+def _buried_tube_beside_a_blob_ctx() -> tuple[_Ctx, np.ndarray]:
+    """A straight tube (radius 4.5 mm at (45, 45) mm) on slices 25–39, buried in a muscle block on
+    15–24 and seen again below it 7.5 mm laterally (x 52.5), with a larger blob (radius 10 mm,
+    centre x 35) between it and the held prediction: the deepest point near that prediction is in
+    the blob (legs non-contrast dev seed 2 left femoral, round 11)."""
+    nz = 40
+    img = np.full((nz, 60, 90), -100.0, np.float32)
+    yy, xx = np.mgrid[0:60, 0:90] * 1.5
+    centres = np.zeros((nz, 2))
+    for z in range(nz):
+        centres[z] = (45.0, 45.0 if z >= 15 else 52.5)
+        img[z][np.hypot(yy - centres[z][0], xx - centres[z][1]) <= 4.5] = 40.0
+    img[:15][:, np.hypot(yy - 45.0, xx - 35.0) <= 10.0] = 45.0
+    img[15:25, 5:55, 5:85] = 45.0
+    return _Ctx(img, np.zeros(img.shape, bool), np.array([2.5, 1.5, 1.5]), False, -15.0), centres
+
+
+@pytest.mark.parametrize("extra_seeds", [4, 0])
+def test_a_buried_artery_beside_a_larger_blob_is_found_from_a_further_seed(monkeypatch, extra_seeds):
+    """Round 11: below the block the search's one seed lands in the blob (radius 10 mm: no clean
+    tube of the track's calibre), so with no further seeds the track ends at the block. Trying the
+    other interior peaks of the search disc, the tube is picked up on the first slice below the
+    block (confirmed on the next) and followed on its centre; the block stays empty and uncertain."""
+    monkeypatch.setattr(vessels_mod, "REACQUIRE_EXTRA_SEEDS", extra_seeds)
+    ctx, centres = _buried_tube_beside_a_blob_ctx()
+    z0 = ctx.img.shape[0] - 1
+    seed = _Fit(centres[z0].copy(), np.full(_N_RAYS, 4.5), 4.5, 1.0, 40.0)
+    kw = dict(r_range_mm=(2.0, 14.0), max_shift_mm=6.5, min_hits=0.3, r_cap_mm=6.0)
+    fits, uncertain, _ = vessels_mod._track(ctx, z0, seed, -1, max_gap_mm=50.0, coast_mm=12.0, **kw)
+    for z in range(25, z0):
+        assert np.hypot(*(fits[z].centre_mm - centres[z])) <= 0.75
+    if not extra_seeds:
+        assert min(fits) == 25
+        return
+    assert sorted(fits) == [*range(0, 15), *range(25, z0)]
+    assert sorted(uncertain) == list(range(15, 25))
+    for z in range(0, 15):
+        assert np.hypot(*(fits[z].centre_mm - centres[z])) <= 0.75

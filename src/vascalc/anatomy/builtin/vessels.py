@@ -71,6 +71,12 @@ the whole gap), and takes a tube found there only when the next slice shows it a
 femoral buried above the knee while it turns back to the popliteal had walked 8–12 mm off the held
 prediction, out of the search, and the track ended.
 
+Round 11: after a long gap, where the search's one seed (the deepest blob near the prediction) gives
+no clean tube, the fit is also started from the other interior peaks of the search disc
+(:data:`REACQUIRE_EXTRA_SEEDS`, :func:`reseed_candidates`), each taken only when the next slice shows
+it again: a buried femoral seen again 6 mm from its held prediction, beside a larger muscle blob, had
+never been tried and the track ended.
+
 Veins (returned as ``inferior_vena_cava``, ``iliac_vena_left/right``; never scored): the IVC is
 the tube 25–55 mm right of the aorta (nearer lies the right crus; on CTA it must enhance, > 60 HU),
 seeded on the lowest 80 mm of the aorta and followed by its fat edge up the aorta and down to its
@@ -193,6 +199,11 @@ CALIBRE_WINDOW = 8
 #: carried over the whole gap), taking a tube there only when the next slice shows it again. False:
 #: held prediction only (round 8).
 COAST_ON_COURSE = True
+#: After such a gap, where the single search seed (:func:`_reseed`, the deepest blob near the
+#: prediction) is no clean tube, the fit is also tried from this many further interior points of
+#: the search disc (:func:`reseed_candidates`, best first), each again only taken when the next
+#: slice shows it too; 0: one seed per prediction (round 10).
+REACQUIRE_EXTRA_SEEDS = 4
 #: The iliac minimal path ends this far above the iliac → femoral boundary (the femoral heads' centre), mm.
 GUIDE_ABOVE_FEMORAL_MM = 20.0
 #: Iliac → femoral boundary at the top of the pubic symphysis (:func:`pubic_symphysis_top`), as
@@ -553,6 +564,35 @@ def _reseed(ctx: _Ctx, z: int, pred_mm: np.ndarray, r_mm: float, reach_mm: float
     if not np.isfinite(score[k]):
         return pred_mm
     return np.array([(k[0] + y0) * sy, (k[1] + x0) * sx])
+
+
+def reseed_candidates(inside: np.ndarray, spacing_yx_mm, pred_mm: np.ndarray, r_mm: float, reach_mm: float,
+                      n: int) -> np.ndarray:
+    """Up to ``n`` start points (mm, best first) on one slice: the local maxima, within ``reach_mm``
+    of ``pred_mm``, of the :func:`_reseed` score (depth inside ``inside`` capped at ``r_mm``, minus
+    half the distance from the prediction), each at least ``r_mm`` from a better one.
+
+    :func:`_reseed` keeps only the best, which near a buried artery is often the larger muscle blob
+    beside it; these are the other tubes a fit may start from (round 11)."""
+    sy, sx = spacing_yx_mm
+    if n <= 0 or not inside.any():
+        return np.zeros((0, 2))
+    depth = np.minimum(ndimage.distance_transform_edt(inside, sampling=(sy, sx)), r_mm)
+    yy, xx = np.indices(inside.shape)
+    away = np.hypot(yy * sy - pred_mm[0], xx * sx - pred_mm[1])
+    score = np.where((away <= reach_mm) & inside, depth - 0.5 * away, -np.inf)
+    size = max(3, 2 * int(round(r_mm / min(sy, sx))) + 1)
+    peaks = np.isfinite(score) & (score == ndimage.maximum_filter(score, size=size, mode="constant", cval=-np.inf))
+    idx = np.argwhere(peaks)
+    order = np.lexsort((idx[:, 1], idx[:, 0], -score[peaks]))  # deterministic tie-break
+    pts = idx[order] * np.array([sy, sx])
+    kept: list[np.ndarray] = []
+    for p in pts:  # a handful of peaks: keep those not within one radius of a better one
+        if all(np.hypot(*(p - q)) >= r_mm for q in kept):
+            kept.append(p)
+        if len(kept) == n:
+            break
+    return np.array(kept).reshape(-1, 2)
 
 
 @dataclass
@@ -996,11 +1036,16 @@ class _Tracker:
             # the course it had (the slope of its last fits carried over the whole gap): the femoral
             # turning back to the popliteal moves 1.5 mm a slice, 8–12 mm off the held prediction by
             # the time it is seen again (bench legs non-contrast seed 0 left, round 10)
-            candidates = [pred]
+            held = pred
+            candidates = [(pred, None)]
             if long_gap and self.coast_limited and COAST_ON_COURSE:
-                candidates.append(prev.centre_mm + self._course_mm_per_slice() * (1 + len(self.pending)))
-            for k, pred in enumerate(candidates):
-                fit, clean = self._free_fit(z, pred, long_gap)
+                candidates.append((prev.centre_mm + self._course_mm_per_slice() * (1 + len(self.pending)), None))
+            if long_gap and self.coast_limited and REACQUIRE_EXTRA_SEEDS > 0:
+                # the search's one seed is the deepest blob near the prediction, on a buried femoral
+                # often the muscle beside the artery (legs non-contrast dev seed 2 left, round 11)
+                candidates += [(held, c) for c in self._extra_seeds(z, held)]
+            for k, (pred, seed) in enumerate(candidates):
+                fit, clean = self._free_fit(z, pred, long_gap, seed_mm=seed)
                 if clean and k > 0:
                     # a guess off the held line must be a tube that goes on: clean on the next slice
                     # too, near it (one stray tube between the artery and its vein at the knee
@@ -1063,11 +1108,31 @@ class _Tracker:
         zc = z - z.mean()
         return (zc @ (c - c.mean(0))) / (zc @ zc)
 
-    def _free_fit(self, z: int, pred: np.ndarray, long_gap: bool) -> tuple["_Fit | None", bool]:
-        """The tube fitted off the guide near ``pred`` and whether it may pick the track up: after a
-        long gap a clean tube of the track's radius; for an artery, one that keeps the track's calibre."""
+    def _extra_seeds(self, z: int, pred: np.ndarray) -> np.ndarray:
+        """Further start points near ``pred`` on slice ``z`` (:func:`reseed_candidates`), the one
+        :func:`_reseed` gives left out."""
+        ctx, r = self.ctx, self.prev.radius_mm
+        sy, sx = ctx.spacing[1:]
+        half = self.max_shift_mm + r
+        y0, x0 = max(int(np.floor((pred[0] - half) / sy)), 0), max(int(np.floor((pred[1] - half) / sx)), 0)
+        y1 = min(int(np.ceil((pred[0] + half) / sy)) + 1, ctx.img.shape[1])
+        x1 = min(int(np.ceil((pred[1] + half) / sx)) + 1, ctx.img.shape[2])
+        if y0 >= y1 or x0 >= x1:
+            return np.zeros((0, 2))
+        inside = (ctx.img[z, y0:y1, x0:x1] > ctx.edge_hu) & ~ctx.bone[z, y0:y1, x0:x1]
+        off = np.array([y0 * sy, x0 * sx])
+        pts = reseed_candidates(inside, (sy, sx), pred - off, r, self.max_shift_mm, REACQUIRE_EXTRA_SEEDS + 1) + off
+        first = _reseed(ctx, z, pred, r, self.max_shift_mm)
+        return np.array([p for p in pts if np.hypot(*(p - first)) > 1e-6]).reshape(-1, 2)[:REACQUIRE_EXTRA_SEEDS]
+
+    def _free_fit(self, z: int, pred: np.ndarray, long_gap: bool,
+                  seed_mm: np.ndarray | None = None) -> tuple["_Fit | None", bool]:
+        """The tube fitted off the guide near ``pred`` (from ``seed_mm`` where given, else the
+        search's seed) and whether it may pick the track up: after a long gap a clean tube of the
+        track's radius; for an artery, one that keeps the track's calibre."""
         ctx, prev = self.ctx, self.prev
-        fit = _fit_tube(ctx, z, _reseed(ctx, z, pred, prev.radius_mm, self.max_shift_mm), prev.radius_mm)
+        seed = _reseed(ctx, z, pred, prev.radius_mm, self.max_shift_mm) if seed_mm is None else seed_mm
+        fit = _fit_tube(ctx, z, seed, prev.radius_mm)
         clean = fit is not None and (not long_gap or (
             fit.hit_fraction >= REACQUIRE_MIN_HITS
             and abs(fit.radius_mm - prev.radius_mm) <= REACQUIRE_RADIUS_TOLERANCE * prev.radius_mm))

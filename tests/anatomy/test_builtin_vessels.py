@@ -471,14 +471,20 @@ def test_greedy_artery_track_finds_a_buried_artery_again_on_its_course(monkeypat
     there. Looked for again on its course (the velocity over the whole gap) it is picked up on the
     first slice below the block and followed to the end, on its centre; the block stays empty."""
     monkeypatch.setattr(vessels_mod, "COAST_ON_COURSE", on_course)
-    ctx, centres = _turning_buried_tube_ctx(2.0)
+    _assert_track_across_the_block(*_turning_buried_tube_ctx(2.0), picked_up=on_course)
+
+
+def _assert_track_across_the_block(ctx, centres, *, picked_up: bool) -> None:
+    """Track a buried-tube case (block on slices 15-24) down from its top slice: on the tube's centre
+    (≤ 0.75 mm) above the block, and either ending at the block or picked up below it on every slice
+    with the block empty and uncertain."""
     z0 = ctx.img.shape[0] - 1
     seed = _Fit(centres[z0].copy(), np.full(_N_RAYS, 4.5), 4.5, 1.0, 40.0)
     kw = dict(r_range_mm=(2.0, 14.0), max_shift_mm=6.5, min_hits=0.3, r_cap_mm=6.0)
     fits, uncertain, _ = vessels_mod._track(ctx, z0, seed, -1, max_gap_mm=50.0, coast_mm=12.0, **kw)
     for z in range(25, z0):
         assert np.hypot(*(fits[z].centre_mm - centres[z])) <= 0.75
-    if not on_course:
+    if not picked_up:
         assert min(fits) == 25
         return
     assert sorted(fits) == [*range(0, 15), *range(25, z0)]
@@ -1077,17 +1083,4 @@ def test_a_buried_artery_beside_a_larger_blob_is_found_from_a_further_seed(monke
     other interior peaks of the search disc, the tube is picked up on the first slice below the
     block (confirmed on the next) and followed on its centre; the block stays empty and uncertain."""
     monkeypatch.setattr(vessels_mod, "REACQUIRE_EXTRA_SEEDS", extra_seeds)
-    ctx, centres = _buried_tube_beside_a_blob_ctx()
-    z0 = ctx.img.shape[0] - 1
-    seed = _Fit(centres[z0].copy(), np.full(_N_RAYS, 4.5), 4.5, 1.0, 40.0)
-    kw = dict(r_range_mm=(2.0, 14.0), max_shift_mm=6.5, min_hits=0.3, r_cap_mm=6.0)
-    fits, uncertain, _ = vessels_mod._track(ctx, z0, seed, -1, max_gap_mm=50.0, coast_mm=12.0, **kw)
-    for z in range(25, z0):
-        assert np.hypot(*(fits[z].centre_mm - centres[z])) <= 0.75
-    if not extra_seeds:
-        assert min(fits) == 25
-        return
-    assert sorted(fits) == [*range(0, 15), *range(25, z0)]
-    assert sorted(uncertain) == list(range(15, 25))
-    for z in range(0, 15):
-        assert np.hypot(*(fits[z].centre_mm - centres[z])) <= 0.75
+    _assert_track_across_the_block(*_buried_tube_beside_a_blob_ctx(), picked_up=bool(extra_seeds))

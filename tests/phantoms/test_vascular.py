@@ -214,3 +214,108 @@ def test_walls_are_anatomical_and_plaques_lie_only_in_arteries(small_vascular):
     assert fraction[veins].sum() < 0.01 * fraction.sum()
     assert {p["vessel"] for p in small_vascular.truth["plaques"]} <= set(small_vascular.truth["vessels"])
     assert set(small_vascular.truth["veins"]) == set(VEINS)
+
+
+# --- the iliac/femoral label boundary at the top of the pubic symphysis (round 12) --------------------
+
+def test_split_at_plane_cuts_the_crossing_piece_by_hand():
+    """Femoral course (80, −50, −305) → (82, −45, −380) → (78, −25, −520): the plane z = −326 cuts the
+    first piece at t = 21/75, i.e. (80.56, −48.6, −326), 0.28 × √5654 = 21.054 mm along it."""
+    from vascalc.phantoms.core import Vessel
+    from vascalc.phantoms.vascular import split_at_plane
+
+    upper = Vessel("external_iliac_artery_left", ((45.0, 20.0, -222.0), (80.0, -50.0, -305.0)), (4.0,), 1.2)
+    lower = Vessel("femoral_artery_left", ((80.0, -50.0, -305.0), (82.0, -45.0, -380.0), (78.0, -25.0, -520.0)),
+                   (3.6, 3.5), 1.2, start_margin_mm=6.0)
+    up, lo, s_cut = split_at_plane(upper, lower, -326.0)
+    assert up.points[-1] == pytest.approx((80.56, -48.6, -326.0))
+    assert lo.points[0] == up.points[-1] and lo.points[1:] == lower.points[1:]
+    assert up.lumen_radius_mm == (4.0, 3.6) and lo.lumen_radius_mm == (3.6, 3.5)
+    assert s_cut == pytest.approx(0.28 * np.sqrt(4 + 25 + 75 ** 2))
+    # together the same course: lengths add up
+    assert up.length_mm() + lo.length_mm() == pytest.approx(upper.length_mm() + lower.length_mm())
+    with pytest.raises(GeometryError):
+        split_at_plane(upper, lower, -300.0)  # above the femoral's start
+
+
+@pytest.fixture(scope="module")
+def groin():
+    """Noise-free T12 to mid-thigh (z down to −400 mm) at 2.5 mm slices, 4-mm pixels."""
+    return make_vascular_phantom(0, shape=(160, 60, 60), spacing_mm=(2.5, 4.0, 4.0), noise_sd_hu=0.0)
+
+
+def test_iliac_becomes_femoral_at_the_top_of_the_pubic_symphysis(groin):
+    """The boundary is computed from the painted pelvis: the superior pubic ramus' medial end lies at
+    z_hip − 25 = −335 mm with radius 9 mm, so its top is −326 mm (16 mm below the femoral heads'
+    centre, 21 mm below the old split at −305). Every external iliac voxel lies at or above that
+    plane, every femoral voxel below it (2.5-mm slices: −323.75 and −326.25 mm)."""
+    from vascalc.phantoms.geometry import axis_coords_mm
+
+    b = groin.truth["iliac_femoral_boundary"]
+    assert b["z_mm"] == -326.0 and "pubic symphysis" in b["rule"]
+    assert groin.truth["landmarks"]["z_pubic_symphysis_top_mm"] == -326.0
+    z = axis_coords_mm(groin.labels.grid)[0]
+    for side in ("left", "right"):
+        eia = z[groin.labels.mask(f"external_iliac_artery_{side}").any(axis=(1, 2))]
+        fem = z[groin.labels.mask(f"femoral_artery_{side}").any(axis=(1, 2))]
+        assert eia.min() == pytest.approx(-323.75) and fem.max() == pytest.approx(-326.25)
+        # the labelled centrelines meet on the plane
+        assert groin.truth["vessels"][f"external_iliac_artery_{side}"]["centreline_lps_mm"][-1][2] == -326.0
+        assert groin.truth["vessels"][f"femoral_artery_{side}"]["centreline_lps_mm"][0][2] == -326.0
+    # the plane is the top of the bone that is painted: the highest hip-bone voxel within 12 mm of
+    # the midline (the symphysis) lies within two slices below it (a voxel is labelled when its centre
+    # is inside, and the cap is only ≈ 4 mm wide 1 mm below its top)
+    hip = groin.labels.mask("hip_left") | groin.labels.mask("hip_right")
+    x = axis_coords_mm(groin.labels.grid)[2]
+    midline = hip[:, :, np.abs(x) <= 12.0].any(axis=(1, 2))
+    assert -326.0 - 5.0 <= z[midline].max() < -326.0
+
+
+def test_plaques_are_named_by_the_label_they_lie_in(groin):
+    """A plaque given along the lengthened external iliac (on its last piece, below the old split)
+    lies in voxels labelled external iliac, above the plane; one at the femoral's start lies below it.
+    Volumes are the hand formula with the piece's lumen radius (3.6 mm). Plaques that cross the
+    plane are refused."""
+    from vascalc.phantoms.geometry import axis_coords_mm
+
+    eia = groin.truth["vessels"]["external_iliac_artery_left"]
+    pieces = np.linalg.norm(np.diff(np.asarray(eia["centreline_lps_mm"]), axis=0), axis=1)
+    old_end = float(pieces[:2].sum())
+    specs = [PlaqueSpec("external_iliac_artery_left", old_end + 5.0, 8.0, 120.0, 90.0, 1.0, 600.0),
+             PlaqueSpec("femoral_artery_left", 5.0, 8.0, 120.0, 90.0, 1.0, 600.0)]
+    kw = dict(shape=(160, 60, 60), spacing_mm=(2.5, 4.0, 4.0), noise_sd_hu=0.0)
+    ph = make_vascular_phantom(0, plaques=specs, **kw)
+    z = axis_coords_mm(ph.labels.grid)[0]
+    volume = np.pi / 3 * ((3.6 + 1.0) ** 2 - 3.6 ** 2) * 8.0  # arc 120° → half-arc π/3
+    for pid, name, above in ((1, "external_iliac_artery_left", True), (2, "femoral_artery_left", False)):
+        rec = ph.truth["plaques"][pid - 1]
+        assert rec["vessel"] == name and rec["volume_mm3"] == pytest.approx(volume)
+        assert ph.truth["structures"][name]["plaque_ids"] == [pid]
+        assert (min(rec["z_range_mm"]) >= -326.0) if above else (max(rec["z_range_mm"]) < -326.0)
+        where = ph.plaque_ids == pid
+        assert (z[where.any(axis=(1, 2))] >= -326.0).all() == above
+        arteries = [ph.labels.ids_by_name[n] for n in ("external_iliac_artery_left", "femoral_artery_left")]
+        labels = ph.labels.labels[where & np.isin(ph.labels.labels, arteries)]
+        assert labels.size and np.all(labels == ph.labels.ids_by_name[name])
+    with pytest.raises(GeometryError, match="straight"):
+        make_vascular_phantom(0, plaques=[PlaqueSpec("external_iliac_artery_left", float(pieces.sum()) - 3.0, 6.0,
+                                                     90.0, 0.0, 1.0, 500.0)], **kw)
+
+
+def test_random_plaques_near_the_plane_slide_clear_of_it():
+    """A drawn plaque within 2 mm of the plane slides along its piece to the side of its centre
+    (else the other side, else it is dropped); the others are untouched."""
+    from vascalc.phantoms.core import Vessel
+    from vascalc.phantoms.vascular import _clear_of_plane
+
+    fem = Vessel("femoral_artery_left", ((0.0, 0.0, 0.0), (0.0, 0.0, -75.0), (0.0, 0.0, -150.0)), (3.6, 3.5), 1.2,
+                 start_margin_mm=6.0)
+    moves = {"femoral_artery_left": ("external_iliac_artery_left", 100.0, 21.0)}
+    spec = lambda s, n=4.0: PlaqueSpec("femoral_artery_left", s, n, 90.0, 0.0, 1.0, 500.0)  # noqa: E731
+    far = spec(40.0)
+    out = _clear_of_plane([far, spec(20.0)], {fem.name: fem}, moves)  # centre 22, below the plane at 21
+    assert out[0] == far and out[1].start_mm == pytest.approx(23.001)  # slid to 2 mm below it
+    out = _clear_of_plane([far, spec(18.0)], {fem.name: fem}, moves)  # centre 20, above
+    assert out[1].start_mm + 4.0 == pytest.approx(18.999)  # slid to end 2 mm above it
+    # blocked below by the far plaque and too long to fit above the 6-mm start margin: dropped
+    assert _clear_of_plane([spec(26.0), spec(19.0, 14.0)], {fem.name: fem}, moves) == [spec(26.0)]

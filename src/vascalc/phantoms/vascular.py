@@ -12,17 +12,19 @@ vein is wrapped in a thin fat plane (−100 HU, 1–3 mm) that is present in mos
 (:func:`_paint_fat_planes`): where it is missing, artery, vein and psoas touch with no edge between
 them — the hard case of non-contrast CT. Veins are 45 HU without contrast and lag behind the arteries
 on CTA (``vein_hu``). Artery walls are anatomical: aorta 2.0 mm, common iliac 1.5 mm, external iliac
-and femoral 1.2 mm, visceral branches 1.0 mm; every vessel label is lumen + wall.
+and femoral 1.2 mm, visceral branches 1.0 mm; every vessel label is lumen + wall. The external iliac
+label becomes femoral at the axial plane of the top of the pubic symphysis
+(:func:`iliac_femoral_boundary_z_mm`), TotalSegmentator's boundary (docs/phantoms.md).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 from scipy import ndimage
 
-from vascalc.errors import InputError
+from vascalc.errors import GeometryError, InputError
 from vascalc.imaging.labelmap import LabelMap
 from vascalc.imaging.volume import Volume
 from vascalc.phantoms import physics
@@ -75,9 +77,62 @@ def abdominal_layout() -> dict:
     sacrum_top = z
     l4 = vertebrae["vertebrae_L4"]
     z_hip = -310.0
+    _, pubis, pubis_r = superior_pubic_ramus(1, z_hip)
     return {"vertebrae": vertebrae, "sacrum_top_mm": sacrum_top, "sacrum_bottom_mm": sacrum_top - 102.0,
             "z_bifurcation_mm": 0.5 * (l4["z_top_mm"] + l4["z_bottom_mm"]), "z_hip_mm": z_hip,
+            "z_pubic_symphysis_top_mm": pubis[2] + pubis_r,
             "z_groin_mm": z_hip - 70.0, "z_knee_mm": z_hip - 420.0, "z_renal_mm": -75.0, "z_celiac_mm": -40.0}
+
+
+def superior_pubic_ramus(side: int, z_hip_mm: float) -> tuple[tuple[float, float, float], tuple[float, float, float],
+                                                                 float]:
+    """The superior pubic ramus as a capsule (LPS mm): lateral end at the acetabulum, medial end (the
+    pubic body, 3 mm from the midline at its tip: the two meet at the symphysis) and radius.
+
+    One definition for the bone that is painted and for the iliac/femoral label boundary, so that the
+    boundary follows the pelvis (:func:`iliac_femoral_boundary_z_mm`)."""
+    return (75.0 * side, -30.0, z_hip_mm - 10.0), (12.0 * side, -65.0, z_hip_mm - 25.0), 9.0
+
+
+#: The iliac → femoral label rule (TotalSegmentator's convention as read off its reference masks;
+#: docs/segmentation.md "Round 12" and docs/phantoms.md).
+ILIAC_FEMORAL_RULE = ("top of the pubic symphysis (pubic tubercle, the medial attachment of the inguinal ligament): "
+                      "voxels whose centre lies at or above this axial plane are external iliac, below it femoral")
+
+
+def iliac_femoral_boundary_z_mm() -> float:
+    """z (mm) of the axial plane where ``external_iliac_artery_*`` becomes ``femoral_artery_*``: the top
+    of the pubic symphysis, i.e. the top of the medial end of the superior pubic ramus
+    (:func:`superior_pubic_ramus`; −326 mm with the default pelvis, 16 mm below the femoral heads' centre).
+
+    TotalSegmentator's ``iliac_artery_*`` ends there (its reference masks, docs/segmentation.md round 3),
+    and vascalc's labels carry its names, so the phantom truth, the built-in segmenter and the
+    TotalSegmentator reference share this one boundary."""
+    return float(abdominal_layout()["z_pubic_symphysis_top_mm"])
+
+
+def split_at_plane(upper: Vessel, lower: Vessel, z_mm: float) -> tuple[Vessel, Vessel, float]:
+    """Move the junction of two consecutive vessels (``upper`` ends where ``lower`` starts) down to
+    where ``lower``'s centreline crosses the axial plane ``z_mm``.
+
+    Returns the lengthened upper vessel, the shortened lower one (same course, same per-piece radii:
+    the piece that holds the crossing is cut in two) and the arc length (mm) of the crossing along the
+    old ``lower``. Raises GeometryError when ``lower`` does not cross the plane below its start."""
+    p = np.asarray(lower.points, float)
+    if not np.allclose(p[0], upper.points[-1]):
+        raise GeometryError(f"{lower.name} does not start where {upper.name} ends")
+    crossing = np.flatnonzero((p[:-1, 2] >= z_mm) & (p[1:, 2] < z_mm))
+    if crossing.size == 0 or p[0, 2] < z_mm:
+        raise GeometryError(f"{lower.name} does not cross z = {z_mm} mm below its start")
+    k = int(crossing[0])
+    t = (p[k, 2] - z_mm) / (p[k, 2] - p[k + 1, 2])
+    cut = tuple(float(c) for c in p[k] + t * (p[k + 1] - p[k]))
+    s_cut = float(lower.segment_lengths()[:k].sum() + t * lower.segment_lengths()[k])
+    new_upper = Vessel(upper.name, (*upper.points, *lower.points[1:k + 1], cut),
+                       (*upper.lumen_radius_mm, *lower.lumen_radius_mm[:k + 1]), upper.wall_mm, upper.start_margin_mm)
+    new_lower = Vessel(lower.name, (cut, *lower.points[k + 1:]), tuple(lower.lumen_radius_mm[k:]), lower.wall_mm,
+                       lower.start_margin_mm)
+    return new_upper, new_lower, s_cut
 
 
 def _mirror(points, side: int):
@@ -339,7 +394,8 @@ def _paint_pelvis_and_femurs(canvas: Canvas, L: dict) -> None:
         for half, value in ((5.0, 700.0), (3.0, H["cancellous"])):
             paint_plate(canvas, zh + 35.0, crest, (48.0 * side, 75.0), (115.0 * side, -25.0), half, value, hip)
         paint_capsule(canvas, (70.0 * side, 20.0, zh + 40.0), (85.0 * side, 0.0, zh + 20.0), 14.0, 500.0, hip)
-        paint_capsule(canvas, (75.0 * side, -30.0, zh - 10.0), (12.0 * side, -65.0, zh - 25.0), 9.0, 600.0, hip)
+        lateral, medial, ramus_r = superior_pubic_ramus(side, zh)
+        paint_capsule(canvas, lateral, medial, ramus_r, 600.0, hip)
         paint_capsule(canvas, (85.0 * side, 20.0, zh - 15.0), (65.0 * side, 40.0, zh - 70.0), 12.0, 600.0, hip)
         paint_ellipsoid(canvas, head, (33.0, 33.0, 33.0), 700.0, hip)
         paint_ellipsoid(canvas, head, (30.5, 30.5, 30.5), H["cancellous"], hip)
@@ -390,15 +446,20 @@ def make_vascular_phantom(seed: int = 0, *, shape: tuple[int, int, int] = (100, 
         vein_hu = 40.0 + 0.35 * (lumen_hu - 40.0) if contrast else TISSUE_HU["vein"]
     canvas = Canvas.empty(grid, TISSUE_HU["air"])
     _paint_anatomy(canvas, rng, lumen_hu=lumen_hu, contrast=contrast)
-    vessels = abdominal_vessels()
+    vessels = abdominal_vessels()  # the course as painted (and as random plaques are drawn on it)
+    z_iliac_femoral = iliac_femoral_boundary_z_mm()
+    labelled, moves = _label_convention(vessels, z_iliac_femoral)
     veins = abdominal_veins()
     # a generator of its own: the fat planes leave the main stream (texture, plaques, noise) as it was
     _paint_fat_planes(canvas, vessels, veins, np.random.default_rng([seed, 1]))
     _paint_veins(canvas, veins, float(vein_hu))
     paint_vessels(canvas, vessels, LABEL_IDS, wall_hu=TISSUE_HU["wall"], lumen_hu=lumen_hu)
     canvas.labels[canvas.labels == _CAVITY] = 0
+    _relabel_at_plane(canvas, z_iliac_femoral)
     by_name = {v.name: v for v in vessels}
-    specs = _choose_plaques(rng, vessels, plaques, plaque_rate)
+    specs = _choose_plaques(rng, vessels, plaques, plaque_rate, moves)
+    if not isinstance(plaques, str):  # the user's plaques are given along the labelled vessels
+        specs = [_label_to_course(spec, moves, {v.name: v for v in labelled}) for spec in specs]
     streaks, metal_info = None, None
     if metal is not None:
         streaks, metal_info = _add_metal(canvas, metal, by_name, rng)
@@ -407,7 +468,9 @@ def make_vascular_phantom(seed: int = 0, *, shape: tuple[int, int, int] = (100, 
                 TISSUE_HU["wall"]) for spec, sector in sectors_specs]
     bone_labels = canvas.labels.copy()
     hu, fraction, ids, voxelised = render_ct(canvas, sectors, phys, rng, streaks=streaks)
-    records = plaque_records(sectors_specs, voxelised, phys, bone_labels, grid,
+    # Truth per plaque along the labelled vessels: the shapes are those painted, only their names move.
+    labelled_specs = [(_course_to_label(spec, moves), sector) for spec, sector in sectors_specs]
+    records = plaque_records(labelled_specs, voxelised, phys, bone_labels, grid,
                              [LABEL_IDS[n] for n in BONE_NAMES] + [LABEL_IDS["metal_implant"]])
     # The implant's name is listed only when the phantom has one that carries a label (the screw).
     names = {i: n for n, i in LABEL_IDS.items() if n != "metal_implant" or metal == "screw"}
@@ -432,9 +495,11 @@ def make_vascular_phantom(seed: int = 0, *, shape: tuple[int, int, int] = (100, 
         "plaques": records,
         "vessels": {v.name: {"centreline_lps_mm": [list(p) for p in v.points],
                              "lumen_radius_mm": list(v.lumen_radius_mm),
-                             "wall_mm": v.wall_mm} for v in vessels},
+                             "wall_mm": v.wall_mm} for v in labelled},
+        "iliac_femoral_boundary": {"rule": ILIAC_FEMORAL_RULE, "z_mm": z_iliac_femoral},
         "landmarks": {"vertebrae": L["vertebrae"], "sacrum_z_range_mm": [L["sacrum_bottom_mm"], L["sacrum_top_mm"]],
-                      "z_aortic_bifurcation_mm": L["z_bifurcation_mm"], "z_femoral_heads_mm": L["z_hip_mm"]},
+                      "z_aortic_bifurcation_mm": L["z_bifurcation_mm"], "z_femoral_heads_mm": L["z_hip_mm"],
+                      "z_pubic_symphysis_top_mm": L["z_pubic_symphysis_top_mm"]},
         "metal": metal_info,
     }
     truth["total"] = {k: float(sum(r[k] for r in truth["structures"].values()))
@@ -445,7 +510,60 @@ def make_vascular_phantom(seed: int = 0, *, shape: tuple[int, int, int] = (100, 
                    calcium_fraction=fraction, plaque_ids=ids, truth=truth)
 
 
-def _choose_plaques(rng: np.random.Generator, vessels: list[Vessel], plaques, rate: float) -> list[PlaqueSpec]:
+def _label_convention(course: list[Vessel], z_mm: float) -> tuple[list[Vessel], dict[str, tuple[str, float, float]]]:
+    """The vessels as labelled: each external iliac runs down to the plane ``z_mm``
+    (:func:`iliac_femoral_boundary_z_mm`), its femoral starts there. Also returns, per femoral, (its
+    external iliac, the external iliac's course length, arc length of the plane along the femoral's
+    course), all mm, to carry plaque positions between the two."""
+    by_name = {v.name: v for v in course}
+    moves = {}
+    for tag in ("left", "right"):
+        upper, lower = by_name[f"external_iliac_artery_{tag}"], by_name[f"femoral_artery_{tag}"]
+        new_upper, new_lower, s_cut = split_at_plane(upper, lower, z_mm)
+        moves[lower.name] = (upper.name, upper.length_mm(), s_cut)
+        by_name[upper.name], by_name[lower.name] = new_upper, new_lower
+    return [by_name[v.name] for v in course], moves
+
+
+def _course_to_label(spec: PlaqueSpec, moves: dict) -> PlaqueSpec:
+    """A plaque placed on the painted course, named and positioned along the labelled vessels."""
+    if spec.vessel not in moves:
+        return spec
+    upper, upper_mm, s_cut = moves[spec.vessel]
+    if spec.start_mm + spec.length_mm <= s_cut:
+        return replace(spec, vessel=upper, start_mm=upper_mm + spec.start_mm)
+    if spec.start_mm >= s_cut:
+        return replace(spec, start_mm=spec.start_mm - s_cut)
+    raise GeometryError(f"a plaque on {spec.vessel} at {spec.start_mm} mm crosses the iliac/femoral boundary; "
+                        "move it above or below the top of the pubic symphysis")
+
+
+def _label_to_course(spec: PlaqueSpec, moves: dict, labelled: dict[str, Vessel]) -> PlaqueSpec:
+    """A plaque given along a labelled vessel, positioned on the painted course (inverse of
+    :func:`_course_to_label`); it must lie on one straight piece of the labelled vessel."""
+    if spec.vessel in labelled:
+        labelled[spec.vessel].sector(spec)  # the user's errors named in the user's coordinates
+    for lower, (upper, upper_mm, s_cut) in moves.items():
+        if spec.vessel == lower:
+            return replace(spec, start_mm=spec.start_mm + s_cut)
+        if spec.vessel == upper and spec.start_mm >= upper_mm:
+            return replace(spec, vessel=lower, start_mm=spec.start_mm - upper_mm)
+    return spec
+
+
+def _relabel_at_plane(canvas: Canvas, z_mm: float) -> None:
+    """External iliac and femoral labels split by the axial plane ``z_mm`` (voxel centres at or above
+    it are iliac): the painted tubes overlap at their junction, the convention is a plane."""
+    k = int(np.searchsorted(axis_coords_mm(canvas.grid)[0], z_mm))  # z grows with the index
+    top, bottom = canvas.labels[k:], canvas.labels[:k]  # views
+    for tag in ("left", "right"):
+        eia, fem = LABEL_IDS[f"external_iliac_artery_{tag}"], LABEL_IDS[f"femoral_artery_{tag}"]
+        top[top == fem] = eia
+        bottom[bottom == eia] = fem
+
+
+def _choose_plaques(rng: np.random.Generator, vessels: list[Vessel], plaques, rate: float,
+                    moves: dict) -> list[PlaqueSpec]:
     if isinstance(plaques, str):
         if plaques == "none":
             return []
@@ -476,8 +594,40 @@ def _choose_plaques(rng: np.random.Generator, vessels: list[Vessel], plaques, ra
              "superior_mesenteric_artery": 0.5}
     means = {k: v * rate for k, v in means.items()}
     lengths = {"aorta": (2.0, 25.0), "femoral_artery_left": (1.5, 15.0), "femoral_artery_right": (1.5, 15.0)}
-    return fixed + random_plaques(rng, vessels, means, length_range_mm=lengths, avoid=avoid,
-                                  end_margin_mm={"aorta": 15.0})
+    drawn = random_plaques(rng, vessels, means, length_range_mm=lengths, avoid=avoid, end_margin_mm={"aorta": 15.0})
+    return fixed + _clear_of_plane(drawn, {v.name: v for v in vessels}, moves)
+
+
+def _clear_of_plane(specs: list[PlaqueSpec], vessels: dict[str, Vessel], moves: dict) -> list[PlaqueSpec]:
+    """Random plaques slid ≥ 2 mm clear of the iliac/femoral plane, so that each lies wholly in one
+    label and its truth belongs to one vessel.
+
+    A plaque that comes within 2 mm of the plane moves along its straight piece to the side that holds
+    its centre (else the other side); one that fits on neither side (piece ends, the start margin,
+    another plaque within 2 mm) is dropped. The draws are not repeated, so the random stream, and with
+    it every other plaque and the noise, stay as they were (the label convention moved, not the phantom)."""
+    out = list(specs)
+    for i, spec in enumerate(specs):
+        if spec.vessel not in moves:
+            continue
+        s_cut, length = moves[spec.vessel][2], spec.length_mm
+        if not (spec.start_mm - 2.0 < s_cut < spec.start_mm + length + 2.0):
+            continue
+        v = vessels[spec.vessel]
+        starts = np.concatenate([[0.0], np.cumsum(v.segment_lengths())])
+        k = int(np.searchsorted(starts, s_cut, side="right") - 1)
+        lo = starts[k] + (v.start_margin_mm if k == 0 else 2.0)
+        hi = starts[k + 1] - 2.0 - length
+        others = [(o.start_mm, o.start_mm + o.length_mm) for j, o in enumerate(out)
+                  if o is not None and j != i and o.vessel == spec.vessel]
+        above, below = round(s_cut - 2.0 - length, 3) - 0.001, round(s_cut + 2.0, 3) + 0.001
+        sides = (above, below) if spec.start_mm + 0.5 * length < s_cut else (below, above)
+        out[i] = None
+        for s0 in sides:
+            if lo <= s0 <= hi and not any(s0 - 2.0 < b and s0 + length + 2.0 > a for a, b in others):
+                out[i] = replace(spec, start_mm=round(s0, 3))
+                break
+    return [spec for spec in out if spec is not None]
 
 
 def _add_metal(canvas: Canvas, metal: str, vessels: dict[str, Vessel], rng: np.random.Generator):

@@ -58,6 +58,22 @@ def vessels_for_inputs(inputs: Sequence[Path], vessels: Sequence[str], case_ids:
     return [Path(v) for v in vessels]
 
 
+#: Single-file formats whose folder is not part of the input (a DICOM file's series is its folder).
+_STANDALONE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
+
+
+def input_folders_of(paths: Sequence[Path]) -> list[Path]:
+    """The folders an output must stay out of: every input folder, and the folder of every DICOM
+    file given alone (its series, or its neighbours, are read from that folder)."""
+    folders = []
+    for path in paths:
+        if path.is_dir():
+            folders.append(path)
+        elif path.is_file() and not path.name.lower().endswith(_STANDALONE_SUFFIXES):
+            folders.append(path.parent)
+    return folders
+
+
 def run_cohort(
     case_ids: Sequence[str],
     run_case: Callable[[int, str], list[dict]],
@@ -118,7 +134,7 @@ def score_cases(
     written to; ``output`` must not exist or be empty.
     """
     paths = [Path(p) for p in inputs]
-    input_folders = [p for p in paths if p.is_dir()] + [Path(m) for m in masks if Path(m).is_dir()]
+    input_folders = input_folders_of(paths) + [Path(m) for m in masks if Path(m).is_dir()]
     check_output_folder(output, input_folders)
     case_ids = unique_case_ids(paths, case_id_for)
     mask_paths = vessels_for_inputs(paths, list(masks), case_ids, mask_option)

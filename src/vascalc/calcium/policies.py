@@ -171,10 +171,22 @@ def _parse_value(text: str) -> object:
     return int(number) if number.is_integer() and "." not in text else number
 
 
+def _parse_bands(value: object, raw: str) -> tuple[float, float, float, float]:
+    """Explicit Agatston bands written ``detect/w2/w3/w4`` in HU (',' separates parameters), rising."""
+    try:
+        bands = tuple(float(v) for v in str(value).split("/"))
+    except ValueError:
+        bands = ()
+    if len(bands) != 4 or any(b >= c for b, c in zip(bands, bands[1:])):
+        raise MethodError(f"method '{raw}': bands_hu must be four rising HU values written detect/w2/w3/w4, "
+                          "e.g. agatston:bands_hu=119/183/274/364")
+    return bands  # type: ignore[return-value]
+
+
 def parse_method(text: str | Policy) -> Policy:
     """Policy from its text form (SCORING.md A.2); a policy object is returned unchanged.
 
-    Forms: ``agatston[:strict=true,kv_adjust=false]``, ``hu=<N>`` (or ``hu:threshold=N``),
+    Forms: ``agatston[:strict=true,kv_adjust=false,bands_hu=D/W2/W3/W4]``, ``hu=<N>`` (or ``hu:threshold=N``),
     ``window8bit[:lo=,hi=,threshold=,rounding=,strict=,per_slice_minmax=]``,
     ``adaptive[:k=,floor=,erode_mm=,stat=,scope=,slab_mm=,core=]``; parameters are separated by ',' or ';'. Raises :class:`MethodError`.
     """
@@ -205,6 +217,8 @@ def parse_method(text: str | Policy) -> Policy:
         raise MethodError(f"unknown method '{name}'; use agatston, hu=<N>, window8bit or adaptive")
     if name == "hu" and "threshold" in params:
         params["threshold_hu"] = params.pop("threshold")
+    if name == "agatston" and ("bands_hu" in params or "bands" in params):
+        params["bands_hu"] = _parse_bands(params.pop("bands_hu", params.pop("bands", None)), raw)
     cls = classes[name]
     allowed = set(cls.__dataclass_fields__) - {"name"}
     unknown = set(params) - allowed
@@ -232,8 +246,9 @@ def kv_bands(kvp: float | None, policy: AgatstonPolicy) -> tuple[tuple[float, fl
         if abs(float(kvp) - row) <= 0.5:
             return KV_TABLE[row], row, f"kV-adjusted thresholds for {row} kVp"
     raise MethodError(
-        f"no calcium thresholds are defined for {kvp:g} kVp (table: {sorted(KV_TABLE)}); give "
-        "explicit thresholds, override the kVp, or turn kV adjustment off")
+        f"no calcium thresholds are defined for {kvp:g} kVp (table: {sorted(KV_TABLE)}); give explicit "
+        "thresholds (--method agatston:bands_hu=D/W2/W3/W4, in HU) or keep 130 HU whatever the kVp "
+        "(--method agatston:kv_adjust=false)")
 
 
 def density_weight(peak_hu: np.ndarray | float, bands: tuple[float, float, float, float] = CLASSIC_BANDS) -> np.ndarray:

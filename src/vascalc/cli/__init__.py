@@ -66,3 +66,12 @@ def main() -> None:
     except KeyboardInterrupt:
         error_console.print("interrupted")
         sys.exit(130)
+    except Exception as error:  # a bug, not a user error: one line, the traceback only when asked for
+        import os
+
+        if os.environ.get("VASCALC_DEBUG"):
+            raise
+        error_console.print(f"[bold red]internal error:[/] {escape(type(error).__name__)}: {escape(str(error))} "
+                            "(a bug in vascalc; rerun with VASCALC_DEBUG=1 for the traceback and report it)",
+                            highlight=False, soft_wrap=True)
+        sys.exit(1)

@@ -65,7 +65,7 @@ def score(
     segmenter: str = typer.Option("auto", "--segmenter", help=(
         "Without --vessels: auto | builtin | totalsegmentator | model:PATH (a `vascalc train seg2d` folder).")),
     vessel_names: Optional[Path] = typer.Option(None, "--vessel-names", help="Names table (JSON/CSV id,name) for a plain label map."),
-    method: str = typer.Option("agatston", "--method", "-m", help="agatston | hu=<N> | window8bit[:lo=,hi=,threshold=] | adaptive[:k=,scope=]"),
+    method: str = typer.Option("agatston", "--method", "-m", help="agatston[:kv_adjust=false,bands_hu=D/W2/W3/W4] | hu=<N> | window8bit[:lo=,hi=,threshold=] | adaptive[:k=,scope=]"),
     series: Optional[str] = typer.Option(None, "--series", help="SeriesInstanceUID to take from a folder with several series."),
     resample_masks: bool = typer.Option(False, "--resample-masks", help="Resample masks (nearest neighbour) when their grid differs."),
     resample_tilt: bool = typer.Option(False, "--resample-tilt", help="Resample a gantry-tilted series onto an untilted grid."),
@@ -83,8 +83,15 @@ def score(
     qc: bool = typer.Option(True, "--qc/--no-qc", help="Write QC pictures."),
 ) -> None:
     """Score calcium per vessel; writes result.json, CSVs, the lesion map and QC pictures."""
+    from vascalc.anatomy.regions import NAMED_REGIONS
     from vascalc.api import score_ct_cohort
+    from vascalc.calcium import parse_method
+    from vascalc.errors import InputError
 
+    parse_method(method)  # option errors once, before any case is read, not once per case of a cohort
+    unknown = [r for r in region if r not in NAMED_REGIONS]
+    if unknown:
+        raise InputError(f"unknown region {unknown[0]!r}; choose from {', '.join(NAMED_REGIONS)}")
     options = scoring_options(wall_mm, min_area_mm2, connectivity, slice_normalisation, mass_calibration, force, strict)
     with console.status("scoring…") as status:
         outcomes = score_ct_cohort(

@@ -43,40 +43,52 @@ def score(
                               "(model-free)."),
     qc: bool = typer.Option(True, help="Write the QC PNG."),
 ) -> None:
-    """Score AAC-24 / AAC-8 of each radiograph; one sub-folder per image when several are given."""
-    from vascalc.report.output_folder import prepare_output_folder
+    """Score AAC-24 / AAC-8 of each radiograph. Several inputs: one sub-folder per image plus
+    cohort.csv; a film that fails is recorded there with its reason and the others go on."""
+    from vascalc.batch import score_cases
+    from vascalc.cli.outcomes import finish_cases
+    from vascalc.radiograph.kauppila import parse_bands
     from vascalc.radiograph.learned import score_radiograph_learned
     from vascalc.workflows.xray import case_id_for, score_radiograph, write_xray_outputs
 
     try:
+        parse_bands(bands)  # a bad option fails once, not once per film
+        if facing not in ("auto", "left", "right"):
+            raise InputError(f"--facing must be 'auto', 'left' or 'right', got {facing!r}")
+        if lowest_level not in ("L4", "L5"):
+            raise InputError(f"--lowest-level must be 'L4' or 'L5', got {lowest_level!r}")
         model_dir = None
         if model not in ("baseline", "bundled"):
             model_dir = Path(model)
             if not (model_dir / "model.json").is_file():
                 raise InputError(f"--model {model!r} is not a model folder (no model.json); use 'bundled', "
                                  "'baseline' or a folder written by 'vascalc train xray'")
-        names = [case_id_for(p) for p in inputs]
-        if len(set(names)) != len(names):
-            raise InputError("two inputs share a file name; their result folders would collide — rename one")
-        out = prepare_output_folder(output, inputs)
-        for path in inputs:
-            target = out / case_id_for(path) if len(inputs) > 1 else out
-            target.mkdir(exist_ok=True)
+
+        def score_one(path: Path, _mask, case_id: str, _report):
             if model == "baseline":
-                result = score_radiograph(path, pixel_spacing_mm=pixel_spacing, facing=facing,
-                                          lowest_level=lowest_level, bands=bands)
-            else:
-                result = score_radiograph_learned(path, model_dir=model_dir, pixel_spacing_mm=pixel_spacing,
-                                                  facing=facing, lowest_level=lowest_level, bands=bands)
-            write_xray_outputs(result, target, qc=qc)
-            k = result.kauppila
-            console.print(f"{escape(result.case_id)}: AAC-24 {k.aac24} ({k.severity}), AAC-8 {k.aac8}, "
-                          f"facing {result.localisation.facing}, grader {result.method['model_id']}", highlight=False)
-            for warning in result.warnings:
-                console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+                return score_radiograph(path, pixel_spacing_mm=pixel_spacing, facing=facing,
+                                        lowest_level=lowest_level, bands=bands, case_id=case_id)
+            return score_radiograph_learned(path, model_dir=model_dir, pixel_spacing_mm=pixel_spacing, facing=facing,
+                                            lowest_level=lowest_level, bands=bands, case_id=case_id)
+
+        with console.status("scoring…") as status:
+            outcomes = score_cases(inputs, [], output, case_id_for=case_id_for, score=score_one,
+                                   write=lambda result, folder: write_xray_outputs(result, folder, qc=qc),
+                                   progress=lambda message: status.update(message))
     except VascalcError as error:
         console.print(f"[red]error:[/] {escape(str(error))}", highlight=False)
         raise typer.Exit(error.exit_code) from None
+    finish_cases(outcomes, output, console, print_summary)
+
+
+def print_summary(out: Console, data: dict) -> None:
+    """One line per film (AAC-24, severity, AAC-8, facing, grader), then its warnings."""
+    total = data["total"]
+    severity = data.get("categories", {}).get("aac24_severity", {}).get("class")
+    out.print(f"{escape(str(data['case_id']))}: AAC-24 {total['aac24']} ({severity}), AAC-8 {total['aac8']}, "
+              f"facing {data['input']['geometry']['facing']}, grader {data['method'].get('model_id')}", highlight=False)
+    for warning in data.get("warnings", []):
+        out.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
 
 
 def train_xray(

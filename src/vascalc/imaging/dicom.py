@@ -191,6 +191,9 @@ def _collect_series(files: list[Path]) -> tuple[dict[str, _Series], list[str]]:
         if ds is None:
             not_dicom += 1
             continue
+        if _is_known_non_image(ds):
+            non_image += 1  # an SR / RT structure set may copy the image's Rows and position tags
+            continue
         if "Rows" not in ds or "Columns" not in ds:
             if _is_image_storage(ds):
                 raise InputError(
@@ -275,6 +278,44 @@ def _is_image_storage(ds: pydicom.Dataset) -> bool:
     """True when the file meta declares an image storage SOP class (CT Image Storage …)."""
     sop_class = ds.get("file_meta", pydicom.Dataset()).get("MediaStorageSOPClassUID") or ds.get("SOPClassUID")
     return bool(sop_class) and "Image Storage" in getattr(sop_class, "name", "")
+
+
+#: Words in the names of standard SOP classes that never hold pixels (reports, structures, states).
+_PIXEL_LESS_CLASS_WORDS = ("SR Storage", "Structure Set", "Presentation State", "Encapsulated", "Key Object",
+                           "Registration", "RT Plan", "Waveform")
+
+
+def _is_known_non_image(ds: pydicom.Dataset) -> bool:
+    """True for a standard SOP class that holds no pixels (SR, RTSTRUCT, presentation state, PDF …).
+
+    Such objects may copy Rows and the position tags of the image they describe and would then be
+    stacked as a slice. Pixel-bearing non-CT objects (SEG, RT dose) stay series of their own, so that
+    the user is told what the folder holds; private or missing classes are judged by their tags."""
+    sop_class = ds.get("file_meta", pydicom.Dataset()).get("MediaStorageSOPClassUID") or ds.get("SOPClassUID")
+    name = str(getattr(sop_class, "name", "") or "") if sop_class else ""
+    return any(word in name for word in _PIXEL_LESS_CLASS_WORDS)
+
+
+def _drop_repeated_instances(series: _Series) -> tuple[_Series, list[str]]:
+    """Keep one file per SOPInstanceUID (and frame): the same image copied twice into a folder.
+
+    Only identical instance UIDs are merged; different images at one position are left for the
+    duplicate-position check to refuse. Files with a blank UID (some anonymisers) are all kept.
+    """
+    seen: set[tuple[str, int | None]] = set()
+    kept = []
+    for item in series.slices:
+        uid = str(item.dataset.get("SOPInstanceUID", "") or "").strip()
+        key = (uid, item.frame)
+        if uid and key in seen:
+            continue
+        seen.add(key)
+        kept.append(item)
+    dropped = len(series.slices) - len(kept)
+    if not dropped:
+        return series, []
+    note = f"{dropped} repeated copies of the same image (same SOPInstanceUID) ignored"
+    return _Series(series.key, tuple(kept)), [note]
 
 
 def _choose_series(series: dict[str, _Series], series_uid: str | None, where: str) -> tuple[_Series, list[str]]:
@@ -458,6 +499,8 @@ def load_dicom_series(
     series_map, notes = _collect_series(files)
     series, choose_notes = _choose_series(series_map, series_uid, folder.name or str(folder))
     notes = choose_notes + notes
+    series, repeat_notes = _drop_repeated_instances(series)
+    notes += repeat_notes
     notes += _check_pixel_format(series)
     geometry = _stack_geometry(series)
     ordered = [series.slices[i] for i in geometry.order]

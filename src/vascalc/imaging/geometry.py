@@ -185,3 +185,29 @@ def resample_to_grid(
     ref.SetDirection(tuple(float(v) for v in reference.direction))
     out = sitk.Resample(moving, ref, sitk.Transform(), interpolator, float(default_value), moving.GetPixelID())
     return sitk.GetArrayFromImage(out).astype(array.dtype, copy=False)
+
+
+def axial_first_order(grid: Grid) -> tuple[int, int, int]:
+    """Array-axis order ``(z, y, x)`` indices that puts the axis closest to head–feet first.
+
+    Slice-wise scores (Agatston's per-slice lesions, SCORING.md A.3) need axial slices along
+    array axis 0; a file stored with coronal or sagittal slices first (same voxels in space) would
+    otherwise be scored slice by slice in the wrong plane. The other two axes keep their order.
+    """
+    # array axis a runs along direction column 2 − a; its head–feet (LPS S) share is that column's z
+    superior = np.abs(grid.direction_matrix[2, ::-1])
+    first = int(np.argmax(superior))
+    return (first, *[a for a in range(3) if a != first])  # type: ignore[return-value]
+
+
+def permute_axes(array: np.ndarray, grid: Grid, order: tuple[int, int, int]) -> tuple[np.ndarray, Grid]:
+    """The same voxels with array axes in ``order`` (no interpolation, no flip) and the matching grid."""
+    columns = grid.direction_matrix[:, ::-1]  # columns in (z, y, x) array-axis order
+    new_columns = columns[:, list(order)]
+    grid_out = Grid(
+        shape=tuple(int(grid.shape[a]) for a in order),
+        spacing_mm=tuple(float(grid.spacing_mm[a]) for a in order),
+        origin_lps_mm=grid.origin_lps_mm,  # voxel [0, 0, 0] stays the same voxel
+        direction=tuple(float(v) for v in new_columns[:, ::-1].ravel()),
+    )
+    return np.ascontiguousarray(np.transpose(array, order)), grid_out

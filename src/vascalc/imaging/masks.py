@@ -186,6 +186,9 @@ def read_names_table(names: Mapping[int, str] | str | Path) -> dict[int, str]:
         if not name:
             raise MaskError(f"{where}: label {label} has an empty name")
         table[label] = name
+    if not table:
+        raise InputError(f"{where}: the names table holds no 'id, name' entry (besides 0); give a JSON object "
+                         "{\"1\": \"aorta\", …} or a CSV with id and name columns")
     duplicated = sorted({n for n in table.values() if list(table.values()).count(n) > 1})
     if duplicated:
         raise MaskError(f"{where}: names used for more than one id: {duplicated}")

@@ -85,7 +85,10 @@ def radiograph_from_array(image: np.ndarray, pixel_spacing_mm: float | tuple[flo
         raise InputError(f"image of {arr.shape[0]}×{arr.shape[1]} pixels is too small to be a radiograph")
     if not np.isfinite(arr).all():
         raise InputError("the image contains NaN or infinite values")
-    return Radiograph(normalise_display(arr), _check_spacing(pixel_spacing_mm), facing, dict(source or {}))
+    spacing = _check_spacing(pixel_spacing_mm)
+    if arr.min() == arr.max():
+        raise InputError(f"the image is blank (every pixel is {arr.flat[0]}); give the lateral radiograph itself")
+    return Radiograph(normalise_display(arr), spacing, facing, dict(source or {}))
 
 
 def load_radiograph(path: str | Path, *, pixel_spacing_mm: float | tuple[float, float] | None = None) -> Radiograph:
@@ -103,6 +106,8 @@ def load_radiograph(path: str | Path, *, pixel_spacing_mm: float | tuple[float, 
                          "(a CT series is scored with 'vascalc ct score')")
     if p.suffix.lower() in BITMAP_SUFFIXES:
         return _load_bitmap(p, pixel_spacing_mm)
+    if p.name.lower().endswith((".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")):
+        raise InputError(f"{p.name} is a 3-D image file, not a radiograph; a CT is scored with 'vascalc ct score'")
     return _load_dicom(p, pixel_spacing_mm)
 
 

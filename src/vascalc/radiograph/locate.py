@@ -123,7 +123,8 @@ def locate_vertebrae(radiograph: Radiograph, *, facing: str = "auto", lowest_lev
     contrast = float(np.median(valley[chain]) / max(float(np.median(others)) if others.size else 0.0, 1e-12))
     if chain.size < 5 or contrast < 1.5:
         raise GeometryError("could not find four vertebral bodies separated by discs in this image; "
-                            "is it a lateral lumbar radiograph with L1–L5 in view?")
+                            "is it a lateral lumbar radiograph with L1–L5 in view, upright (spine running top "
+                            "to bottom, not rotated 90°)?")
     names = ORDER[: ORDER.index(lowest_level) + 1]
     # Endplates lie half a disc height from each disc centre; the disc height is the median
     # full width at half maximum of the chain's valleys (more stable than per-body edges).

@@ -26,6 +26,7 @@ from vascalc.coronary.results import ARTERIES, CoronaryLesion, CoronaryResult
 from vascalc.coronary.score import artery_scores, cluster_scores, slice_convention
 from vascalc.errors import InputError, MethodError
 from vascalc.imaging import LabelMap, Volume, load_labelmap, load_volume
+from vascalc.imaging.load import axial_slices_first
 from vascalc.workflows.ct import case_id_for
 
 ProgressCallback = Callable[[str], None]
@@ -64,6 +65,26 @@ def resolve_model(model: str | Path | LesionModel | None) -> LesionModel | None:
     return LesionModel.load(path)
 
 
+def _binary_heart_names(path: Path) -> dict[int, str] | None:
+    """``{id: 'heart'}`` for a binary mask file whose name says nothing (``seg.nii.gz``, ``mask.nrrd``).
+
+    Without it the one label id would be read through TotalSegmentator's table (1 = spleen) and the
+    heart would be "missing". A multilabel map, a file with a label table in its header and a mask
+    named after a structure (``heart.nii.gz``, ``aorta.nii.gz``) keep the usual name rules.
+    """
+    from vascalc.anatomy.taxonomy import known_names
+    from vascalc.imaging.image_files import image_stem, read_image
+    from vascalc.imaging.masks import nifti_label_table
+
+    if path.is_dir() or image_stem(path) in known_names() or nifti_label_table(path):
+        return None
+    values, _, _ = read_image(path)
+    low, high = values.min(), values.max()
+    if low < 0 or high == 0 or np.any((values != 0) & (values != high)):
+        return None
+    return {int(high): "heart"}
+
+
 def _heart_input(heart, volume: Volume) -> tuple[LabelMap | np.ndarray | None, np.ndarray | None, dict]:
     """Heart mask input → (labels or mask, aorta mask when the labels hold one, source facts)."""
     if heart is None:
@@ -76,8 +97,9 @@ def _heart_input(heart, volume: Volume) -> tuple[LabelMap | np.ndarray | None, n
         path = Path(heart)
         if not path.exists():
             raise InputError(f"heart mask not found: {path}")
-        labels = load_labelmap(path, volume.grid, resample=True)
-        facts = {"kind": "folder" if path.is_dir() else "file"}
+        labels = load_labelmap(path, volume.grid, names=_binary_heart_names(path), resample=True)
+        # the load notes name the mask, never the file path; a resampling must be visible in the result
+        facts = {"kind": "folder" if path.is_dir() else "file", "load_notes": list(labels.load_notes)}
     aorta = labels.mask("aorta") if labels.has("aorta") else None
     return labels, aorta, facts
 
@@ -130,6 +152,7 @@ def score_coronary(
         report("reading CT")
         volume = load_volume(Path(image))
         default_case = case_id_for(Path(image))
+    volume = axial_slices_first(volume)
     grid = volume.grid
     spacing = tuple(float(s) for s in grid.spacing_mm)
     timings["load_s"] = time.perf_counter() - t0
@@ -137,6 +160,7 @@ def score_coronary(
     t0 = time.perf_counter()
     report("finding the heart")
     heart_in, aorta, heart_facts = _heart_input(heart, volume)
+    warnings += [note for note in heart_facts.get("load_notes", []) if "resampled" in note]
     region = find_heart(volume, heart_in, segmenter=segmenter)
     heart_facts.update(source=region.source, volume_ml=region.volume_ml, notes=list(region.notes),
                        touches_fov=list(region.touches_fov))

@@ -19,6 +19,7 @@ from vascalc.anatomy.regions import NAMED_REGIONS, named_regions
 from vascalc.calcium import CalciumResult, ScoringOptions, parse_method, score_calcium
 from vascalc.errors import InputError, MaskError
 from vascalc.imaging import LabelMap, Volume, load_labelmap, load_volume
+from vascalc.imaging.load import axial_slices_first
 from vascalc.workflows.header import result_header, scan_input
 
 
@@ -90,6 +91,30 @@ def _vessel_labelmap(labels: LabelMap, keep_absent: bool) -> tuple[np.ndarray, d
     return vessels, artery_names, bone
 
 
+#: Median HU inside the artery masks below which they cannot lie on vessels (blood ≈ 40 HU, lung ≈ −850).
+MASKS_ON_AIR_HU = -500.0
+
+
+def check_masks_on_body(hu: np.ndarray, vessels: np.ndarray) -> float:
+    """Median HU (float) inside the artery masks; :class:`MaskError` when it reads air or lung.
+
+    Masks from another scan, another orientation or a shifted grid often land outside the body;
+    scoring them gives a confident zero, so they are refused instead.
+    """
+    # every 8th voxel (2 × 2 × 2 subsampling) is plenty for a median and spares a full-size mask copy
+    inside = hu[::2, ::2, ::2][vessels[::2, ::2, ::2] > 0]
+    if inside.size < 100:
+        inside = hu[vessels > 0]
+    if inside.size == 0:
+        return float("nan")
+    median = float(np.median(inside))
+    if median < MASKS_ON_AIR_HU:
+        raise MaskError(
+            f"the artery masks lie on air or lung (median {median:.0f} HU inside them; blood reads ≈ 40 HU): "
+            "they do not match this CT — check that the masks were made from this scan and series")
+    return median
+
+
 def score_ct(
     image: str | Path | Volume,
     vessels: str | Path | LabelMap | None = None,
@@ -120,12 +145,19 @@ def score_ct(
         SCORING.md A.2).
     options : lesion, wall, normalisation and mass options (:class:`ScoringOptions`).
 
+    A file stored with coronal or sagittal slices first is put in axial-slice order exactly (no
+    interpolation; :func:`vascalc.imaging.load.axial_slices_first`), so that Agatston is taken on
+    axial slices. Masks whose median HU reads air or lung are refused (:func:`check_masks_on_body`).
+
     Returns a :class:`CtResult`; nothing is written (see :func:`write_ct_outputs`).
     """
     report = progress or (lambda message: None)
     timings: dict[str, float] = {}
     options = options or ScoringOptions()
     policy = parse_method(method)
+    unknown = [r for r in regions if r not in NAMED_REGIONS]
+    if unknown:  # before any reading: a typo must not cost a whole load and segmentation
+        raise InputError(f"unknown region {unknown[0]!r}; choose from {', '.join(NAMED_REGIONS)}")
 
     start = time.perf_counter()
     if isinstance(image, Volume):
@@ -136,6 +168,7 @@ def score_ct(
         volume = load_volume(Path(image), series_uid=series_uid, resample_tilt=resample_tilt,
                              resample_uneven=resample_uneven)
         default_case = case_id_for(Path(image))
+    volume = axial_slices_first(volume)
     timings["load_ct_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -159,16 +192,25 @@ def score_ct(
     source["structures_present"] = labels.present_names()
     names_given_by_user = vessels is not None and (
         isinstance(vessels, LabelMap) or vessel_names is not None or Path(vessels).is_dir())
-    vessel_array, artery_names, bone = _vessel_labelmap(labels, keep_absent=names_given_by_user)
+    try:
+        vessel_array, artery_names, bone = _vessel_labelmap(labels, keep_absent=names_given_by_user)
+    except MaskError as error:
+        if vessels is None:
+            raise MaskError(f"the {segmenter} segmenter found no artery in this CT (structures found: "
+                            f"{', '.join(labels.present_names()) or 'none'}); is it a body CT in HU? Give "
+                            "--vessels masks made by another tool") from None
+        if any("TotalSegmentator v2 'total' table" in note for note in labels.load_notes):
+            # a plain label map whose ids happen to be TotalSegmentator ids: say how the names were chosen
+            raise MaskError(f"{error}. The label names were taken from the TotalSegmentator v2 table because "
+                            "no names table was given; pass --vessel-names for a map with other ids") from None
+        raise
     source["arteries_scored"] = [n for _, n in sorted(artery_names.items())]
     source["arteries_empty"] = [n for n in source["arteries_scored"] if n not in source["structures_present"]]
     source["bone_excluded"] = bone is not None
     if not any(n in source["structures_present"] for n in artery_names.values()):
         raise MaskError("every artery mask is empty (" + ", ".join(sorted(artery_names.values())) +
                         "): there is no vessel to score in")
-    unknown = [r for r in regions if r not in NAMED_REGIONS]
-    if unknown:
-        raise InputError(f"unknown region {unknown[0]!r}; choose from {', '.join(NAMED_REGIONS)}")
+    check_masks_on_body(volume.hu, vessel_array)
     region_splits, region_notes = named_regions(tuple(regions), labels, volume.grid,
                                                 tuple(n for _, n in sorted(artery_names.items())))
     timings["load_masks_s"] = time.perf_counter() - start

@@ -209,3 +209,27 @@ def test_metal_warning():
     assert not any(lesion.counted and lesion.peak_hu >= 2000 for lesion in result.lesions)
     clean = score_coronary(_phantom(3, plaques="none").volume, segmenter="builtin", model="rules")
     assert not any(w.startswith("metal") for w in clean.warnings)
+
+
+def test_heart_side_by_hand_and_a_left_right_flipped_image_is_warned(empty_phantom):
+    from vascalc.coronary.heart import heart_left_of_body_mm
+    from vascalc.imaging import Grid
+
+    # by hand: body x = 0…9, heart x = 6…9 on a 1 mm grid whose +x is the patient's left (LPS)
+    grid = Grid(shape=(2, 4, 10), spacing_mm=(1.0, 1.0, 1.0))
+    hu = np.full(grid.shape, 40.0)
+    heart = np.zeros(grid.shape, dtype=bool)
+    heart[:, :, 6:10] = True
+    assert heart_left_of_body_mm(hu, heart, grid) == pytest.approx(7.5 - 4.5)
+    assert heart_left_of_body_mm(hu, heart[:, :, ::-1], grid) == pytest.approx(1.5 - 4.5)
+    assert heart_left_of_body_mm(hu, np.zeros_like(heart), grid) is None
+
+    volume = empty_phantom.volume
+    normal = score_coronary(volume, segmenter="builtin")
+    assert normal.heart["heart_left_of_body_centre_mm"] > 5.0
+    assert not any("patient's right" in w for w in normal.warnings)
+    # the same voxels mirrored left-right under the same header: the heart now lies on the right
+    flipped = Volume(hu=np.ascontiguousarray(volume.hu[:, :, ::-1]), grid=volume.grid, info=volume.info)
+    result = score_coronary(flipped, segmenter="builtin")
+    assert result.heart["heart_left_of_body_centre_mm"] < -5.0
+    assert any("left-right flipped image" in w for w in result.warnings)

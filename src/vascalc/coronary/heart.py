@@ -224,6 +224,27 @@ def find_heart(volume: Volume, heart: LabelMap | np.ndarray | None = None, segme
                        notes=tuple(notes))
 
 
+#: the heart's centre this far (mm) to the patient's RIGHT of the body's centre reads as a left-right flip
+HEART_RIGHT_WARNING_MM = 5.0
+
+
+def heart_left_of_body_mm(hu: np.ndarray, heart: np.ndarray, grid, body_hu: float = -400.0) -> float | None:
+    """How far (mm) the heart's centroid lies to the patient's left of the body's centroid, both taken
+    on the heart's slices (LPS x; negative = to the right). The heart sits left of the midline in
+    normal anatomy (levocardia); a clearly negative value means a left-right flipped image (a header
+    that lost the flip) or dextrocardia, where the artery assignment, which assumes normal anatomy,
+    does not hold. ``None`` when the heart mask is empty.
+    """
+    if not heart.any():
+        return None
+    zs = np.flatnonzero(heart.any(axis=(1, 2)))
+    body = hu[zs[0]:zs[-1] + 1] > body_hu
+    # the centroid of indices maps to the centroid in mm: the index → LPS map is affine
+    heart_c = np.array([c.mean() for c in np.nonzero(heart)])
+    body_c = np.array([c.mean() for c in np.nonzero(body)]) + np.array([zs[0], 0, 0])
+    return float(grid.index_to_lps(heart_c)[0] - grid.index_to_lps(body_c)[0])
+
+
 def search_zone(heart: np.ndarray, spacing_mm: tuple[float, float, float], margin_mm: float,
                 box: tuple[slice, ...]) -> np.ndarray:
     """Heart mask dilated by ``margin_mm`` (exact EDT in mm) on the crop ``box``."""

@@ -20,7 +20,8 @@ from vascalc.coronary.anatomy import heart_frame
 from vascalc.coronary.assign import CLASSES, LesionModel, assign_rules, default_model_path, lesion_features, \
     signed_surface_distance_mm
 from vascalc.coronary.candidates import find_candidates
-from vascalc.coronary.heart import blood_pool_stats_hu, find_heart, heart_crop_box, search_zone
+from vascalc.coronary.heart import (HEART_RIGHT_WARNING_MM, blood_pool_stats_hu, find_heart, heart_crop_box,
+                                    heart_left_of_body_mm, search_zone)
 from vascalc.coronary.options import CoronaryOptions
 from vascalc.coronary.results import ARTERIES, CoronaryLesion, CoronaryResult
 from vascalc.coronary.score import artery_scores, cluster_scores, slice_convention
@@ -167,6 +168,12 @@ def score_coronary(
     if region.touches_fov:
         warnings.append("the heart region touches the edge of the field of view (" + ", ".join(region.touches_fov) +
                         "): part of the heart may be cut off and its calcium missed")
+    heart_left_mm = heart_left_of_body_mm(volume.hu, region.mask, grid)
+    heart_facts["heart_left_of_body_centre_mm"] = heart_left_mm
+    if heart_left_mm is not None and heart_left_mm < -HEART_RIGHT_WARNING_MM:
+        warnings.append(f"the heart lies {-heart_left_mm:.0f} mm to the patient's right of the body's centre: a "
+                        "left-right flipped image (check the file's orientation) or dextrocardia; RCA / LAD / LCX "
+                        "assignment assumes normal anatomy")
     timings["heart_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

@@ -208,3 +208,14 @@ def test_bundled_model_scores_a_generated_film_end_to_end(tmp_path):
     assert corner_error_mm(film.vertebrae, found, (0.5, 0.5)) < 8.0
     # one film: within the held-out 95 % limits of agreement (≈ ±5, docs/radiograph.md), not an accuracy claim
     assert abs(result["total"]["aac24"] - film.aac24) <= 5
+
+
+def test_unknown_pixel_spacing_is_warned_once():
+    pytest.importorskip("torch")
+    pytest.importorskip("monai")
+    from vascalc.imaging.radiograph import radiograph_from_array
+    from vascalc.radiograph.learned import score_radiograph_learned
+
+    film = make_lateral_spine(1_000_778, chain=ChainParams(pixel_spacing_mm=0.5), burden=1.0)
+    result = score_radiograph_learned(radiograph_from_array(film.image))  # no spacing given
+    assert sum(w.startswith("pixel spacing unknown") for w in result.warnings) == 1

@@ -107,12 +107,12 @@ def test_workflow_and_cli_on_a_16_bit_png(tmp_path, drrs):
     assert (out / "qc.png").stat().st_size > 5000
     again = CliRunner().invoke(app, ["score", str(tmp_path / "film.png"), "-o", str(out)])
     assert again.exit_code != 0 and "not empty" in again.output
-    # no spacing given: scored with the assumed field of view, and said so
+    # no spacing given: estimated from the vertebral pitch (3.2 mm within 10 %), and said so (test_spacing.py)
     unknown = CliRunner().invoke(app, ["score", str(tmp_path / "film.png"), "--model", "baseline", "-o", str(tmp_path / "o3")])
     assert unknown.exit_code == 0, unknown.output
     data3 = json.loads((tmp_path / "o3" / "result.json").read_text())
-    assert data3["input"]["geometry"]["pixel_spacing_mm"] is None
-    assert any("field of view" in w for w in data3["warnings"])
+    assert data3["input"]["geometry"]["pixel_spacing_mm"][0] == pytest.approx(3.2, rel=0.10)
+    assert any("estimated" in w and "vertebral pitch" in w for w in data3["warnings"])
     Image.fromarray((xr.image * 255).astype(np.uint8)).save(tmp_path / "film8.png")
     two = CliRunner().invoke(app, ["score", str(tmp_path / "film.png"), str(tmp_path / "film8.png"),
                                    "--pixel-spacing", "3.2", "--model", "baseline", "-o", str(tmp_path / "o4")])

@@ -122,12 +122,15 @@ def score_radiograph_learned(image, *, model_dir: str | Path | None = None, pixe
     Landmarks: the folder's learned corner localiser (``localiser.json``) when it has one, else the
     model-free localiser; the fold ensemble then grades the 8 segments. Without PyTorch/MONAI the
     model-free pipeline runs instead and the result says so (``method.learned_model_unavailable``
-    and a warning)."""
+    and a warning). Spacing unknown (a bitmap without ``pixel_spacing_mm``): estimated from the
+    vertebral pitch with the same localiser (:mod:`vascalc.radiograph.spacing`), recorded in
+    ``method.pixel_spacing_estimate`` and warned once."""
     import time
 
     from vascalc.learn._deps import learn_available
     from vascalc.radiograph.kauppila import spine_geometry
-    from vascalc.radiograph.locate import ASSUMED_FOV_MM, Localisation, locate_vertebrae
+    from vascalc.radiograph.locate import Localisation, locate_vertebrae
+    from vascalc.radiograph.spacing import estimate_pixel_spacing, estimate_spacing_model_free, with_estimated_spacing
     from vascalc.workflows.xray import AacResult, radiograph_input, score_radiograph
 
     parse_bands(bands)
@@ -160,18 +163,30 @@ def score_radiograph_learned(image, *, model_dir: str | Path | None = None, pixe
     rg, default_case = radiograph_input(image, pixel_spacing_mm)
     timings["load_s"] = time.perf_counter() - start
     warnings: list[str] = []
-    spacing = rg.pixel_spacing_mm
-    if spacing is None:
-        spacing = (ASSUMED_FOV_MM / rg.shape[0],) * 2
-        warnings.append(f"pixel spacing unknown: a {ASSUMED_FOV_MM:.0f} mm tall field of view was assumed")
-    start = time.perf_counter()
-    flagged_levels: tuple[str, ...] = ()
-    landmark_check = None
-    if (folder / "localiser.json").is_file():
+    has_localiser = (folder / "localiser.json").is_file()
+    if has_localiser:
         from vascalc.learn.aac_localiser import (check_landmarks, load_localiser, locate_learned, refine_corners,
                                                  repair_heights)
 
         loc_model = load_localiser(folder)
+    estimate = None
+    if rg.pixel_spacing_mm is None:
+        # no fixed field of view fits every film (200–480 mm tall): estimate the spacing from the
+        # vertebral pitch with the localiser that will place the landmarks (radiograph/spacing.py)
+        start = time.perf_counter()
+        if has_localiser:
+            estimate = estimate_pixel_spacing(rg.shape, lambda s: locate_learned(loc_model, rg.image, s, refine=False),
+                                              localiser=f"learned:{folder.name}", levels=("L1", "L2", "L3", "L4"))
+        else:
+            estimate = estimate_spacing_model_free(rg, facing=facing, lowest_level=lowest_level)
+        rg = with_estimated_spacing(rg, estimate)
+        warnings.append(estimate.warning())
+        timings["spacing_estimate_s"] = time.perf_counter() - start
+    spacing = rg.pixel_spacing_mm
+    start = time.perf_counter()
+    flagged_levels: tuple[str, ...] = ()
+    landmark_check = None
+    if has_localiser:
         vertebrae = locate_learned(loc_model, rg.image, spacing, refine=False)
         repaired_levels: list[str] = []
         if loc_model.refine_edges:
@@ -249,9 +264,13 @@ def score_radiograph_learned(image, *, model_dir: str | Path | None = None, pixe
               "severity_scheme": graded.result.severity_scheme, "definition": "SCORING.md B.1-B.4"}
     if landmark_check is not None:
         method["landmark_check"] = landmark_check
+    if estimate is not None:
+        method["pixel_spacing_estimate"] = estimate.to_dict()
     return AacResult(case_id=case_id or default_case, radiograph=rg.with_facing(loc.facing), localisation=loc,
                      kauppila=graded.result, method=method,
-                     warnings=tuple(warnings) + tuple(loc.warnings) + graded.result.warnings, timings_s=timings)
+                     # the unknown pixel spacing is noted above already: the model-free localiser says it again
+                     warnings=tuple(warnings) + tuple(w for w in loc.warnings if not w.startswith("pixel spacing unknown"))
+                     + graded.result.warnings, timings_s=timings)
 
 
 __all__ = ["BUNDLED_MODEL", "LearnedGrading", "grade_learned", "grade_probabilities_to_confidence",

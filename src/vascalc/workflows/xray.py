@@ -18,7 +18,8 @@ import numpy as np
 from vascalc.imaging.radiograph import Radiograph, load_radiograph
 from vascalc.radiograph.baseline import BaselineParams, grade_baseline
 from vascalc.radiograph.kauppila import DEFAULT_BANDS, KauppilaResult, parse_bands, spine_geometry
-from vascalc.radiograph.locate import ASSUMED_FOV_MM, Localisation, locate_vertebrae
+from vascalc.radiograph.locate import Localisation, locate_vertebrae
+from vascalc.radiograph.spacing import estimate_spacing_model_free, with_estimated_spacing
 from vascalc.workflows.header import result_header
 
 MODEL_ID = "model-free:profile_v1"
@@ -85,22 +86,30 @@ def score_radiograph(image: str | Path | Radiograph, *, pixel_spacing_mm: float 
 
     ``image``: a DICOM / PNG / JPEG / TIFF path or a loaded :class:`Radiograph`.
     ``facing``: ``auto`` | ``left`` | ``right``; ``bands``: severity preset or ``custom:…``
-    (SCORING.md B.4). Nothing is written (see :func:`write_xray_outputs`).
+    (SCORING.md B.4). Nothing is written (see :func:`write_xray_outputs`). Without a spacing (a
+    bitmap, no ``pixel_spacing_mm``) it is estimated from the vertebral pitch by the model-free
+    localiser (:mod:`vascalc.radiograph.spacing`; ``method.pixel_spacing_estimate``, one warning).
     """
     parse_bands(bands)  # refuse bad bands before the work
     timings: dict[str, float] = {}
     start = time.perf_counter()
     rg, default_case = radiograph_input(image, pixel_spacing_mm)
     timings["load_s"] = time.perf_counter() - start
+    spacing_warnings: tuple[str, ...] = ()
+    estimate = None
+    if rg.pixel_spacing_mm is None:
+        # No fixed field of view fits every film (200–480 mm tall): the spacing is estimated from the
+        # vertebral pitch (radiograph/spacing.py); the grader's wall band and every length rest on it.
+        start = time.perf_counter()
+        estimate = estimate_spacing_model_free(rg, facing=facing, lowest_level=lowest_level)
+        rg = with_estimated_spacing(rg, estimate)
+        spacing_warnings = (estimate.warning(),)
+        timings["spacing_estimate_s"] = time.perf_counter() - start
     start = time.perf_counter()
     loc = locate_vertebrae(rg, facing=facing, lowest_level=lowest_level)
     timings["locate_s"] = time.perf_counter() - start
     start = time.perf_counter()
     spacing = rg.pixel_spacing_mm
-    if spacing is None:
-        # Grades are ratios, but the grader's wall band is anatomical (mm): use the localiser's
-        # assumed field of view; lengths in the result are then approximate (warned).
-        spacing = (ASSUMED_FOV_MM / rg.shape[0],) * 2
     geometry = spine_geometry(loc.vertebrae, spacing)
     grading = grade_baseline(rg.with_facing(loc.facing), geometry, params, bands=bands)
     timings["grade_s"] = time.perf_counter() - start
@@ -108,7 +117,9 @@ def score_radiograph(image: str | Path | Radiograph, *, pixel_spacing_mm: float 
               "grader_params": dict(vars(grading.params)),
               "severity_scheme": grading.result.severity_scheme,
               "definition": "SCORING.md B.1-B.4"}
-    warnings = tuple(loc.warnings) + tuple(grading.result.warnings)
+    if estimate is not None:
+        method["pixel_spacing_estimate"] = estimate.to_dict()
+    warnings = spacing_warnings + tuple(loc.warnings) + tuple(grading.result.warnings)
     return AacResult(case_id=case_id or default_case, radiograph=rg.with_facing(loc.facing), localisation=loc,
                      kauppila=grading.result, method=method, calcium_points_px=grading.calcium_points_px,
                      warnings=warnings, timings_s=timings)

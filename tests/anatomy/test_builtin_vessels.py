@@ -32,10 +32,12 @@ from vascalc.anatomy.builtin.vessels import (
     _UNIT,
     artery_in_front,
     artery_path_cost,
+    calibre_held_fit,
     follow_large_mass,
     half_max_radii,
     iliac_cone_floor_mm,
     lateral_bone_front_px,
+    needs_calibre_hold,
     oblique_wall_mm,
     path_calibre_mm,
     path_wall_support,
@@ -223,13 +225,17 @@ def test_non_contrast_screw_only_the_streaked_slices_are_uncertain(seed, aorta_b
     seed 0 aorta 0.852 → 0.913, right iliac 0.810 → 0.860; seed 1 aorta 0.854 → 0.896 (0.025
     without the midline test: a track seeded on the IVC swerved onto the aorta's lower end), right
     iliac 0.113 → 0.681 with the iliac cone (the path had jumped back to a small tube at the seed's
-    x, 27–44 mm medial of the buried artery)."""
+    x, 27–44 mm medial of the buried artery). Round 13 (the aorta held to its calibre): seed 1 aorta
+    0.903, its top slice (99, far from the screw) left empty and uncertain where the held fit found
+    too little wall."""
     ph = make_vascular_phantom(seed, lumen_hu=40.0, metal="screw")
     truth = ph.totalseg_labels()
     res = segment_vessels(ph.volume)
     metal_z = np.flatnonzero((ph.volume.hu > 2000).any(axis=(1, 2)))
     expected = list(range(int(metal_z.min()) - 1, int(metal_z.max()) + 2))
-    assert list(res.uncertain_slices["aorta"]) == expected
+    near_metal = [z for z in res.uncertain_slices["aorta"] if metal_z.min() - 10 <= z <= metal_z.max() + 10]
+    assert near_metal == expected
+    assert set(res.uncertain_slices["aorta"]) - set(expected) <= {99}
     assert dice(res.labels.mask("aorta"), truth.mask("aorta")) >= aorta_bar
     if right_bar is not None:
         assert dice(res.labels.mask("iliac_artery_right"), truth.mask("iliac_artery_right")) >= right_bar
@@ -1139,3 +1145,95 @@ def test_cta_iliac_outline_takes_the_oblique_wall(monkeypatch):
     assert scores[True]["aorta"] == scores[False]["aorta"]
     for name in ("iliac_artery_left", "iliac_artery_right"):
         assert scores[False][name] < 0.945 and scores[True][name] >= 0.955, (name, scores)
+
+
+# --- round 13: the aorta's calibre --------------------------------------------------------------
+
+def _wrapped_tube_ctx(n_slices: int = 24, wrap_from: int = 8) -> tuple[_Ctx, np.ndarray, float]:
+    """A 12-mm soft-tissue tube in fat, 1.5-mm pixels; from slice ``wrap_from`` up, a lobulated layer
+    of soft tissue (half to full thickness around it) lies against its front and sides (210°; the back
+    150° stays in fat, as the aorta's back on the spine) with no fat plane between them, 4, 8, then
+    12 mm thick — a mass merging the way the dev phantom's did (non-contrast seed 6, round 13)."""
+    sp = np.array([2.5, 1.5, 1.5])
+    yy, xx = np.mgrid[0:120, 0:120] * 1.5
+    centre, radius = np.array([90.0, 90.0]), 12.0
+    d = np.hypot(yy - centre[0], xx - centre[1])
+    angle = np.mod(np.arctan2(yy - centre[0], xx - centre[1]), 2 * np.pi)  # 0 = +x, π/2 = +y (back)
+    back = (angle > np.pi / 2 - 5 * np.pi / 12) & (angle < np.pi / 2 + 5 * np.pi / 12)
+    img = np.full((n_slices, 120, 120), -100.0, np.float32)
+    img[:, d <= radius] = 40.0
+    for z in range(wrap_from, n_slices):
+        thick = min(4.0 * (1 + z - wrap_from), 12.0) * (0.5 + 0.5 * np.abs(np.sin(2.5 * angle)))
+        img[z][(d > radius) & (d <= radius + thick) & ~back] = 30.0
+    return _Ctx(img, np.zeros(img.shape, bool), sp, False, -15.0), centre, radius
+
+
+def test_needs_calibre_hold_is_a_wide_fit_that_is_not_round():
+    """Known answers (gate 0.2, ± 15 %): 15 mm on a 12-mm calibre with a third of the rays on the old
+    12-mm wall is a merge; 13.8 mm is within the gate; a round 19-mm tube (every ray at 18.5–19.5 mm)
+    really widened; rays without an edge (NaN) do not agree."""
+    eccentric = np.r_[np.full(11, 12.0), np.full(21, 16.5)]
+    assert needs_calibre_hold(15.0, eccentric, 12.0, gate=0.2)
+    assert not needs_calibre_hold(13.8, eccentric, 12.0, gate=0.2)
+    assert not needs_calibre_hold(19.2, np.linspace(18.5, 19.5, _N_RAYS), 12.0, gate=0.2)
+    open_rays = np.where(np.arange(_N_RAYS) < 5, np.nan, 19.0)
+    assert needs_calibre_hold(19.0, open_rays, 12.0, gate=0.2)
+
+
+def test_calibre_held_fit_places_the_tube_by_its_own_wall():
+    """Where soft tissue (3–12 mm thick) wraps 210° of a 12-mm tube, the free fit is the merged outline
+    (> 16 mm, not round); held at the calibre, the 150° of wall left (≈ 40 % of the rays) place the
+    tube on its centre (± 0.3 mm), started 2 mm off. A round 20-mm tube ends no ray near a 12-mm
+    calibre: None."""
+    ctx, centre, radius = _wrapped_tube_ctx()
+    free = vessels_mod._fit_tube(ctx, 20, centre, radius)
+    rays = vessels_mod._cast_rays(ctx, 20, free.centre_mm, 2.0 * free.radius_mm + 4.0)
+    assert free.radius_mm > 1.35 * radius and needs_calibre_hold(free.radius_mm, rays, radius, gate=0.2)
+    held = calibre_held_fit(ctx, 20, centre + np.array([-1.2, 1.6]), radius)
+    assert held is not None and held.radius_mm == pytest.approx(radius, abs=0.5)
+    assert np.hypot(*(held.centre_mm - centre)) <= 0.3
+    assert 0.35 <= held.hit_fraction <= 0.5
+    yy, xx = np.mgrid[0:120, 0:120] * 1.5
+    wide = np.where(np.hypot(yy - centre[0], xx - centre[1]) <= 20.0, 40.0, -100.0).astype(np.float32)[None]
+    wide_ctx = _Ctx(wide, np.zeros(wide.shape, bool), ctx.spacing, False, -15.0)
+    assert calibre_held_fit(wide_ctx, 0, centre, radius) is None
+
+
+@pytest.mark.parametrize("gate", [None, 0.2])
+def test_aorta_track_keeps_its_calibre_where_a_mass_wraps_it(gate):
+    """The aorta tracker up the tube, wrapped from slice 8 (the wrap 4, 8, then 12 mm thick): without
+    the gate the merged outline is taken on every wrapped slice (the previous slice's tolerance,
+    0.35 r + 1.5 mm, lets each step in) and the centre walks ≈ 6 mm into the mass; with it the track
+    takes one merged slice (8: below the gate), then the tube at its calibre — 11.8 mm ± 0.3 on its
+    centre ± 0.3 mm from slice 10 on. A merge slower than the gate (≈ 20 % over the last 8 slices) is
+    followed like a real widening (docs/segmentation.md, round 13)."""
+    ctx, centre, radius = _wrapped_tube_ctx()
+    seed = vessels_mod._fit_tube(ctx, 2, centre, radius)
+    t = _Tracker(ctx, 2, seed, +1, r_range_mm=(5.0, 22.0), max_shift_mm=4.25, max_gap_mm=15.0, calibre_gate=gate)
+    while t.active():
+        t.step()
+    fits, uncertain, _ = t.result()
+    assert sorted(fits) == list(range(3, 24)) and not uncertain
+    late = [fits[z] for z in range(10, 24)]
+    if gate is None:
+        assert all(f.radius_mm > 1.4 * radius and np.hypot(*(f.centre_mm - centre)) > 5.0 for f in late)
+    else:
+        assert all(abs(f.radius_mm - seed.radius_mm) <= 0.3 for f in late)
+        assert all(np.hypot(*(f.centre_mm - centre)) <= 0.3 for f in late)
+
+
+def test_dev_phantom_aorta_is_not_led_onto_the_mass_in_front_of_it(monkeypatch):
+    """Round 13 (dev non-contrast seed 6, bench grid): from z ≈ −60 mm up a soft-tissue mass lies
+    against the aorta's front with no fat plane; the free fit grew 12.4 → 19 mm within the
+    slice-to-slice tolerance and walked 45 mm forward, leaving the top 5 slices empty (aorta Dice
+    0.771). Held at its calibre the track stays on the aorta to the top of the scan (0.940)."""
+    ph = make_vascular_phantom(6, lumen_hu=40.0, shape=(120, 256, 256), spacing_mm=(2.5, 1.5, 1.5))
+    truth = ph.totalseg_labels().mask("aorta")
+    scores, top = {}, {}
+    for gate in (None, 0.2):
+        monkeypatch.setattr(vessels_mod, "AORTA_CALIBRE_GATE", gate)
+        aorta = segment_vessels(ph.volume).labels.mask("aorta")
+        scores[gate] = dice(aorta, truth)
+        top[gate] = [dice(aorta[z], truth[z]) for z in range(110, 120)]
+    assert scores[None] < 0.80 and scores[0.2] >= 0.93, scores
+    assert max(top[None]) < 0.3 and min(top[0.2]) >= 0.85, top

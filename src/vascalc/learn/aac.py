@@ -343,11 +343,14 @@ def _rotate(image: np.ndarray, vertebrae, angle_deg: float):
 TEST_SETS = ("radiograph", "radiograph_fine", "dxa", "phantom_drr")
 
 
-def synthetic_case(seed: int, *, source: str = "radiograph", vary: bool = True) -> SyntheticCase:
+def synthetic_case(seed: int, *, source: str = "radiograph", vary: bool = True,
+                   detector_supersampling: int | None = None) -> SyntheticCase:
     """One labelled film. ``source``: ``"radiograph"`` — :func:`vascalc.phantoms.lateral_spine.make_lateral_spine`
     with the radiograph chain at the training resolution (0.4–0.9 mm pixels); ``"radiograph_fine"`` —
     the same chain at detector pixels of 0.15–0.3 mm; ``"dxa"`` — the DXA-VFA chain;
-    ``"phantom_drr"`` — :func:`phantom_drr_case` (the 3-D vascular phantom's DRR, a different generator)."""
+    ``"phantom_drr"`` — :func:`phantom_drr_case` (the 3-D vascular phantom's DRR, a different generator).
+    ``detector_supersampling``: the lateral film's detector (default area-integrating since round 14;
+    1 = point-sampled, for a same-draw comparison)."""
     if source == "phantom_drr":
         return phantom_drr_case(seed, vary=vary)
     from vascalc.phantoms.lateral_spine import make_lateral_spine
@@ -355,7 +358,8 @@ def synthetic_case(seed: int, *, source: str = "radiograph", vary: bool = True) 
     chain = {"radiograph": "radiograph", "radiograph_fine": "radiograph", "dxa": "dxa"}.get(source)
     if chain is None:
         raise InputError(f"unknown synthetic source {source!r}; use one of {', '.join(TEST_SETS)}")
-    film = make_lateral_spine(seed, chain=chain, pixel_spacing_mm=(0.15, 0.3) if source == "radiograph_fine" else None)
+    film = make_lateral_spine(seed, chain=chain, pixel_spacing_mm=(0.15, 0.3) if source == "radiograph_fine" else None,
+                              detector_supersampling=detector_supersampling)
     return SyntheticCase(image=film.image, vertebrae=film.vertebrae, pixel_spacing_mm=film.pixel_spacing_mm,
                          grades=dict(film.segment_grades), aac24=film.aac24, seed=seed,
                          variation={"source": source, "chain": asdict(film.chain), "anatomy": film.anatomy})
@@ -928,19 +932,22 @@ def score_agreement(reference: Sequence[float], predicted: Sequence[float],
     return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()}
 
 
-def _cases(seeds: Sequence[int], source: str = "radiograph") -> list[SyntheticCase]:
-    return [synthetic_case(int(s), source=source) for s in seeds]
+def _cases(seeds: Sequence[int], source: str = "radiograph", detector_supersampling: int | None = None) -> list[SyntheticCase]:
+    return [synthetic_case(int(s), source=source, detector_supersampling=detector_supersampling) for s in seeds]
 
 
 def evaluate_aac(model_dir: str | Path | AacEnsemble, n_test: int = 40, seed: int = 0, *,
-                 sets: Sequence[str] = ("radiograph",), localisers: Sequence[str] = ()) -> dict:
+                 sets: Sequence[str] = ("radiograph",), localisers: Sequence[str] = (),
+                 detector_supersampling: int | None = None) -> dict:
     """Held-out evaluation per test set (:data:`TEST_SETS`; seeds ``TEST_SEED_OFFSET + seed·10⁴ + i``,
     never used in training) of the learned grader, the regressor and the model-free baseline on the
     SAME images with the true landmarks. ``localisers``: ``"model-free"`` and/or a folder holding a
     learned localiser (``localiser.json``); each is run on the same films: success rate, mean L1–L4
     corner error (mm) and the learned grader's AAC-24 with the predicted landmarks (end to end).
     With grader test-time augmentation on (:func:`grader_tta`), the same films are also graded
-    without it (``learned_grader_no_tta``, ``…_landmarks_no_tta``) for a before/after on one run."""
+    without it (``learned_grader_no_tta``, ``…_landmarks_no_tta``) for a before/after on one run.
+    ``detector_supersampling``: passed to :func:`synthetic_case` (``1``: the same films point-sampled;
+    reports written before round 14 used the generator of commit 54d3952, see docs/radiograph.md)."""
     from vascalc.errors import VascalcError
     from vascalc.imaging.radiograph import radiograph_from_array
     from vascalc.learn.aac_localiser import corner_error_mm, load_localiser, locate_learned
@@ -954,7 +961,7 @@ def evaluate_aac(model_dir: str | Path | AacEnsemble, n_test: int = 40, seed: in
     with_tta = grader_tta(ensemble) != "none"
     for source in sets:
         n = n_test if source != "phantom_drr" else max(2, n_test // 2)  # the 3-D phantom is slow to make
-        cases = _cases([TEST_SEED_OFFSET + seed * 10_000 + i for i in range(n)], source)
+        cases = _cases([TEST_SEED_OFFSET + seed * 10_000 + i for i in range(n)], source, detector_supersampling)
         truth = np.array([[c.grades[s] for s in SEGMENTS] for c in cases])
         learned, base, reg, plain, no_tta = [], [], [], [], []
         e2e = {name: [] for name in localisers}
@@ -1335,8 +1342,11 @@ def train_aac_grader(out_dir: str | Path, n_train: int = 60, seed: int = 0, epoc
     start = time.perf_counter()
     graders, regressors, cv = train_ensemble(patches, crops, grades, aac, cfg, seed=seed)
     train_s = time.perf_counter() - start
+    from vascalc.phantoms.lateral_spine import DETECTOR_SUPERSAMPLING
+
     report = {"config": config_dict(cfg), "n_train": n_train, "train_seeds": [seed * 10_000, seed * 10_000 + n_train - 1],
-              "train_source": "vascalc.phantoms.lateral_spine, radiograph chain, 0.4–0.9 mm pixels" + (
+              "train_source": "vascalc.phantoms.lateral_spine, radiograph chain, 0.4–0.9 mm pixels, area-integrating "
+                              f"detector ({DETECTOR_SUPERSAMPLING} × {DETECTOR_SUPERSAMPLING} sub-pixel rays per edge pixel)" + (
                   f"; half of the films with extra blur FWHM ≤ {cfg.augment_blur_mm} mm and noise SD ≤ "
                   f"{cfg.augment_noise} (augment_film)" if cfg.augment_blur_mm > 0 or cfg.augment_noise > 0 else ""),
               "grade_counts": np.bincount(grades.ravel(), minlength=4).tolist(),

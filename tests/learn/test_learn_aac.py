@@ -252,3 +252,19 @@ def test_bundled_model_selection_used_only_disjoint_seeds():
         assert applied is None
         v_lo, v_hi = val["seeds"]
         assert v_lo >= VALIDATION_SEED_OFFSET and v_hi < VALIDATION_SEED_OFFSET + 10**6
+
+
+def test_a_labelled_film_without_spacing_takes_it_from_its_landmarks():
+    from vascalc.learn.aac_data import LabelledFilm, film_spacing_mm
+    from vascalc.radiograph.spacing import NOMINAL_GAP_MM
+
+    def body(name, row):  # a 40 × 40 px body centred at (row, 100)
+        return VertebraLandmark(name, ((row - 20, 80), (row - 20, 120), (row + 20, 120), (row + 20, 80)), (row, 100))
+
+    # L1…L4 centres 70 px apart: spacing = mean nominal gap (mm) / 70 px
+    vertebrae = tuple(body(n, 100 + 70 * i) for i, n in enumerate(("L1", "L2", "L3", "L4")))
+    film = LabelledFilm("f.png", np.zeros((500, 300)), None, vertebrae, None, 0)
+    nominal = np.mean([NOMINAL_GAP_MM[("L1", "L2")], NOMINAL_GAP_MM[("L2", "L3")], NOMINAL_GAP_MM[("L3", "L4")]])
+    assert film_spacing_mm(film) == pytest.approx((nominal / 70.0,) * 2)
+    given = LabelledFilm("g.png", film.image, (0.5, 0.5), vertebrae, None, 0)
+    assert film_spacing_mm(given) == (0.5, 0.5)

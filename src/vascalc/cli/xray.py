@@ -33,7 +33,8 @@ def score(
     inputs: list[Path] = typer.Argument(..., help="Radiographs: DICOM (DX/CR/SC) or PNG/JPEG/TIFF."),
     output: Path = typer.Option(..., "-o", "--output", help="Output folder (must not exist or be empty)."),
     pixel_spacing: Optional[float] = typer.Option(None, "--pixel-spacing",
-                                                  help="Pixel spacing in mm (bitmaps, or override)."),
+                                                  help="Pixel spacing in mm (bitmaps, or override); without it (and none in the file) it is estimated "
+                                                       "from the vertebral pitch (± 15 %)."),
     facing: str = typer.Option("auto", help="Patient facing: auto, left or right."),
     lowest_level: str = typer.Option("L5", help="Lowest complete vertebral body in the image: L5 or L4."),
     bands: str = typer.Option("low_moderate_high", help="Severity bands: low_moderate_high, ge5, "

@@ -124,6 +124,18 @@ def read_labels(folder: str | Path) -> list[dict]:
     return out
 
 
+def film_spacing_mm(film: LabelledFilm) -> tuple[float, float]:
+    """The film's pixel spacing (mm); when the file and the CSV give none, its landmarks give it: the
+    nominal adult gap between lumbar body centres (mm) over the film's gap (px), as
+    :mod:`vascalc.radiograph.spacing` estimates it for unlabelled films (± 15 % anatomical spread)."""
+    if film.pixel_spacing_mm is not None:
+        return film.pixel_spacing_mm
+    from vascalc.radiograph.spacing import pitch_from_landmarks
+
+    measured_px, nominal_mm, _ = pitch_from_landmarks(film.vertebrae)
+    return (nominal_mm / measured_px,) * 2
+
+
 def load_labelled_folder(folder: str | Path) -> tuple[list[LabelledFilm], list[str]]:
     """Read ``labels.csv`` and the films; returns (films, notes). Films without landmarks are
     localised model-free; those that cannot be localised are left out and noted."""
@@ -152,8 +164,6 @@ def train_from_folder(folder: str | Path, out_dir: str | Path, config=None, *, s
     from dataclasses import asdict
 
     from vascalc.learn.aac import AacConfig, case_inputs, config_dict, save_aac_ensemble, train_ensemble, write_report
-    from vascalc.radiograph.locate import ASSUMED_FOV_MM
-
     cfg = config or AacConfig()
     cfg = AacConfig(**{**asdict(cfg), "seed": seed})
     start = time.perf_counter()
@@ -163,8 +173,7 @@ def train_from_folder(folder: str | Path, out_dir: str | Path, config=None, *, s
     with_grades = all(f.grades is not None for f in films)
     patches, crops = [], []
     for f in films:
-        spacing = f.pixel_spacing_mm or (ASSUMED_FOV_MM / f.image.shape[0],) * 2
-        p, c = case_inputs(f.image, f.vertebrae, spacing, cfg)
+        p, c = case_inputs(f.image, f.vertebrae, film_spacing_mm(f), cfg)
         patches.append(p)
         crops.append(c)
     grades = np.array([[f.grades[s] for s in SEGMENTS] for f in films]) if with_grades else None
@@ -184,4 +193,4 @@ def train_from_folder(folder: str | Path, out_dir: str | Path, config=None, *, s
     return report
 
 
-__all__ = ["LabelledFilm", "load_labelled_folder", "read_labels", "train_from_folder"]
+__all__ = ["LabelledFilm", "film_spacing_mm", "load_labelled_folder", "read_labels", "train_from_folder"]

@@ -151,8 +151,8 @@ def parse_floats(text: str, what: str) -> tuple[float, ...]:
         values = tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise InputError(f"--{what} must be comma-separated numbers, got {text!r}") from None
-    if not values or any(not v > 0 for v in values):
-        raise InputError(f"--{what} must be positive numbers, got {text!r}")
+    if not values or any(not 0 < v < float("inf") for v in values):
+        raise InputError(f"--{what} must be positive finite numbers, got {text!r}")
     return values
 
 
@@ -166,6 +166,8 @@ def build_cohort(n_cases: int, seed: int, thicknesses_mm: Sequence[float], noise
     """
     if n_cases < 1:
         raise InputError("--cases must be at least 1")
+    if seed < 0:  # SeedSequence takes non-negative entropy only
+        raise InputError(f"--seed must be 0 or a positive integer, got {seed}")
     if kind not in ("vascular", "inserts", "both"):
         raise InputError(f"--kind must be vascular, inserts or both, got {kind!r}")
     cases = []
@@ -445,6 +447,11 @@ def run_accuracy(output: Path | str, *, n_cases: int = 2, seed: int = 0,
     from vascalc.calcium.policies import parse_method
     from vascalc.report.output_folder import check_output_folder, prepare_output_folder
 
+    if not methods:
+        raise InputError("--methods is empty; give policies such as agatston,adaptive")
+    if len(set(methods)) != len(methods):
+        # a repeated policy would be scored twice and counted twice in every pooled row
+        raise InputError(f"--methods names a policy twice ({', '.join(methods)}); give each once")
     for m in methods:
         parse_method(m)       # a bad policy fails before any work
     check_output_folder(output)

@@ -12,6 +12,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from vascalc.errors import InputError
+
 app = typer.Typer(
     name="bench",
     help="Benchmarks against phantom truth.\n\nExample: vascalc bench accuracy -o accuracy/ --cases 4 --seed 0",
@@ -99,8 +101,13 @@ def segmentation(
     from vascalc.report.output_folder import prepare_output_folder
     from vascalc.report.tables import write_csv
 
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise InputError(f"--seeds must be comma-separated whole numbers ≥ 0, e.g. 0,1,2; got {seeds!r}") from None
+    if any(s < 0 for s in seed_list):
+        raise InputError(f"--seeds must be whole numbers ≥ 0, got {seeds!r}")
     out = prepare_output_folder(output)
-    seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     folder = real_data if real_data is not None else Path.cwd().parent / "shared" / "data"
     with Console(stderr=True).status("building cases…") as status:
         cases = (phantom_cases(seed_list) if phantoms else []) + (real_cases(folder) if folder.is_dir() else [])
@@ -125,6 +132,9 @@ def coronary(
     from vascalc.bench.coronary import run_coronary_bench
     from vascalc.report.output_folder import prepare_output_folder
 
+    from vascalc.workflows.coronary import resolve_model
+
+    resolve_model(model)  # a missing or unreadable model fails before the output folder is made
     out = prepare_output_folder(output)
     command = f"vascalc bench coronary -o {shlex.quote(str(output))} --cases {cases} --seed {seed}" + \
         (f" --model {shlex.quote(model)}" if model else "") + (f" --workers {workers}" if workers > 1 else "")

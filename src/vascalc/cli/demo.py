@@ -26,6 +26,13 @@ def demo(
     from vascalc.phantoms import make_vascular_phantom, write_phantom
     from vascalc.report.output_folder import prepare_output_folder
 
+    from vascalc.calcium.policies import parse_method
+    from vascalc.errors import InputError
+
+    # bad options fail before the output folder is made, so a corrected rerun can use the same folder
+    if seed < 0:
+        raise InputError(f"--seed must be 0 or a positive integer, got {seed}")
+    parse_method(method)
     console = Console()
     out = prepare_output_folder(output)
     if any(out.iterdir()):

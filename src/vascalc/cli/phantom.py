@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import time
 from enum import Enum
 from pathlib import Path
 
+import numpy as np
 import typer
 
 from vascalc.errors import InputError
@@ -58,6 +60,43 @@ def _triple(text: str | None, what: str, cast=float):
     return values
 
 
+def _check_seed(seed: int) -> None:
+    if seed < 0:  # numpy's SeedSequence takes non-negative entropy only
+        raise InputError(f"--seed must be 0 or a positive integer, got {seed}")
+
+
+def _finite(**values: float | None) -> None:
+    """Refuse NaN/inf options: typer parses 'nan' as a float and the phantom would carry it silently."""
+    for name, value in values.items():
+        if value is not None and not math.isfinite(value):
+            raise InputError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
+
+
+#: The structure each kind of phantom exists for: a grid that misses it is too small for the anatomy.
+REQUIRED_STRUCTURE = {"vascular": "aorta", "chest": "heart"}
+
+
+def check_anatomy_in_grid(phantom, kind: str) -> None:
+    """Refuse a phantom whose grid cannot hold its anatomy (InputError naming what is missing).
+
+    Two failures of a too-small ``--shape``/``--spacing``: the defining structure (aorta, heart) has no
+    voxel, or ``truth.json`` would count calcium that lies entirely outside the image (true volume > 0,
+    voxelised volume 0), so that the "exact truth" no longer describes the image.
+    """
+    grid = phantom.labels.grid
+    fov = "×".join(f"{n * d:g}" for n, d in zip(grid.shape, grid.spacing_mm))
+    advice = f"; the grid covers only {fov} mm (z,y,x): use a larger --shape or --spacing, or drop them for the preset"
+    required = REQUIRED_STRUCTURE.get(kind)
+    if required is not None:
+        ids = [i for i, name in phantom.labels.names.items() if name == required]
+        if not np.isin(phantom.labels.labels, ids).any():
+            raise InputError(f"the {kind} phantom's grid holds no {required}{advice}")
+    outside = [name for name, rec in phantom.truth.get("structures", {}).items()
+               if rec.get("calcium_volume_mm3", 0) > 0 and rec.get("calcium_volume_voxelised_mm3", 1) == 0]
+    if outside:
+        raise InputError(f"the calcium of {outside[0]} ({len(outside)} structure(s)) lies outside the grid{advice}")
+
+
 @app.command("ct")
 def ct(
     output: Path = typer.Option(..., "-o", "--output", help="New or empty output folder."),
@@ -88,6 +127,8 @@ def ct(
     from vascalc.report.output_folder import check_output_folder
 
     check_output_folder(output)
+    _check_seed(seed)
+    _finite(lumen_hu=lumen_hu, slice_thickness=slice_thickness, noise=noise, psf_fwhm=psf_fwhm)
     preset_shape, preset_spacing = PRESETS[(kind.value, size.value)]
     grid_shape = _triple(shape, "shape", int) or preset_shape
     grid_spacing = _triple(spacing, "spacing") or preset_spacing
@@ -106,6 +147,7 @@ def ct(
     else:
         phantom = make_insert_phantom(seed, **common)
     generated = time.perf_counter() - start
+    check_anatomy_in_grid(phantom, kind.value)
     write_phantom(phantom, output, dicom=dicom, masks=masks)
     total = phantom.truth.get("total") or {}
     typer.echo(f"{kind.value} phantom {'×'.join(map(str, grid_shape))} written to {output} "
@@ -130,8 +172,13 @@ def xray(
     from vascalc.report.output_folder import check_output_folder
 
     check_output_folder(output)
+    _check_seed(seed)
+    _finite(plaque_rate=plaque_rate, pixel_spacing=pixel_spacing, photons=photons, blur_fwhm=blur_fwhm)
     if plaque_rate < 0:
         raise InputError("--plaque-rate must not be negative")
+    if pixel_spacing <= 0 or photons <= 0 or blur_fwhm < 0:
+        raise InputError("--pixel-spacing and --photons must be positive and --blur-fwhm not negative; got "
+                         f"{pixel_spacing:g} mm, {photons:g}, {blur_fwhm:g} mm")
     phantom = make_vascular_phantom(seed, shape=(260, 280, 232), spacing_mm=(1.0, 1.0, 1.5), noise_sd_hu=10.0,
                                     plaque_rate=plaque_rate, plaques="random" if plaque_rate > 0 else "none")
     radiograph = project_lateral_radiograph(phantom, pixel_spacing_mm=pixel_spacing, photons_per_pixel=photons,

@@ -34,10 +34,18 @@ def _read_csv(path: Path, columns: list[str]):
 
     if not path.is_file():
         raise InputError(f"{path.name}: no such CSV file")
+    import csv
+
+    if path.stat().st_size == 0:
+        raise InputError(f"{path.name} is empty; give a CSV with a header row and one row per case")
     try:
         frame = pd.read_csv(path, sep=None, engine="python")
-    except (OSError, ValueError, UnicodeDecodeError) as error:
-        raise InputError(f"{path.name}: cannot read as CSV ({error})") from None
+    except (OSError, ValueError, UnicodeDecodeError, csv.Error) as error:
+        # csv.Error: the delimiter sniffer found no consistent separator (one column, binary, …)
+        raise InputError(f"{path.name}: cannot read as CSV ({error}); give comma-, semicolon- or "
+                         "tab-separated text with a header row") from None
+    if len(frame) == 0:
+        raise InputError(f"{path.name} has a header but no rows; give one row per case")
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise InputError(f"column {missing[0]!r} is not in {path.name}; its columns are: "
@@ -124,6 +132,9 @@ def _rich_table(table) -> Table:
 
 
 def _write_tables(out: Path, stem: str, tables, report) -> list[Path]:
+    from vascalc.report.output_folder import prepare_output_folder
+
+    prepare_output_folder(out)
     written = []
     for suffix, table in tables:
         if table is None:
@@ -138,11 +149,13 @@ def _write_tables(out: Path, stem: str, tables, report) -> list[Path]:
 
 
 def _prepare(output: Optional[Path], inputs: list[Path]) -> Optional[Path]:
+    """Check the output folder before the work; it is made only when there is something to write
+    (in :func:`_write_tables`), so a statistic that fails leaves no empty folder behind."""
     if output is None:
         return None
-    from vascalc.report.output_folder import prepare_output_folder
+    from vascalc.report.output_folder import check_output_folder
 
-    return prepare_output_folder(output, inputs)
+    return check_output_folder(output, inputs)
 
 
 @app.command("agreement", epilog=EXAMPLE_AGREEMENT)
@@ -165,6 +178,11 @@ def agreement(
         raise InputError("each --predicted column must be named once and differ from --reference")
     ref = _numeric(frame, reference)
     methods = {name: _numeric(frame, name) for name in predicted}
+    for name, values in methods.items():  # name the column, not just "reference and predicted"
+        pairs = sum(1 for a, b in zip(ref, values) if a == a and b == b)  # x == x: not NaN
+        if pairs < 2:
+            raise InputError(f"columns {reference!r} and {name!r} share {pairs} row(s) with both values; "
+                             "agreement needs at least 2 complete rows")
     out = _prepare(output, [csv_file])
     report = agreement_report(ref, methods, reference_name=reference, unit=unit, category_bands=category_bands,
                               loa_multiplier=loa)
@@ -312,6 +330,8 @@ def raters(
     _check_format(fmt)
     if len(rater) < 2:
         raise InputError("give at least two --rater columns")
+    if len(set(rater)) != len(rater):
+        raise InputError("each --rater column must be named once; give two or more different columns")
     frame = _read_csv(csv_file, rater)
     # A column with a gap is read as floats: 4.0 must still match the category "4".
     labels = frame[rater].apply(lambda col: col.map(_label))

@@ -81,6 +81,10 @@ def seg2d(
     require_monai("vascalc train seg2d")
     if output.exists() and any(output.iterdir()):
         raise InputError(f"{output}: folder exists and is not empty; choose a new model folder")
+    from vascalc.report.output_folder import check_output_folder
+
+    # the model folder must not land inside the training data (globs and files: their folder)
+    check_output_folder(output, [Path(s) if Path(s).is_dir() else Path(s).parent for s in [*images, *(masks or [])]])
     config = Seg2DConfig(
         size_px=size, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, n_folds=folds,
         gap_slices=gap, seed=seed, flip_lr=flip, label_name=canonical_label(label),

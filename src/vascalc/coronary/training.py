@@ -304,14 +304,31 @@ def lesions_from_csv(path: str | Path) -> LesionTable:
     files = sorted(path.glob("*.csv")) if path.is_dir() else [path]
     if not files or not all(f.exists() for f in files):
         raise InputError(f"no lesion CSV found at {path}")
-    frame = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+    frames = []
+    for f in files:
+        try:
+            # only empty cells are missing: pandas' default NA words would turn the class "None" into NaN
+            frames.append(pd.read_csv(f, keep_default_na=False, na_values=[""]))
+        except (OSError, ValueError, UnicodeDecodeError) as error:  # EmptyDataError and ParserError are ValueErrors
+            raise InputError(f"{f.name}: cannot read as a lesion CSV ({error}); write it with "
+                             "'vascalc train coronary --export-lesions'") from None
+    frame = pd.concat(frames, ignore_index=True)
     missing = [c for c in (*FEATURES, "artery") if c not in frame.columns]
     if missing:
         raise InputError(f"lesion CSV lacks column(s) {', '.join(missing)}; write it with 'vascalc train coronary "
                          "--export-lesions'")
-    unknown = sorted(set(frame["artery"]) - set(CLASSES))
+    values = frame[list(FEATURES)].apply(pd.to_numeric, errors="coerce")
+    # text, empty cells and ±inf in a feature: the forest would train on a made-up value or fail later
+    bad = ~np.isfinite(values.to_numpy(np.float64))
+    if bad.any():
+        row, col = (int(v[0]) for v in np.nonzero(bad))
+        raise InputError(f"lesion CSV line {row + 2} has a missing, non-numeric or infinite {FEATURES[col]!r} "
+                         f"({str(frame[FEATURES[col]].iloc[row])[:20]!r}); every feature must be a finite number")
+    frame[list(FEATURES)] = values
+    frame["artery"] = frame["artery"].map(lambda v: v.strip().lower() if isinstance(v, str) else v)
+    unknown = sorted({str(v) for v in frame["artery"]} - set(CLASSES))
     if unknown:
-        raise InputError(f"unknown artery value(s) {unknown}; use none, rca, lad or lcx")
+        raise InputError(f"unknown or missing artery value(s) {unknown}; use none, rca, lad or lcx in every row")
     classes = frame["artery"].map({c: i for i, c in enumerate(CLASSES)}).to_numpy(np.int64)
     groups = frame["case"].astype("category").cat.codes.to_numpy(np.int64) if "case" in frame else np.arange(len(frame))
     return LesionTable(frame[list(FEATURES)].to_numpy(np.float64), classes, groups)

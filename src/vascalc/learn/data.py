@@ -251,7 +251,14 @@ def load_png_pairs(
     images, masks, cases, index = [], [], [], []
     for position, (image_path, mask_path) in enumerate(pairs):
         image = read_png_grey(image_path)
-        mask = read_png_grey(mask_path) > 0
+        grey = read_png_grey(mask_path)
+        levels = np.unique(grey)
+        if levels.size > 2:
+            # a grey image, an anti-aliased (resized) mask or a label map given as mask: "> 0" would
+            # silently turn all of it into foreground
+            raise InputError(f"{mask_path.name} is not a binary mask: it holds {levels.size} grey levels "
+                             f"({', '.join(f'{v:g}' for v in levels[:4])}{', …' if levels.size > 4 else ''}); give masks of 0 and one foreground value")
+        mask = grey > 0
         if image.shape != mask.shape:
             raise InputError(f"{image_path.name} is {image.shape} but its mask {mask_path.name} is {mask.shape}")
         case, number = _case_and_index(_pair_key(image_path), position)
@@ -291,6 +298,11 @@ def load_volume_pairs(
         volume = load_volume(image_path)
         raw, _, _ = read_image(mask_path)
         present = [int(v) for v in np.unique(raw) if v != 0]
+        if mask_labels is None and len(present) > 1:
+            # a multilabel file: "any non-zero" would merge every structure into one foreground
+            raise InputError(f"{mask_path.name} holds {len(present)} labels ({', '.join(map(str, present[:5]))}"
+                             f"{', …' if len(present) > 5 else ''}); pick the structure with --mask-labels "
+                             "(e.g. 52 for TotalSegmentator's aorta)")
         # generic names: only the ids matter here, and load_labelmap brings the mask onto the CT grid
         labels = load_labelmap(mask_path, volume.grid, names={v: f"label_{v}" for v in present}).labels
         mask = (labels != 0) if mask_labels is None else np.isin(labels, list(mask_labels))

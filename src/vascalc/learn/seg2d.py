@@ -19,6 +19,7 @@ averaged over slices = 83.4 % in S4. Here:
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -64,6 +65,12 @@ class Seg2DConfig:
             raise InputError(f"the network input size must be a multiple of 32 pixels (e.g. 128, 160, 256), got {self.size_px}")
         if self.n_folds < 2 or self.epochs < 1 or self.batch_size < 1:
             raise InputError("folds must be ≥ 2 and epochs and batch size ≥ 1")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise InputError(f"the learning rate must be a positive number (e.g. 1e-3), got {self.learning_rate}")
+        if self.gap_slices < 0:
+            raise InputError(f"the gap must be 0 or more slices, got {self.gap_slices}")
+        if self.time_budget_s is not None and not self.time_budget_s > 0:
+            raise InputError(f"the time budget must be a positive number of seconds, got {self.time_budget_s}")
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -270,7 +277,15 @@ def cross_validate(
     require_monai()
     if len(slices) < config.n_folds:
         raise InputError(f"{len(slices)} slices are too few for {config.n_folds}-fold cross-validation")
+    if not slices.masks.any():
+        raise InputError(f"all {len(slices)} masks are empty: there is nothing to learn; check the masks "
+                         "(foreground = pixels > 0) or --mask-labels")
     folds = kfold_slices(slices.case_ids, slices.slice_index, config.n_folds, gap_slices=config.gap_slices, seed=config.seed)
+    thin = next((f for f in folds if len(f.train) < 2), None)
+    if thin is not None:
+        # BatchNorm cannot train on a batch of one slice (one value per channel at the bottleneck)
+        raise InputError(f"fold {thin.index + 1} of {len(folds)} would train on {len(thin.train)} slice; "
+                         "give more slices, fewer folds or a smaller --gap")
     x_all = to_network_input(slices.images, config.size_px)
     y_all = (to_network_input(slices.masks.astype(np.float32), config.size_px) >= 0.5).float()
     start = time.monotonic()

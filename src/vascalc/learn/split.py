@@ -90,5 +90,9 @@ def kfold_slices(
                 lo, hi = val_idx.min() - gap, val_idx.max() + gap
                 excluded |= same & (slice_index >= lo) & (slice_index <= hi) & (folds_of != k)
         train = np.flatnonzero((folds_of != k) & ~excluded)
+        if train.size == 0:
+            # with one case the gap around the validation block can swallow every other slice
+            raise InputError(f"fold {k + 1} of {n_folds} has no training slice left ({len(cases)} slices, gap "
+                             f"{gap} each side of the validation block); use fewer folds, a smaller --gap or more slices")
         folds.append(Fold(index=k, train=train, validation=validation, excluded=np.flatnonzero(excluded), rule=rule))
     return folds

@@ -192,6 +192,10 @@ def cohen_kappa_table(table: Any, *, weights: Weights = "none", confidence: floa
                             tuple(flags))
 
 
+#: Most distinct categories a rating table may hold (AAC-24 has 25 scores, CAC risk bands 5).
+MAX_CATEGORIES = 100
+
+
 def category_counts(ratings: Any, categories: Sequence | None = None) -> tuple[np.ndarray, tuple]:
     """Subjects × categories count table n_ij from a subjects × raters array of labels.
 
@@ -206,12 +210,18 @@ def category_counts(ratings: Any, categories: Sequence | None = None) -> tuple[n
     if categories is None:
         categories = sorted(set(flat))
     categories = tuple(categories)
+    if len(categories) > MAX_CATEGORIES:
+        # continuous scores given as ratings: κ would be meaningless and the table huge
+        raise InputError(f"the ratings hold {len(categories)} different values; κ needs categories (at most "
+                         f"{MAX_CATEGORIES}): check the columns, or use 'vascalc stats agreement' for continuous scores")
     index = {c: j for j, c in enumerate(categories)}
     unknown = sorted({str(v) for v in flat if v not in index})
     if unknown:
         raise InputError(f"ratings {', '.join(unknown[:5])} are not among the declared categories")
     codes = np.array([index[v] for v in flat]).reshape(r.shape)
-    counts = (codes[:, :, None] == np.arange(len(categories))).sum(axis=1)
+    k = len(categories)
+    rows = np.repeat(np.arange(r.shape[0]), r.shape[1])
+    counts = np.bincount(rows * k + codes.ravel(), minlength=r.shape[0] * k).reshape(r.shape[0], k)
     return counts, categories
 
 
@@ -229,10 +239,14 @@ def multirater_kappa(counts: Any, *, method: Literal["fleiss", "randolph"] = "fl
     check_confidence(confidence)
     if method not in ("fleiss", "randolph"):
         raise InputError(f"unknown multirater κ {method!r}; use 'fleiss' or 'randolph'")
+    if seed < 0:  # numpy's generators take non-negative seeds only
+        raise InputError(f"the bootstrap seed must be 0 or a positive integer, got {seed}")
     c = np.asarray(counts, dtype=float)
-    if c.ndim != 2 or c.shape[1] < 2:
-        raise InputError(f"count table must be subjects × categories with ≥ 2 categories, got shape {c.shape}")
+    if c.ndim != 2:
+        raise InputError(f"count table must be subjects × categories, got shape {c.shape}")
     require_n(c.shape[0], 2, "multirater κ")
+    if c.shape[1] < 1:
+        raise InputError("count table has no category column; give at least one category")
     raters = c.sum(axis=1)
     if not np.all(raters == raters[0]) or raters[0] < 2:
         raise InputError("every subject must be rated by the same number (≥ 2) of raters")
@@ -250,8 +264,9 @@ def multirater_kappa(counts: Any, *, method: Literal["fleiss", "randolph"] = "fl
     flags: list[str] = []
     nan = float("nan")
     if np.isclose(p_e, 1.0):
+        # One category used (Fleiss) or offered (Randolph, q = 1): κ = 0/0 is undefined (§D.7.2–3).
         return MultiraterKappaResult(method, nan, nan, nan, confidence, "none", 0, seed, p_bar, p_e,
-                                     c.shape[0], n_r, q, ("chance_agreement_is_1",))
+                                     int(c.shape[0]), n_r, int(q), ("chance_agreement_is_1",))
     kappa = float(_sm_fleiss_kappa(c, method=method))
     low = high = nan
     if ci == "two_rater_analytic":

@@ -104,15 +104,24 @@ def proportional_odds(outcome: Any, predictors: Mapping[str, Any], *, units: Map
     if not converged:
         flags.append("not_converged")
     z = z_quantile(confidence)
+    # Complete separation: the predictors order the outcome perfectly, the likelihood tends to 1 as
+    # |B| → ∞ and the optimiser stops at an arbitrary large B with a huge SE. The MLE does not
+    # exist, so B, its CI, Wald, p and the odds ratio are reported as undefined, not as numbers.
+    separated = bool(fit.llf > -1e-3)
+    if separated:
+        flags.append("complete_separation_estimates_undefined")
     coefficients = []
     for name in x.columns:
         b, se = float(fit.params[name]), float(fit.bse[name])
-        if not np.isfinite(se):
+        if separated:
+            b = se = float("nan")
+        if not np.isfinite(se) and not separated:
             flags.append(f"se_undefined:{name}")
         wald = (b / se) ** 2 if se > 0 else float("nan")
         coefficients.append(OrdinalCoefficient(
             name=name, unit=units.get(name, "unit of the predictor"), b=b, se=se, ci_low=b - z * se,
             ci_high=b + z * se, wald_chi2=float(wald), p_value=float(st.chi2.sf(wald, 1)), odds_ratio=float(np.exp(b))))
-    thresholds = tuple(float(v) for v in fit.model.transform_threshold_params(fit.params)[1:-1])
+    thresholds = tuple(float("nan") if separated else float(v)
+                       for v in fit.model.transform_threshold_params(fit.params)[1:-1])
     return OrdinalResult(tuple(coefficients), thresholds, tuple(observed), int(len(y)), dropped, float(fit.llf),
                          converged, confidence, tuple(flags))

@@ -20,8 +20,8 @@ from vascalc.errors import InputError
 from vascalc.stats._common import ResultMixin, as_float_array
 from vascalc.stats.bland_altman import BlandAltmanResult, bland_altman
 from vascalc.stats.continuous import CorrelationResult, ErrorMetrics, error_metrics, pearson, spearman
-from vascalc.stats.diagnostic import (DiagnosticResult, MulticlassResult, RocAucResult, diagnostic_accuracy,
-                                      multiclass_metrics, roc_auc)
+from vascalc.stats.diagnostic import (DiagnosticResult, MulticlassResult, RocAucResult, delong_components,
+                                      diagnostic_accuracy, multiclass_metrics, roc_auc)
 from vascalc.stats.icc import ICCResult, icc_two_methods
 from vascalc.stats.kappa import CohenKappaResult, MultiraterKappaResult, cohen_kappa
 from vascalc.stats.ordinal import OrdinalResult
@@ -149,6 +149,8 @@ def agreement_report(reference: Any, predicted: Mapping[str, Any], *, reference_
     """
     if not predicted:
         raise InputError("give at least one predicted column")
+    if not (math.isfinite(loa_multiplier) and loa_multiplier > 0):
+        raise InputError(f"the limits-of-agreement multiplier must be a positive number (1.96 or 2), got {loa_multiplier}")
     edges = parse_bands(category_bands) if category_bands is not None else None
     methods = []
     for name, values in predicted.items():
@@ -259,6 +261,8 @@ def detection_report(reference: Any, predicted: Mapping[str, Any], *, reference_
     """
     if not predicted:
         raise InputError("give at least one predicted column")
+    if threshold is not None and not math.isfinite(threshold):
+        raise InputError(f"the score threshold must be a finite number, got {threshold}")
     methods = []
     for name, values in predicted.items():
         scores = as_float_array(values, name)
@@ -275,7 +279,7 @@ def detection_report(reference: Any, predicted: Mapping[str, Any], *, reference_
             decisions = np.where(np.isnan(scores), np.nan, (scores >= threshold).astype(float))
         diag = diagnostic_accuracy(reference, decisions, method=proportion_method, confidence=confidence)
         kappa = cohen_kappa(_labels01(reference), _labels01(decisions), categories=(1, 0), confidence=confidence)
-        auc = roc_auc(reference, scores, confidence=confidence)
+        auc = _auc_or_undefined(reference, scores, confidence)
         methods.append(MethodDetection(name, used_threshold, diag, kappa, auc))
     pct = f"{confidence * 100:g} % CI"
     columns = ("method", "n", "TP", "FN", "FP", "TN", f"sensitivity ({pct})", f"specificity ({pct})",
@@ -296,6 +300,28 @@ def detection_report(reference: Any, predicted: Mapping[str, Any], *, reference_
                  "for 0/1 predictions AUC = (sensitivity + specificity)/2.")
     return DetectionReport(reference_name, tuple(methods),
                            ResultsTable(f"Detection against {reference_name}", columns, tuple(rows), tuple(notes)))
+
+
+def _auc_or_undefined(reference: Any, scores: np.ndarray, confidence: float) -> RocAucResult:
+    """ROC AUC with DeLong CI; where it does not exist, NaN (null in JSON) with the reason as a flag.
+
+    No positive or no negative reference case → AUC undefined (§D.9: m or n = 0); one case of a
+    class → AUC defined but the DeLong variance (ddof 1 within each class) is not.
+    """
+    y = as_float_array(reference, "reference")
+    if y.shape == scores.shape:
+        keep = ~(np.isnan(y) | np.isnan(scores))
+        m, n = int((y[keep] == 1).sum()), int((y[keep] == 0).sum())
+        if min(m, n) < 2 and m + n == int(keep.sum()):  # otherwise roc_auc names the bad input
+            nan = float("nan")
+            dropped = int((~keep).sum())
+            if m == 0 or n == 0:
+                flag = f"auc_undefined_reference_has_{'no_positive' if m == 0 else 'no_negative'}_cases"
+                return RocAucResult(nan, nan, nan, nan, confidence, "delong", "wald", m, n, dropped, (flag,))
+            auc, _, _ = delong_components(scores[keep][y[keep] == 1], scores[keep][y[keep] == 0])
+            return RocAucResult(float(auc), nan, nan, nan, confidence, "delong", "wald", m, n, dropped,
+                                ("auc_ci_undefined_needs_2_positive_and_2_negative",))
+    return roc_auc(reference, scores, confidence=confidence)
 
 
 def _labels01(values: Any) -> list:
@@ -346,7 +372,7 @@ def ordinal_table(result: OrdinalResult, outcome_name: str = "outcome") -> Resul
     """The coefficient table of a proportional-odds model, as SPSS PLUM prints it (§D.10)."""
     pct = f"{result.confidence * 100:g} % CI"
     rows = tuple((c.name, c.unit, fmt(c.b, 3), fmt(c.se, 3), f"{fmt(c.ci_low, 3)} to {fmt(c.ci_high, 3)}",
-                  fmt(c.wald_chi2, 2), fmt_p(c.p_value), f"{c.odds_ratio:.4g}") for c in result.coefficients)
+                  fmt(c.wald_chi2, 2), fmt_p(c.p_value), f"{c.odds_ratio:.4g}" if math.isfinite(c.odds_ratio) else "—") for c in result.coefficients)
     notes = [f"logit P({outcome_name} ≤ j) = θ_j − B·x; B > 0: higher categories more likely. "
              f"n = {result.n}, categories " + " < ".join(map(str, result.categories)) + "."]
     if result.flags:
@@ -360,6 +386,8 @@ def multirater_table(results: Sequence[MultiraterKappaResult]) -> ResultsTable:
     rows = tuple((r.method, fmt_ci(r.kappa, r.ci_low, r.ci_high), fmt(r.p_bar), fmt(r.p_expected), str(r.n_subjects),
                   str(r.n_raters), str(r.n_categories), r.ci_method.replace("_", " ")) for r in results)
     notes = tuple(f"{r.method}: " + ", ".join(r.flags) for r in results if r.flags)
-    notes += (f"Bootstrap CIs: {results[0].n_bootstrap} resamples of subjects, seed {results[0].seed}.",)
+    booted = [r for r in results if r.n_bootstrap]  # an undefined κ has no resamples to report
+    if booted:
+        notes += (f"Bootstrap CIs: {booted[0].n_bootstrap} resamples of subjects, seed {booted[0].seed}.",)
     return ResultsTable("Agreement among raters", ("κ", "κ (95 % CI)", "observed agreement P̄", "chance agreement",
                                                    "subjects", "raters", "categories", "CI"), rows, notes)

@@ -114,7 +114,9 @@ Masks are lumen + wall (the wall is where calcium sits, SCORING.md C): on non-co
 soft-tissue/fat edge *is* the outer wall; on CTA the bright-lumen edge is grown outwards by
 :data:`WALL_MM`. Bone (given, or thresholded here) is removed from every vessel mask, with a
 1.5-mm margin where voxels are finer than that, so calcium scoring never counts vertebra, pelvis
-or femur. Slices where the evidence is missing — the slices holding metal > 2000 HU and one slice
+or femur. On CTA the thresholded skeleton refuses the lumen of the first aorta track and the dense
+plaques on its wall (:func:`contrast_lumen_mask`, :func:`wall_plaque_mask`): a large aortic plaque
+is not cortex, and the lumen beside it is not marrow (issue 6). Slices where the evidence is missing — the slices holding metal > 2000 HU and one slice
 either side (the streaks lie in the reconstructed slices through the metal; a fixed 15 mm used to
 blank the whole bifurcation around a pedicle screw), within 40 mm in-plane, or a track lost for
 good — are left empty and listed in ``uncertain_slices``:
@@ -241,6 +243,11 @@ CALIBRE_LENGTH_MM: float | None = 15.0
 AORTA_CALIBRE_GATE: float | None = 0.2
 AORTA_HELD_MIN_HITS = 0.35
 AORTA_ROUND_HITS = 0.9
+#: Round 14 (issue 6): on CTA, a large aortic plaque (> 400 HU) anchored the skeleton's "cortex" and the
+#: contrast lumen beside it was taken for marrow, so the plaque was cut out of the aorta. The first
+#: CTA track's lumen (and the dense components lying on its wall, within this band in mm) are refused
+#: as bone, and the aorta is tracked again. None switches it off.
+AORTIC_PLAQUE_BAND_MM: float | None = 4.0
 _N_RAYS = 32
 _ANGLES = np.linspace(0.0, 2.0 * np.pi, _N_RAYS, endpoint=False)
 _UNIT = np.stack([np.sin(_ANGLES), np.cos(_ANGLES)], axis=1)  # (dy, dx): 0 = +x (left), π/2 = +y (posterior)
@@ -323,14 +330,88 @@ def _open_thin(bone: np.ndarray, spacing_mm, width_mm: float = 2.0) -> np.ndarra
     return ndimage.binary_opening(bone, structure=cross, iterations=k)
 
 
+def wall_plaque_mask(dense: np.ndarray, lumen: np.ndarray, spacing_mm, *, band_mm: float,
+                     min_inside: float = 0.8) -> np.ndarray:
+    """Dense components (bool ``dense``) that lie on the wall of a contrast lumen (bool ``lumen``):
+    at least ``min_inside`` of their voxels within ``band_mm`` (in-plane, mm) of the lumen.
+
+    An aortic plaque is a thin arc on the wall of the round lumen; a vertebra's cortex that the
+    plaque touches joins it into one component reaching far beyond the band, and stays bone
+    (issue 6, docs/segmentation.md round 14). Same grid for both masks; ``spacing_mm`` (dz, dy, dx)."""
+    band = np.zeros(dense.shape, bool)
+    if not (dense.any() and lumen.any()):
+        return band
+    # in-plane distance to the lumen, slice by slice (a huge z sampling keeps slices apart), in the
+    # lumen's bounding box grown by the band only
+    zz, yy, xx = np.nonzero(lumen)
+    pad = np.ceil(band_mm / np.asarray(spacing_mm, float)[1:]).astype(int) + 1
+    box = (slice(zz.min(), zz.max() + 1), slice(max(yy.min() - pad[0], 0), yy.max() + pad[0] + 1),
+           slice(max(xx.min() - pad[1], 0), xx.max() + pad[1] + 1))
+    band[box] = ndimage.distance_transform_edt(~lumen[box], sampling=(1e6, float(spacing_mm[1]),
+                                                                     float(spacing_mm[2]))) <= band_mm
+    lab, n = ndimage.label(dense)
+    total = np.bincount(lab.ravel(), minlength=n + 1)
+    near = np.bincount(lab[band].ravel(), minlength=n + 1)
+    ok = near >= min_inside * np.maximum(total, 1)
+    ok[0] = False
+    return ok[lab]
+
+
+def contrast_lumen_mask(img: np.ndarray, spacing_mm, track: dict[int, tuple[np.ndarray, float, float]], *,
+                        cortex_hu: float = 400.0, margin_mm: float = 4.0, window: int = 8) -> np.ndarray:
+    """The contrast-filled lumen around a tracked tube, slice by slice: pixels of ``img`` (HU) above
+    half-way between the slice's lumen HU and soft tissue (40 HU) and below ``cortex_hu``, in-plane
+    connected to the fit's core, within the track's calibre + ``margin_mm`` of its centre.
+
+    ``track``: {slice: (centre_mm (y, x) on the pixel grid, radius_mm, lumen_hu)}. The calibre is the
+    largest radius over ± ``window`` slices (at most 1.5 × their median), so that a slice whose fit
+    shrank (its rays stopped on a false bone) still gets its whole lumen. Returns a bool mask of
+    ``img``'s shape (issue 6)."""
+    out = np.zeros(img.shape, bool)
+    zs = np.array(sorted(track))
+    if zs.size == 0:
+        return out
+    radii = np.array([track[z][1] for z in zs])
+    sp = np.asarray(spacing_mm, float)[1:]
+    for z in zs:
+        centre, r_fit, inside = track[int(z)]
+        sel = np.abs(zs - z) <= window
+        # the widest fit nearby (a shrunk fit also moved its centre away from the false bone), but
+        # not a swollen one: at most 1.5 × the local median
+        r_out = min(float(radii[sel].max()), 1.5 * float(np.median(radii[sel]))) + margin_mm
+        c_px = np.asarray(centre, float) / sp
+        lo = np.maximum(np.floor(c_px - r_out / sp).astype(int), 0)
+        hi = np.minimum(np.ceil(c_px + r_out / sp).astype(int) + 1, img.shape[1:])
+        if np.any(hi <= lo):
+            continue
+        yy, xx = np.mgrid[lo[0]:hi[0], lo[1]:hi[1]]
+        d = np.hypot(yy * sp[0] - centre[0], xx * sp[1] - centre[1])
+        win = img[z, lo[0]:hi[0], lo[1]:hi[1]]
+        cand = (d <= r_out) & (win > 0.5 * (inside + 40.0)) & (win < cortex_hu)
+        lab, n = ndimage.label(cand)
+        if n == 0:
+            continue
+        core = lab[(d <= max(0.5 * r_fit, 1.5 * float(sp.max()))) & cand]
+        keep = np.zeros(n + 1, bool)
+        keep[np.unique(core)] = True
+        keep[0] = False
+        out[z, lo[0]:hi[0], lo[1]:hi[1]] = keep[lab]
+    return out
+
+
 def threshold_bones(hu_small: np.ndarray, spacing_mm, *, threshold_hu: float = 180.0, cortex_hu: float | None = None,
-                    min_volume_mm3: float = 3000.0, reach_mm: float = 6.0) -> np.ndarray:
+                    min_volume_mm3: float = 3000.0, reach_mm: float = 6.0, lumen: np.ndarray | None = None,
+                    plaque_band_mm: float = 4.0) -> np.ndarray:
     """Skeleton mask by threshold: components of HU > ``threshold_hu`` larger than
     ``min_volume_mm3`` (isolated vessel calcium is small), marrow filled slice by slice.
 
     With ``cortex_hu`` (for CTA, e.g. 400) only voxels within ``reach_mm`` of dense bone
     (HU > ``cortex_hu``) count: that keeps a contrast-filled aorta (≈ 200–500 HU, homogeneous,
-    no cortex) out of the skeleton even where it touches a vertebra."""
+    no cortex) out of the skeleton even where it touches a vertebra.
+
+    ``lumen`` (CTA only; bool, e.g. :func:`contrast_lumen_mask`): a known contrast lumen is never
+    marrow, and dense components on its wall (:func:`wall_plaque_mask`, ``plaque_band_mm``) are
+    plaques, not cortex: neither enters the skeleton (issue 6)."""
     if cortex_hu is None:
         raw = hu_small > threshold_hu
         lab, n = ndimage.label(raw)
@@ -339,6 +420,10 @@ def threshold_bones(hu_small: np.ndarray, spacing_mm, *, threshold_hu: float = 1
         sizes = np.bincount(lab.ravel())[1:] * float(np.prod(spacing_mm))
         return _open_thin(_slicewise_fill(np.concatenate([[False], sizes >= min_volume_mm3])[lab]), spacing_mm)
     dense = (hu_small > cortex_hu) & (hu_small < METAL_HU)  # metal (a stent in an artery) anchors no bone
+    refused = None
+    if lumen is not None and lumen.any():
+        refused = lumen | wall_plaque_mask(dense, lumen, spacing_mm, band_mm=plaque_band_mm)
+        dense &= ~refused
     lab, n = ndimage.label(dense)
     if n == 0:
         return np.zeros(hu_small.shape, bool)
@@ -350,6 +435,8 @@ def threshold_bones(hu_small: np.ndarray, spacing_mm, *, threshold_hu: float = 1
                                                              [[0, 0, 0], [0, 0, 0], [0, 0, 0]]], bool),
                                    iterations=it)
     raw = (hu_small > threshold_hu) & near
+    if refused is not None:
+        raw &= ~refused
     lab, n = ndimage.label(raw)
     if n == 0:
         return raw
@@ -360,7 +447,10 @@ def threshold_bones(hu_small: np.ndarray, spacing_mm, *, threshold_hu: float = 1
     ring[1] = ndimage.generate_binary_structure(2, 1)
     k = max(1, int(round(3.0 / float(min(spacing_mm[1], spacing_mm[2])))))
     closed = ndimage.binary_closing(np.pad(bone, ((0, 0), (k, k), (k, k))), structure=ring, iterations=k)[:, k:-k, k:-k]
-    return _open_thin(_slicewise_fill(closed | bone), spacing_mm)
+    out = _open_thin(_slicewise_fill(closed | bone), spacing_mm)
+    if refused is not None:
+        out &= ~refused  # the closing and the fill may wrap a lumen lying in a vertebra's hollow
+    return out
 
 
 def threshold_body(hu_small: np.ndarray) -> np.ndarray:
@@ -2067,6 +2157,16 @@ def segment_vessels(volume: Volume, *, bones: np.ndarray | None = None, body: np
         if contrast is None and is_contrast and (lumen <= CONTRAST_LUMEN_HU or _core_sd(small, aorta[0], sp) > 40.0):
             continue  # bright "tube" was not a contrast-filled aorta (too dark, or textured like marrow)
         if is_contrast:
+            if bones is None and AORTIC_PLAQUE_BAND_MM is not None:
+                # a large plaque anchors a false "bone" whose "marrow" is the lumen beside it: the rays
+                # stop there and the bone removal cuts the plaque out (issue 6). The lumen found by
+                # this first track, and the plaques on its wall, are refused as bone
+                track = {z: (a.centre_mm, a.radius_mm, a.inside_hu) for z, a in aorta[0].items()}
+                lumen_mask = contrast_lumen_mask(img, sp, track, cortex_hu=400.0)
+                bone_cta = threshold_bones(small, sp, cortex_hu=400.0, lumen=lumen_mask,
+                                           plaque_band_mm=AORTIC_PLAQUE_BAND_MM)
+                bone_small = bone_cta
+                spine_x, spine_ant, has_spine = _spine_reference(bone_small, body_small, sp)
             # refine the edge at half-way between the lumen and the wall
             ctx = _Ctx(img, bone_small, sp, True, 0.5 * (lumen + 40.0))
             aorta = _find_and_track_aorta(ctx, body_small, spine_x, spine_ant, has_spine, metal) or aorta
@@ -2248,7 +2348,7 @@ def segment_vessels(volume: Volume, *, bones: np.ndarray | None = None, body: np
 
 
 __all__ = ["CONTRAST_LUMEN_HU", "VEIN_NAMES", "VESSEL_LABELS", "VesselResult", "WALL_MM", "artery_in_front",
-           "artery_path_cost", "calibre_held_fit", "needs_calibre_hold",
+           "artery_path_cost", "calibre_held_fit", "contrast_lumen_mask", "wall_plaque_mask", "needs_calibre_hold",
            "follow_large_mass", "half_max_radii", "lateral_bone_front_px", "oblique_wall_mm", "path_calibre_mm", "path_wall_support", "pubic_symphysis_top",
            "segment_vessels",
            "slice_minimal_path", "threshold_body", "threshold_bones", "track_tilt_yx"]

@@ -13,3 +13,24 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real sample data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture
+def vascalc_cli(monkeypatch, capsys):
+    """Run the ``vascalc`` entry point in-process: ``run(*argv) -> (exit code, stdout, non-blank stderr lines)``."""
+    import sys
+
+    import vascalc.cli as cli
+
+    def run(*argv: str) -> tuple[int, str, list[str]]:
+        monkeypatch.delenv("VASCALC_DEBUG", raising=False)
+        monkeypatch.setattr(sys, "argv", ["vascalc", *argv])
+        code = 0
+        try:
+            cli.main()
+        except SystemExit as stop:
+            code = stop.code or 0
+        captured = capsys.readouterr()
+        return code, captured.out, [line for line in captured.err.splitlines() if line.strip()]
+
+    return run

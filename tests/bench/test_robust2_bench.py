@@ -2,25 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 
 import pytest
 
 from vascalc.bench.accuracy import parse_floats
 from vascalc.errors import InputError
-
-
-def run_cli(monkeypatch, capsys, *argv: str) -> tuple[int, list[str]]:
-    import vascalc.cli as cli
-
-    monkeypatch.delenv("VASCALC_DEBUG", raising=False)
-    monkeypatch.setattr(sys, "argv", ["vascalc", *argv])
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as stop:
-        code = stop.code or 0
-    return code, [line for line in capsys.readouterr().err.splitlines() if line.strip()]
 
 
 @pytest.mark.parametrize("args, fragment", [
@@ -33,9 +19,9 @@ def run_cli(monkeypatch, capsys, *argv: str) -> tuple[int, list[str]]:
     (["segmentation", "--seeds", "0,-1"], "--seeds must be whole numbers ≥ 0"),
     (["coronary", "--cases", "1", "--model", "missing.json"], "coronary lesion model not found"),
 ])
-def test_bad_bench_options_fail_before_any_output(monkeypatch, capsys, tmp_path, args, fragment):
+def test_bad_bench_options_fail_before_any_output(vascalc_cli, tmp_path, args, fragment):
     out = tmp_path / "bench"
-    code, err = run_cli(monkeypatch, capsys, "bench", args[0], "-o", str(out), *args[1:])
+    code, _, err = vascalc_cli("bench", args[0], "-o", str(out), *args[1:])
     assert code == 2 and len(err) == 1 and err[0].startswith("error:") and fragment in err[0], err
     assert not out.exists()
 

@@ -3,7 +3,6 @@ train on, bad options and a model folder inside the data: one clear error, nothi
 
 from __future__ import annotations
 
-import sys
 
 import numpy as np
 import pytest
@@ -12,19 +11,6 @@ from PIL import Image
 from vascalc.errors import InputError
 from vascalc.learn.data import load_slices
 from vascalc.learn.split import kfold_slices
-
-
-def run_cli(monkeypatch, capsys, *argv: str) -> tuple[int, list[str]]:
-    import vascalc.cli as cli
-
-    monkeypatch.delenv("VASCALC_DEBUG", raising=False)
-    monkeypatch.setattr(sys, "argv", ["vascalc", *argv])
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as stop:
-        code = stop.code or 0
-    return code, [line for line in capsys.readouterr().err.splitlines() if line.strip()]
 
 
 def slices_folder(folder, n: int, mask_values=(0, 255), empty_masks: bool = False):
@@ -83,11 +69,11 @@ def test_impossible_training_options_are_refused(kwargs, fragment):
         Seg2DConfig(**kwargs)
 
 
-def test_model_folder_inside_the_training_data_is_refused_and_nothing_written(monkeypatch, capsys, tmp_path):
+def test_model_folder_inside_the_training_data_is_refused_and_nothing_written(vascalc_cli, tmp_path):
     pytest.importorskip("monai")
     folder = slices_folder(tmp_path / "s", 4)
     before = sorted(p.name for p in folder.iterdir())
-    code, err = run_cli(monkeypatch, capsys, "train", "seg2d", "-i", str(folder), "-o", str(folder / "model"),
+    code, _, err = vascalc_cli("train", "seg2d", "-i", str(folder), "-o", str(folder / "model"),
                         "--folds", "2", "--epochs", "1", "--size", "32")
     assert code == 2 and len(err) == 1 and "lies inside the input folder" in err[0]
     assert sorted(p.name for p in folder.iterdir()) == before

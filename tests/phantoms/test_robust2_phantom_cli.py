@@ -3,22 +3,8 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
-
-
-def run_cli(monkeypatch, capsys, *argv: str) -> tuple[int, list[str]]:
-    import vascalc.cli as cli
-
-    monkeypatch.delenv("VASCALC_DEBUG", raising=False)
-    monkeypatch.setattr(sys, "argv", ["vascalc", *argv])
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as stop:
-        code = stop.code or 0
-    return code, [line for line in capsys.readouterr().err.splitlines() if line.strip()]
 
 
 @pytest.mark.parametrize("args, fragment", [
@@ -31,39 +17,39 @@ def run_cli(monkeypatch, capsys, *argv: str) -> tuple[int, list[str]]:
     (["--kind", "chest", "--shape", "4,16,16"], "chest phantom's grid holds no heart"),
     (["--kind", "inserts", "--shape", "2,16,16"], "the calcium of insert_200mg_1mm (9 structure(s)) lies outside the grid"),
 ])
-def test_impossible_ct_phantom_is_one_error_and_no_folder(monkeypatch, capsys, tmp_path, args, fragment):
-    code, err = run_cli(monkeypatch, capsys, "phantom", "ct", "-o", str(tmp_path / "p"), *args)
+def test_impossible_ct_phantom_is_one_error_and_no_folder(vascalc_cli, tmp_path, args, fragment):
+    code, _, err = vascalc_cli("phantom", "ct", "-o", str(tmp_path / "p"), *args)
     assert code == 2 and len(err) == 1 and err[0].startswith("error:") and fragment in err[0], err
     assert not (tmp_path / "p").exists()
 
 
-def test_a_small_grid_that_holds_the_aorta_is_written_with_consistent_truth(monkeypatch, capsys, tmp_path):
-    code, err = run_cli(monkeypatch, capsys, "phantom", "ct", "-o", str(tmp_path / "p"), "--shape", "20,48,48",
+def test_a_small_grid_that_holds_the_aorta_is_written_with_consistent_truth(vascalc_cli, tmp_path):
+    code, _, err = vascalc_cli("phantom", "ct", "-o", str(tmp_path / "p"), "--shape", "20,48,48",
                         "--spacing", "3,3,3", "--no-masks")
     assert code == 0, err
     truth = json.loads((tmp_path / "p" / "truth.json").read_text())
     for rec in truth["structures"].values():  # every counted plaque lies in the image
         assert (rec["calcium_volume_mm3"] > 0) == (rec["calcium_volume_voxelised_mm3"] > 0)
-    code, err = run_cli(monkeypatch, capsys, "phantom", "ct", "-o", str(tmp_path / "p"), "--shape", "20,48,48")
+    code, _, err = vascalc_cli("phantom", "ct", "-o", str(tmp_path / "p"), "--shape", "20,48,48")
     assert code == 2 and "is not empty" in err[0]  # no silent overwrite
 
 
 @pytest.mark.parametrize("args, fragment", [(["--pixel-spacing", "0"], "--pixel-spacing and --photons must be positive"),
                                             (["--photons", "nan"], "--photons must be a finite number"),
                                             (["--blur-fwhm", "-1"], "--blur-fwhm not negative")])
-def test_impossible_radiograph_phantom_is_refused(monkeypatch, capsys, tmp_path, args, fragment):
-    code, err = run_cli(monkeypatch, capsys, "phantom", "xray", "-o", str(tmp_path / "x"), *args)
+def test_impossible_radiograph_phantom_is_refused(vascalc_cli, tmp_path, args, fragment):
+    code, _, err = vascalc_cli("phantom", "xray", "-o", str(tmp_path / "x"), *args)
     assert code == 2 and len(err) == 1 and fragment in err[0], err
     assert not (tmp_path / "x").exists()
 
 
-def test_demo_with_a_bad_method_leaves_no_folder_and_a_second_demo_does_not_overwrite(monkeypatch, capsys, tmp_path):
+def test_demo_with_a_bad_method_leaves_no_folder_and_a_second_demo_does_not_overwrite(vascalc_cli, tmp_path):
     out = tmp_path / "demo"
-    code, err = run_cli(monkeypatch, capsys, "demo", "-o", str(out), "--method", "bogus")
+    code, _, err = vascalc_cli("demo", "-o", str(out), "--method", "bogus")
     assert code == 2 and "unknown method 'bogus'" in err[0] and not out.exists()
-    code, err = run_cli(monkeypatch, capsys, "demo", "-o", str(out))
+    code, _, err = vascalc_cli("demo", "-o", str(out))
     assert code == 0, err
     stamp = (out / "result" / "result.json").stat().st_mtime_ns
-    code, err = run_cli(monkeypatch, capsys, "demo", "-o", str(out))
+    code, _, err = vascalc_cli("demo", "-o", str(out))
     assert code == 2 and len(err) == 1 and "is not empty" in err[0]
     assert (out / "result" / "result.json").stat().st_mtime_ns == stamp

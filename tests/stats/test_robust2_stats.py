@@ -129,3 +129,20 @@ def test_impossible_seed_and_threshold_are_refused(vascalc_cli, tmp_path, args, 
     csv = write(tmp_path, "r.csv", "r1,r2\n1,0.2\n0,0.4\n0,0.1\n1,0.9\n")
     code, _, err = vascalc_cli("stats", args[0], str(csv), *args[1:])
     assert code == 2 and len(err) == 1 and fragment in err[0], err
+
+
+def test_a_probability_map_is_not_read_as_a_mask(vascalc_cli, tmp_path):
+    import nibabel as nib
+
+    mask = np.zeros((6, 6, 4), dtype=np.float32)
+    mask[1:4, 1:4, 1:3] = 1.0
+    prob = mask * 0.5
+    prob[0, 0, 0] = 0.01  # a faint voxel "non-zero = foreground" would have counted
+    nib.save(nib.Nifti1Image(mask, np.eye(4)), tmp_path / "ref.nii.gz")
+    nib.save(nib.Nifti1Image(prob, np.eye(4)), tmp_path / "prob.nii.gz")
+    code, _, err = vascalc_cli("stats", "segmentation", str(tmp_path / "prob.nii.gz"), str(tmp_path / "ref.nii.gz"))
+    assert code == 2 and len(err) == 1 and "not whole numbers (a probability map?)" in err[0], err
+    code, out, err = vascalc_cli("stats", "segmentation", str(tmp_path / "ref.nii.gz"), str(tmp_path / "ref.nii.gz"),
+                                 "-f", "json")
+    assert code == 0, err
+    assert json.loads(out)["structures"][0]["overlap"]["dice"] == 1.0

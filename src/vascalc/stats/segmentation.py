@@ -12,7 +12,7 @@ from typing import Literal
 
 import numpy as np
 
-from vascalc.errors import GeometryError, InputError
+from vascalc.errors import GeometryError, InputError, MaskError
 from vascalc.imaging.image_files import image_stem, image_suffix, read_image
 from vascalc.stats.overlap import overlap_metrics, surface_distances
 from vascalc.stats.tables import SegmentationReport, StructureSegmentation, segmentation_table
@@ -20,6 +20,11 @@ from vascalc.stats.tables import SegmentationReport, StructureSegmentation, segm
 
 def _read_mask(path: Path):
     array, grid, _ = read_image(path)
+    if np.issubdtype(array.dtype, np.floating) and not (np.all(np.isfinite(array))
+                                                        and np.array_equal(array, np.round(array))):
+        # a probability map read as "non-zero = foreground" would count every faint voxel
+        raise MaskError(f"{Path(path).name}: mask values are not whole numbers (a probability map?); "
+                        "threshold it into a binary mask or label map first")
     return array, grid
 
 

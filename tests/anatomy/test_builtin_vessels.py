@@ -24,6 +24,7 @@ from vascalc.anatomy.builtin.vessels import (
     _bifurcation_by_radius,
     _Ctx,
     _disc_mask,
+    _fit_tube,
     _Fit,
     _N_RAYS,
     _iliac_guide,
@@ -43,6 +44,7 @@ from vascalc.anatomy.builtin.vessels import (
     path_calibre_mm,
     path_wall_support,
     pubic_symphysis_top,
+    refit_short_iliac,
     segment_vessels,
     slice_minimal_path,
     track_tilt_yx,
@@ -1353,3 +1355,40 @@ def test_dev_cta_phantom_keeps_its_large_aortic_plaque():
     assert (dense & aorta).sum() >= 0.95 * dense.sum()
     assert dice(aorta, truth) >= 0.965
     assert not (res.labels.labels > 0)[_bone_truth(ph)].any()
+
+
+def _tube_on_muscle(r_true_mm: float) -> _Ctx:
+    """Five identical 1-mm slices: a tube (40 HU) of radius ``r_true_mm`` centred at (40, 40) mm in
+    fat (−100 HU), a muscle (50 HU) against its back and lateral side (120° of its wall, no fat
+    plane), blurred by 1 px as the segmenter's working image is."""
+    yy, xx = np.mgrid[0:80, 0:80] * 1.0
+    sl = np.full((80, 80), -100.0)
+    ang = np.degrees(np.arctan2(yy - 40.0, xx - 40.0)) % 360.0
+    sl[(np.hypot(yy - 40.0, xx - 40.0) < 25.0) & (ang > 60.0) & (ang < 180.0)] = 50.0
+    sl[np.hypot(yy - 40.0, xx - 40.0) <= r_true_mm] = 40.0
+    img = np.stack([ndimage.gaussian_filter(sl, 1.0)] * 5)
+    return _Ctx(img, np.zeros(img.shape, bool), np.array([2.5, 1.0, 1.0]), False, -15.0)
+
+
+def test_refit_short_iliac_restores_the_calibre_of_an_artery_on_muscle():
+    """Round 15: started 2.9 mm towards its fat side, the free fit of a 7-mm tube lying on muscle
+    shrinks onto the fat-side arc (radius < 5 mm, centre still > 2 mm off); with clean 7-mm fits
+    on the slices around it, it is refitted at 7 mm on the tube's centre (± 1 mm). A tube that
+    really is 5 mm (a taper) is left alone: the 7-mm circle is not on its wall."""
+    clean = {z: _Fit(np.array([40.0, 40.0]), np.full(_N_RAYS, 7.0), 7.0, 1.0, 40.0) for z in (0, 1, 3, 4)}
+    ctx = _tube_on_muscle(7.0)
+    short = _fit_tube(ctx, 2, np.array([38.0, 41.5]), 7.0)
+    assert short.radius_mm < 5.0 and short.hit_fraction < 0.8
+    assert np.hypot(*(short.centre_mm - 40.0)) > 2.0
+    out = refit_short_iliac(ctx, {**clean, 2: short}, range(5), gate=0.15)
+    assert out[2].radius_mm == pytest.approx(7.0, abs=0.1)
+    assert np.hypot(*(out[2].centre_mm - 40.0)) < 1.0
+    assert all(out[z] is clean[z] for z in clean)
+    # switched off by the gate: a fit within 15 % of the calibre is kept as it is
+    near = _Fit(short.centre_mm, np.full(_N_RAYS, 6.2), 6.2, 0.5, 40.0)
+    assert refit_short_iliac(ctx, {**clean, 2: near}, range(5), gate=0.15)[2] is near
+    # too few clean fits nearby: no calibre, nothing refitted
+    assert refit_short_iliac(ctx, {0: clean[0], 1: clean[1], 2: short}, range(5), gate=0.15)[2] is short
+    taper = _tube_on_muscle(5.0)
+    fit5 = _fit_tube(taper, 2, np.array([40.0, 40.0]), 5.0)
+    assert refit_short_iliac(taper, {**clean, 2: fit5}, range(5), gate=0.15)[2] is fit5

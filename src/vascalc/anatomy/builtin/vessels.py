@@ -243,6 +243,13 @@ CALIBRE_LENGTH_MM: float | None = 15.0
 AORTA_CALIBRE_GATE: float | None = 0.2
 AORTA_HELD_MIN_HITS = 0.35
 AORTA_ROUND_HITS = 0.9
+#: Round 15 (issue 6): an iliac fit on the path whose rays mostly miss its circle (hit fraction below
+#: :data:`CLEAN_HITS`) and narrower than (1 − this) × the calibre of the clean fits nearest to it is
+#: refitted with the radius held at that calibre (:func:`refit_short_iliac`); None switches it off.
+GUIDED_CALIBRE_HOLD: float | None = 0.15
+CLEAN_HITS = 0.8
+#: ... and the held fit is kept when at least this fraction of its rays end on its wall.
+HELD_MIN_HITS = 0.65
 #: Round 14 (issue 6): on CTA, a large aortic plaque (> 400 HU) anchored the skeleton's "cortex" and the
 #: contrast lumen beside it was taken for marrow, so the plaque was cut out of the aorta. The first
 #: CTA track's lumen (and the dense components lying on its wall, within this band in mm) are refused
@@ -799,6 +806,42 @@ def needs_calibre_hold(radius_mm: float, rays_mm: np.ndarray, calibre_mm: float,
     rays = np.asarray(rays_mm, float)
     agree = np.isfinite(rays) & (np.abs(rays - radius_mm) <= round_tol * radius_mm)
     return float(agree.mean()) < round_hits
+
+
+def refit_short_iliac(ctx: _Ctx, fits: dict[int, _Fit], slices, *, gate: float, clean_hits: float = CLEAN_HITS,
+                      held_min_hits: float = HELD_MIN_HITS, n_nearest: int = 8,
+                      reach_slices: int = 16) -> dict[int, _Fit]:
+    """Iliac fits on ``slices`` refitted at the calibre of the clean fits nearest to them.
+
+    An artery lying on muscle ends its rays on fat on one side only; the radius those rays share is
+    measured from a centre already pulled towards the fat, and the circle through them is too small
+    and pulls the centre further (dev non-contrast seed 7 right common iliac: 5.7–6.5 mm against
+    7.5 mm on the clean slices below, centre 1–2 pixels medial). A fit with fewer than
+    ``clean_hits`` of its rays on its circle and a radius below (1 − ``gate``) × the median radius
+    of the ``n_nearest`` clean fits (hit fraction ≥ ``clean_hits``, within ``reach_slices``) is
+    refitted from its centre with the radius held at that calibre (:func:`_fit_tube`), kept when
+    more of its rays end on that wall, and at least ``held_min_hits`` (where the artery really
+    tapers, the external iliac below the internal's origin, the held circle is not a tube: dev screw
+    seed 9 right, 0.50–0.62 of its rays). Interpolated fits (hit fraction 0) are left alone.
+    Units: mm (docs/segmentation.md, round 15)."""
+    clean = np.array([z for z, f in fits.items() if f.hit_fraction >= clean_hits], int)
+    radius = {z: fits[z].radius_mm for z in clean.tolist()}
+    out = dict(fits)
+    for z in slices:
+        f = fits.get(z)
+        if f is None or not 0.0 < f.hit_fraction < clean_hits or clean.size == 0:
+            continue
+        near = clean[np.abs(clean - z) <= reach_slices]
+        if near.size < 3:
+            continue
+        near = near[np.argsort(np.abs(near - z), kind="stable")[:n_nearest]]
+        calibre = float(np.median([radius[int(k)] for k in near]))
+        if f.radius_mm >= (1.0 - gate) * calibre:
+            continue
+        held = _fit_tube(ctx, z, f.centre_mm, calibre, radius_mm=calibre)
+        if held is not None and held.hit_fraction > f.hit_fraction and held.hit_fraction >= held_min_hits:
+            out[z] = held
+    return out
 
 
 def _cap_fit(ctx: _Ctx, z: int, fit: _Fit, r_cap_mm: float, lateral: np.ndarray | None) -> _Fit:
@@ -2238,7 +2281,10 @@ def segment_vessels(volume: Volume, *, bones: np.ndarray | None = None, body: np
             pelvis, pelvis_unc = _track_pelvis(ctx, vctx, aorta_fits, bif_z, iliac_seeds, artery_kw, metal, notes)
             for side, (zs0, seed) in iliac_seeds.items():
                 up, unc_up, _ = _track(ctx, zs0, seed, +1, z_limit=bif_z, metal=metal, **artery_kw[side])
-                fits = _smooth_track({**pelvis.get(f"iliac_artery_{side}", {}), zs0: seed, **up}, size=3)
+                fits = {**pelvis.get(f"iliac_artery_{side}", {}), zs0: seed, **up}
+                if GUIDED_CALIBRE_HOLD is not None and artery_kw[side].get("guide"):
+                    fits = refit_short_iliac(ctx, fits, sorted(artery_kw[side]["guide"]), gate=GUIDED_CALIBRE_HOLD)
+                fits = _smooth_track(fits, size=3)
                 if HALF_MAX_OUTLINE and not ctx.contrast:
                     for z, fit in fits.items():
                         # the outline at the half-maximum between the tube and the fat around it; the
@@ -2349,6 +2395,6 @@ def segment_vessels(volume: Volume, *, bones: np.ndarray | None = None, body: np
 
 __all__ = ["CONTRAST_LUMEN_HU", "VEIN_NAMES", "VESSEL_LABELS", "VesselResult", "WALL_MM", "artery_in_front",
            "artery_path_cost", "calibre_held_fit", "contrast_lumen_mask", "wall_plaque_mask", "needs_calibre_hold",
-           "follow_large_mass", "half_max_radii", "lateral_bone_front_px", "oblique_wall_mm", "path_calibre_mm", "path_wall_support", "pubic_symphysis_top",
+           "follow_large_mass", "half_max_radii", "lateral_bone_front_px", "oblique_wall_mm", "path_calibre_mm", "path_wall_support", "pubic_symphysis_top", "refit_short_iliac",
            "segment_vessels",
            "slice_minimal_path", "threshold_body", "threshold_bones", "track_tilt_yx"]

@@ -1392,3 +1392,41 @@ def test_refit_short_iliac_restores_the_calibre_of_an_artery_on_muscle():
     taper = _tube_on_muscle(5.0)
     fit5 = _fit_tube(taper, 2, np.array([40.0, 40.0]), 5.0)
     assert refit_short_iliac(taper, {**clean, 2: fit5}, range(5), gate=0.15)[2] is fit5
+
+
+@pytest.mark.parametrize("check_mm", [15.0, None])
+def test_guided_track_leaves_the_vein_the_path_ends_on(monkeypatch, check_mm):
+    """Round 16: an artery (r = 4 mm) and its vein (r = 4.5 mm) in fat, touching, the vein behind-
+    medial (centres 8 mm apart), 20 slices of 2.5 mm. The minimal path (guide) follows the artery on
+    slices 18–12 and slides onto the vein on its last four (11–8, within 15 mm of its end); below it
+    the tracker goes on free. With the check on the path's end the track is moved back onto the
+    artery at slice 11 and stays on it to slice 0 (every centre within 1 mm of the artery's); with
+    :data:`GUIDE_END_VEIN_CHECK_MM` = None (rounds 4–15) it follows the path onto the vein and, both
+    tubes being clean, the off-path check (margin 0.2) never moves it back."""
+    monkeypatch.setattr(vessels_mod, "GUIDE_END_VEIN_CHECK_MM", check_mm)
+    side, lateral = "right", -1.0
+    nz = 20
+    img = np.full((nz, 80, 80), -100.0, np.float32)
+    yy, xx = np.mgrid[0:80, 0:80] * 1.0
+    a_c = np.array([35.0, 40.0])
+    v_c = a_c + 8.0 * np.array([np.cos(0.6), -lateral * np.sin(0.6)])
+    img[:, np.hypot(yy - a_c[0], xx - a_c[1]) <= 4.0] = 40.0
+    img[:, np.hypot(yy - v_c[0], xx - v_c[1]) <= 4.5] = 40.0
+    ctx = _Ctx(img, np.zeros(img.shape, bool), np.array([2.5, 1.0, 1.0]), False, -15.0)
+    guide = {z: (a_c if z >= 12 else v_c).copy() for z in range(8, nz - 1)}
+    seed = _Fit(a_c.copy(), np.full(_N_RAYS, 4.0), 4.0, 1.0, 40.0)
+    t = _Tracker(ctx, nz - 1, seed, -1, r_range_mm=(2.0, 14.0), max_shift_mm=6.5, max_gap_mm=12.0,
+                 coast_mm=12.0, min_hits=0.3, r_cap_mm=6.0, guide=guide, side=side)
+    while t.active():
+        t.step()
+    fits, _, _ = t.result()
+    assert sorted(fits) == list(range(0, nz - 1))
+    off_artery = {z: float(np.hypot(*(f.centre_mm - a_c))) for z, f in fits.items()}
+    off_vein = {z: float(np.hypot(*(f.centre_mm - v_c))) for z, f in fits.items()}
+    assert all(off_artery[z] <= 1.0 for z in range(12, nz - 1))
+    if check_mm is None:
+        assert t.swaps == []
+        assert all(off_vein[z] <= 1.0 for z in range(0, 12))
+    else:
+        assert t.swaps == [11]
+        assert all(off_artery[z] <= 1.0 for z in range(0, 12))

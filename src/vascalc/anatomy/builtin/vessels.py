@@ -163,6 +163,11 @@ SWAP_MARGIN = 0.2
 #: a femoral vein runs beside its artery, touching or a few mm of fat apart (3 mm missed the phantoms'
 #: femoral arteries 12–13 mm from their veins' centres, round 9).
 ARTERY_IN_FRONT_GAP_MM = 5.0
+#: The :func:`artery_in_front` check also on the iliac minimal path's last this many mm (above the
+#: groin, where the vein comes up beside its artery): the tube in front is taken when it is clean
+#: (≥ :data:`CLEAN_HITS` of its rays) and at least as clean as the path's fit, and the rest of the
+#: path is dropped (the track goes on free, with the check). None: off the path only (rounds 4–15).
+GUIDE_END_VEIN_CHECK_MM: float | None = 15.0
 #: Rim (mm) of an iliac vein's fitted outline that its artery may still claim in the joint tracker.
 VEIN_RIM_MM = 3.0
 #: A contrast (CTA) hypothesis is tried only with this much homogeneous bright tissue (mm³).
@@ -1248,6 +1253,20 @@ class _Tracker:
         if z in self.guide:
             fit = self._guided_fit(z, pred)
             good = fit is not None
+            far = min(self.guide) if self.direction < 0 else max(self.guide)
+            if (good and self.side is not None and not ctx.contrast and ARTERY_IN_FRONT_CHECK
+                    and GUIDE_END_VEIN_CHECK_MM is not None and abs(z - far) * dz <= GUIDE_END_VEIN_CHECK_MM):
+                # near the groin the path's cue (fat in front of the artery) fails where the artery
+                # is buried and its vein, medial-behind it, lies in fat: the path's cheap end pulls
+                # it onto the vein a few slices above its end (legs non-contrast seed 2 left, round
+                # 16). There two clean tubes side by side are told apart by anatomy (the artery in
+                # front / lateral), not by a margin of rays; a buried fit with a small tube in front
+                # is left alone (legs seed 7 right wandered off when any tube in front was taken)
+                alt = artery_in_front(ctx, z, fit, self.side)
+                if alt is not None and alt.hit_fraction >= max(fit.hit_fraction, CLEAN_HITS):
+                    fit = alt
+                    self.swaps.append(z)
+                    self.guide = {k: c for k, c in self.guide.items() if (k - z) * self.direction <= 0}
         else:
             # after a gap longer than ``coast_mm`` only a clean tube of the same calibre picks the
             # track up again (most rays on its wall, not a blob merged with a muscle and capped)

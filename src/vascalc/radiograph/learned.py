@@ -268,9 +268,7 @@ def score_radiograph_learned(image, *, model_dir: str | Path | None = None, pixe
         method["pixel_spacing_estimate"] = estimate.to_dict()
     return AacResult(case_id=case_id or default_case, radiograph=rg.with_facing(loc.facing), localisation=loc,
                      kauppila=graded.result, method=method,
-                     # the unknown pixel spacing is noted above already: the model-free localiser says it again
-                     warnings=tuple(warnings) + tuple(w for w in loc.warnings if not w.startswith("pixel spacing unknown"))
-                     + graded.result.warnings, timings_s=timings)
+                     warnings=tuple(warnings) + tuple(loc.warnings) + graded.result.warnings, timings_s=timings)
 
 
 __all__ = ["BUNDLED_MODEL", "LearnedGrading", "grade_learned", "grade_probabilities_to_confidence",

@@ -32,8 +32,8 @@ class HeartRegion:
     """The heart mask (bool, full grid) and how it was obtained.
 
     ``source``: ``labelmap`` | ``totalsegmentator`` | ``builtin``; ``volume_ml`` its volume;
-    ``touches_fov``: the volume faces it touches (``top``/``bottom``/``anterior``/…), i.e. the
-    heart may be cut off by the field of view.
+    ``touches_fov``: the volume faces where it may be cut off by the field of view
+    (``top``/``bottom``/``left``/…; see :func:`_fov_faces`).
     """
 
     mask: np.ndarray
@@ -58,24 +58,59 @@ def heart_from_labels(labels: LabelMap) -> tuple[np.ndarray, str]:
                     "heart mask or a binary heart mask")
 
 
-def _fov_faces(mask: np.ndarray, grid) -> tuple[str, ...]:
-    """Volume faces the mask touches, named anatomically from the grid direction."""
-    direction = np.asarray(grid.direction_matrix)
+#: In-plane: a heart region this close (mm) to a side of the image may be cut off; it is the default search
+#: margin (:class:`CoronaryOptions`), where the coronaries run on the heart's surface. The built-in region
+#: stays 5–9 mm off an edge that cuts the heart (its body mask is eroded), so "touching" would miss it.
+FOV_SIDE_MARGIN_MM = 10.0
+#: Top/bottom: the region is cut there when its section on the end slice is at least this fraction of its
+#: largest axial section. A region that reaches the top slice only through the great vessels above the heart
+#: (a scan starting below the lung apices) has 0.17–0.26 there; a heart cut by ≥ 2 % has 0.40 or more.
+FOV_END_SECTION_FRACTION = 0.35
+
+
+def _face_names(grid, axis: int) -> tuple[str, str]:
+    """Anatomical names of the low and high face of array ``axis`` (0 = z, 1 = y, 2 = x) of ``grid``."""
+    column = np.asarray(grid.direction_matrix)[:, 2 - axis]
+    dominant = int(np.argmax(np.abs(column)))
+    names = {0: ("right", "left"), 1: ("anterior", "posterior"), 2: ("bottom", "top")}[dominant]
+    return names if column[dominant] > 0 else names[::-1]
+
+
+def body_cut_faces(hu: np.ndarray, grid, body_hu: float = -400.0, min_fraction: float = 0.2) -> tuple[str, ...]:
+    """In-plane faces of the image where the body runs out of the field of view: at least ``min_fraction``
+    of that face's edge pixels read tissue (> ``body_hu``). A heart that is not found there may be cut off."""
     faces = []
-    for axis, name_lo_hi in ((0, None), (1, None), (2, None)):
-        lo = bool(np.take(mask, 0, axis=axis).any())
-        hi = bool(np.take(mask, -1, axis=axis).any())
-        if not (lo or hi):
+    for axis in (1, 2):
+        lo, hi = _face_names(grid, axis)
+        for index, name in ((0, lo), (-1, hi)):
+            edge = np.take(hu, index, axis=axis)
+            if np.count_nonzero(edge > body_hu) >= min_fraction * edge.size:
+                faces.append(name)
+    return tuple(faces)
+
+
+def _fov_faces(mask: np.ndarray, grid) -> tuple[str, ...]:
+    """Volume faces where the heart region may be cut off, named anatomically from the grid direction.
+
+    An in-plane face counts when the region comes within :data:`FOV_SIDE_MARGIN_MM` of it; the top or
+    bottom face when the region's section on that end slice is ≥ :data:`FOV_END_SECTION_FRACTION` of
+    its largest axial section (a thin stalk of great vessels reaching the top is not a cut heart).
+    """
+    faces = []
+    for axis in (0, 1, 2):
+        sections = mask.sum(axis=tuple(a for a in (0, 1, 2) if a != axis))
+        filled = np.flatnonzero(sections)
+        if filled.size == 0:
             continue
-        # array axis 0 is z (third LPS column of the direction), 1 is y, 2 is x
-        column = direction[:, 2 - axis]
-        dominant = int(np.argmax(np.abs(column)))
-        sign = np.sign(column[dominant])
-        names = {0: ("right", "left"), 1: ("anterior", "posterior"), 2: ("bottom", "top")}[dominant]
-        if lo:
-            faces.append(names[0] if sign > 0 else names[1])
-        if hi:
-            faces.append(names[1] if sign > 0 else names[0])
+        lo_name, hi_name = _face_names(grid, axis)
+        if {lo_name, hi_name} == {"bottom", "top"}:
+            lo = sections[0] >= FOV_END_SECTION_FRACTION * sections.max()
+            hi = sections[-1] >= FOV_END_SECTION_FRACTION * sections.max()
+        else:
+            step = float(grid.spacing_mm[axis])
+            lo = filled[0] * step < FOV_SIDE_MARGIN_MM
+            hi = (sections.size - 1 - filled[-1]) * step < FOV_SIDE_MARGIN_MM
+        faces += [name for name, cut in ((lo_name, lo), (hi_name, hi)) if cut]
     return tuple(faces)
 
 
@@ -219,7 +254,14 @@ def find_heart(volume: Volume, heart: LabelMap | np.ndarray | None = None, segme
     if volume_ml == 0:
         raise MaskError("no heart found: the heart mask is empty (is this a chest CT?)")
     if volume_ml < MIN_HEART_ML:
-        raise MaskError(f"no heart found: the heart region is only {volume_ml:.0f} mL (< {MIN_HEART_ML:g} mL)")
+        faces = _fov_faces(mask, volume.grid)
+        cut = (f" and reaches the edge of the field of view ({', '.join(faces)}): the heart is cut off; reconstruct "
+               "with a field of view that holds the whole heart") if faces else ""
+        body = body_cut_faces(volume.hu, volume.grid) if not faces else ()
+        if body:
+            cut = (f"; the body runs out of the field of view ({', '.join(body)}), so the heart may lie partly "
+                   "outside it: reconstruct with a field of view that holds the whole heart")
+        raise MaskError(f"no heart found: the heart region is only {volume_ml:.0f} mL (< {MIN_HEART_ML:g} mL){cut}")
     return HeartRegion(mask=mask, source=source, volume_ml=volume_ml, touches_fov=_fov_faces(mask, volume.grid),
                        notes=tuple(notes))
 

@@ -166,7 +166,7 @@ def score_coronary(
     heart_facts.update(source=region.source, volume_ml=region.volume_ml, notes=list(region.notes),
                        touches_fov=list(region.touches_fov))
     if region.touches_fov:
-        warnings.append("the heart region touches the edge of the field of view (" + ", ".join(region.touches_fov) +
+        warnings.append("the heart region reaches the edge of the field of view (" + ", ".join(region.touches_fov) +
                         "): part of the heart may be cut off and its calcium missed")
     heart_left_mm = heart_left_of_body_mm(volume.hu, region.mask, grid)
     heart_facts["heart_left_of_body_centre_mm"] = heart_left_mm

@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from scipy import ndimage as ndi
+from scipy.stats import norm
 
 from vascalc.anatomy import taxonomy
 from vascalc.anatomy.regions import NAMED_REGIONS, named_regions
-from vascalc.calcium import CalciumResult, ScoringOptions, parse_method, score_calcium
+from vascalc.calcium import AgatstonPolicy, CalciumResult, FixedHUPolicy, ScoringOptions, parse_method, score_calcium
 from vascalc.errors import InputError, MaskError
 from vascalc.imaging import LabelMap, Volume, load_labelmap, load_volume
 from vascalc.imaging.load import axial_slices_first
@@ -115,6 +117,119 @@ def check_masks_on_body(hu: np.ndarray, vessels: np.ndarray) -> float:
     return median
 
 
+#: Expected number of mask voxels reaching the detection threshold from noise alone at and above which
+#: a fixed-threshold score is flagged (one false "calcium" voxel is already a lesion at ≥ 1 mm² pixels).
+NOISE_FALSE_VOXELS_WARN = 1.0
+#: Erosion (mm) of the vessel masks before the lumen noise is measured: keeps the wall, its calcium and
+#: the partial-volume rim out of the sample (the contrast guard's 2 mm, SCORING.md A.2.1).
+NOISE_ERODE_MM = 2.0
+
+
+def lumen_noise_hu(hu: np.ndarray, vessels: np.ndarray, spacing_mm: tuple[float, float, float],
+                   erode_mm: float = NOISE_ERODE_MM) -> tuple[float, float, int] | None:
+    """Median HU, robust noise SD (HU, 1.4826 × median absolute deviation) and the number of voxels of
+    the lumen more than ``erode_mm`` inside the vessel masks; ``None`` when fewer than 50 remain.
+
+    The robust SD ignores the few calcium voxels that may survive the erosion, so it measures the
+    scanner noise that a fixed HU threshold (SCORING.md A.2.1) turns into false calcium.
+    """
+    mask = np.asarray(vessels) > 0
+    box = ndi.find_objects(mask.astype(np.uint8))
+    if not box or box[0] is None:
+        return None
+    # every other slice, cropped to the masks: a noise SD needs thousands of voxels, not millions
+    crop = (slice(box[0][0].start, box[0][0].stop, 2),) + tuple(box[0][1:])
+    sub = np.pad(mask[crop], 1)
+    sampling = (2.0 * spacing_mm[0], spacing_mm[1], spacing_mm[2])
+    inner = ndi.distance_transform_edt(sub, sampling=sampling)[1:-1, 1:-1, 1:-1] > erode_mm
+    values = np.asarray(hu[crop], dtype=np.float64)[inner]
+    values = values[np.isfinite(values)]
+    if values.size < 50:
+        return None
+    median = float(np.median(values))
+    sd = 1.4826 * float(np.median(np.abs(values - median)))
+    return median, sd, int(values.size)
+
+
+def expected_noise_voxels(n_voxels: int, median_hu: float, sd_hu: float, threshold_hu: float) -> float:
+    """Expected number of ``n_voxels`` Gaussian voxels (``median_hu`` ± ``sd_hu``) at or above
+    ``threshold_hu``: the false calcium voxels that noise alone gives a fixed-threshold score."""
+    if sd_hu <= 0:
+        return float(n_voxels) if median_hu >= threshold_hu else 0.0
+    return float(n_voxels * norm.sf((threshold_hu - median_hu) / sd_hu))
+
+
+def noise_warning(hu: np.ndarray, vessels: np.ndarray, spacing_mm: tuple[float, float, float],
+                  threshold_hu: float) -> str | None:
+    """A warning when the lumen noise makes a fixed ``threshold_hu`` count noise as calcium (≥
+    :data:`NOISE_FALSE_VOXELS_WARN` expected false voxels inside the masks), else ``None``.
+
+    Thin slices and sharp kernels reach 30–60 HU of noise; at 40 HU about 1 % of the blood (40 HU)
+    reads ≥ 130 HU and each such voxel is a lesion at ≥ 1 mm² pixels, so Agatston and volume grow
+    with the mask size instead of the calcium.
+    """
+    stats = lumen_noise_hu(hu, vessels, spacing_mm)
+    if stats is None:
+        return None
+    median, sd, _ = stats
+    n_mask = int(np.count_nonzero(vessels))
+    expected = expected_noise_voxels(n_mask, median, sd, threshold_hu)
+    if expected < NOISE_FALSE_VOXELS_WARN:
+        return None
+    return (f"image noise ≈ {sd:.0f} HU in the vessel lumen (median {median:.0f} HU): about {expected:.0f} of the "
+            f"{n_mask} mask voxels reach {threshold_hu:g} HU from noise alone and are counted as calcium, so the "
+            "fixed-threshold scores are overestimated; use thicker or smoother reconstructions, or --method adaptive")
+
+
+#: z coverage (mm) below which the built-in segmenter's masks are flagged: it tells a CTA from a plain
+#: scan by the volume of enhanced tissue and follows the vessels along z, and on an untagged contrast
+#: scan of ≤ 30 mm it took bowel for the aorta (docs/acquisition-sweep.md); 40 mm and more were right.
+SHORT_SCAN_MM = 40.0
+
+
+def short_scan_warning(volume: Volume, backend: str) -> str | None:
+    """A warning when the built-in segmenter (``backend`` builtin, or auto without TotalSegmentator)
+    gets a volume shorter than :data:`SHORT_SCAN_MM` along z, else ``None``."""
+    if backend == "auto":
+        from vascalc.anatomy.totalsegmentator import totalsegmentator_available
+
+        backend = "totalsegmentator" if totalsegmentator_available() else "builtin"
+    coverage_mm = volume.grid.shape[0] * float(volume.grid.spacing_mm[0])
+    if backend != "builtin" or coverage_mm >= SHORT_SCAN_MM:
+        return None
+    return (f"the scan covers only {coverage_mm:.1f} mm along z (< {SHORT_SCAN_MM:g} mm): the built-in segmenter "
+            "needs a longer stretch to tell contrast from a plain scan and to follow the vessels, so its masks may "
+            "be wrong; check the QC pictures or give --vessels")
+
+
+#: vertebrae above L5: when none of them is in view, the scan starts at L5 or lower
+_ABOVE_L5 = tuple(f"vertebrae_T{i}" for i in range(1, 13)) + tuple(f"vertebrae_L{i}" for i in range(1, 5))
+
+
+def misplaced_aorta_warning(labels: LabelMap) -> str | None:
+    """A warning when a segmenter reports an ``aorta`` where there is none: the scan starts at L5 or lower
+    (L5 or the sacrum in view, no vertebra above L5), or the aorta mask lies wholly below the middle of L5.
+    The aorta divides at L4 (L3–L5 in variants), so such a mask is an iliac artery, bowel or another tube
+    and its score is not the aorta's. ``None`` when it cannot be judged (no aorta, no L5/sacrum)."""
+    present = set(labels.present_names())
+    if "aorta" not in present or not present & {"vertebrae_L5", "sacrum"}:
+        return None
+    advice = "that mask is probably not the aorta and its score is not the aorta's; check the QC pictures or give --vessels"
+    if not present & set(_ABOVE_L5):
+        return f"the scan starts at L5 or lower, below the aortic bifurcation (L4), yet the segmenter reports an aorta: {advice}"
+    if "vertebrae_L5" not in present:
+        return None
+    aorta_z = np.flatnonzero(labels.mask("aorta").any(axis=(1, 2)))
+    l5_z = np.flatnonzero(labels.mask("vertebrae_L5").any(axis=(1, 2)))
+    # index axis 0 runs superior when its direction has a positive LPS z component
+    up = float(labels.grid.direction_matrix[2, 2]) >= 0
+    l5_mid = 0.5 * (l5_z[0] + l5_z[-1])
+    aorta_top = aorta_z[-1] if up else aorta_z[0]
+    if (aorta_top < l5_mid) if up else (aorta_top > l5_mid):
+        return f"the segmenter's aorta lies wholly below the middle of L5, where the aorta has already divided: {advice}"
+    return None
+
+
 def score_ct(
     image: str | Path | Volume,
     vessels: str | Path | LabelMap | None = None,
@@ -178,6 +293,7 @@ def score_ct(
         report(f"segmenting vessels and landmarks ({segmenter})")
         labels = segment(volume, backend=segmenter)
         source = {"kind": "segmenter", "backend": segmenter}
+        short_note = short_scan_warning(volume, segmenter)
         timings["segment_s"] = time.perf_counter() - start
     elif isinstance(vessels, LabelMap):
         labels = vessels
@@ -225,6 +341,12 @@ def score_ct(
     timings["score_s"] = time.perf_counter() - start
 
     warnings = [f"{name}: mask is empty (structure absent), scores are zero" for name in source["arteries_empty"]]
+    if vessels is None:
+        warnings += [note for note in (short_note, misplaced_aorta_warning(labels)) if note]
+    if isinstance(policy, (AgatstonPolicy, FixedHUPolicy)):
+        fixed = [t["threshold_hu"] for t in calcium.thresholds.values() if t.get("threshold_hu") is not None]
+        note = noise_warning(volume.hu, vessel_array, volume.grid.spacing_mm, float(min(fixed))) if fixed else None
+        warnings += [note] if note else []
     warnings += [note for note in region_notes if not note.startswith("region thoracic_abdominal")]
     if labels.uncertain_slices:
         source["uncertain_slices"] = {n: list(s) for n, s in sorted(labels.uncertain_slices.items()) if s}

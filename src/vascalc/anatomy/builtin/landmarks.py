@@ -254,6 +254,23 @@ def _body_work(h: np.ndarray) -> np.ndarray:
     return _fill_holes_2d(_largest_component(m))
 
 
+def _close_at_fov_edge(body: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """``body`` with the holes that a field of view cutting the body opens filled, slice by slice.
+
+    A lung cut by a small (cardiac) field of view touches the image edge, so a plain hole filling
+    leaves it outside the body. The image is framed by its own edge pixels where they are body or
+    aerated lung (> −950 HU, the lung test of :func:`segment_heart_region`); outside air (≈ −1000 HU)
+    at the edge leaves the frame open, so the air around a patient inside the field stays outside. The
+    filling runs on the unopened tissue: an edge that cuts the chest wall obliquely leaves it too thin
+    for the body's opening, and the lungs would leak into the air at the image corners.
+    """
+    framed = np.pad(body | (h > BODY_THRESHOLD_HU), ((0, 0), (1, 1), (1, 1)))
+    closed = body | (h > -950.0)
+    framed[:, 0, 1:-1], framed[:, -1, 1:-1] = closed[:, 0, :], closed[:, -1, :]
+    framed[:, 1:-1, 0], framed[:, 1:-1, -1] = closed[:, :, 0], closed[:, :, -1]
+    return _fill_holes_2d(framed)[:, 1:-1, 1:-1]
+
+
 def _midline_x(body: np.ndarray) -> np.ndarray:
     """Left-right centre of the body per slice (index units, smoothed over z)."""
     nz, _, nx = body.shape
@@ -751,7 +768,8 @@ def _disc_planes(discs: np.ndarray, y_front: np.ndarray, sp: tuple[float, float,
     # smoothed over about a vertebra's height (σ 10 mm): the front edge steps by a voxel or two
     # at each disc, and a narrower kernel turns that step into a false ~20° tilt right at the disc
     yf = ndi.gaussian_filter1d(yf, max(2.0, DISC_PLANE_SMOOTH_MM / sp[0]), mode="nearest")
-    slope = np.gradient(yf) * sp[1] / sp[0]  # mm of y per mm of z
+    # np.gradient needs two samples: a one-slice (working) volume has no sagittal course, so no tilt
+    slope = np.gradient(yf) * sp[1] / sp[0] if yf.size > 1 else np.zeros_like(yf)  # mm of y per mm of z
     planes = []
     for d in discs:
         s = float(np.interp(d, z, slope))
@@ -1003,7 +1021,8 @@ def segment_heart_region(volume: Volume) -> np.ndarray | None:
     h = _block_mean(hu_c, f)
     sp = tuple(float(s * k) for s, k in zip(frame.spacing_mm, f))
     body = _body_work(h)
-    inner = ndi.binary_erosion(body, structure=_PLANE8, iterations=2)
+    # a cardiac field of view (≈ 200–250 mm) cuts the lungs: they are closed in at the image edge
+    inner = ndi.binary_erosion(_close_at_fov_edge(body, h), structure=_PLANE8, iterations=2)
     air = (h < -400.0) & inner
     lab, n = ndi.label(air)
     if n == 0:

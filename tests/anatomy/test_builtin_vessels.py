@@ -45,6 +45,7 @@ from vascalc.anatomy.builtin.vessels import (
     path_wall_support,
     pubic_symphysis_top,
     refit_short_iliac,
+    same_tube,
     segment_vessels,
     slice_minimal_path,
     track_tilt_yx,
@@ -628,6 +629,44 @@ def test_pubic_symphysis_top_is_the_highest_front_midline_bone():
     # a pubis off to the side (> 12 mm from the midline: a pubic ramus) is not the symphysis
     bone[:10, 15:22, 10:20] = True
     assert pubic_symphysis_top(bone, body, sp, below_z=nz) is None
+
+
+def test_pubic_symphysis_top_follows_the_bones_thin_cap():
+    """The same box body (2-mm pixels, 3-mm slices): the pubis (slices 0–9, 7 × 13 px = 364 mm²)
+    under a rounded top, slice 10 holding 2 × 3 px = 24 mm² on top of it (< 60 mm²: missed by the
+    area test alone): the top is slice 10. The cap is followed only where it touches the bone
+    below (a blob 2 px behind it is not), and only ``cap_mm`` up: a thin spike over 3 slices stops
+    after 5 mm (1 slice of 3 mm); ``cap_mm=None`` gives the area test's slice 9."""
+    nz, ny, nx = 40, 80, 80
+    sp = (3.0, 2.0, 2.0)
+    body = np.zeros((nz, ny, nx), bool)
+    body[:, 5:76, 10:71] = True  # centre y = 40, x = 40
+    bone = np.zeros_like(body)
+    bone[:, 50:60, 35:46] = True      # spine, behind the centre
+    bone[:10, 15:22, 34:47] = True    # pubic symphysis, ≈ 40 mm in front
+    bone[10, 16:18, 39:42] = True     # its cap: 24 mm², on the bone below
+    assert pubic_symphysis_top(bone, body, sp, below_z=nz) == 10
+    assert pubic_symphysis_top(bone, body, sp, below_z=nz, cap_mm=None) == 9
+    assert pubic_symphysis_top(bone, body, sp, below_z=10) == 9  # never at or above below_z
+    bone[10] = False
+    bone[10, 24:26, 39:42] = True     # front midline too, but 2 px behind the pubis' last row (21)
+    assert pubic_symphysis_top(bone, body, sp, below_z=nz) == 9
+    bone[10] = False
+    bone[10:13, 17:19, 40:42] = True  # a spike over 3 slices on the top: only 5 mm of it is the cap
+    assert pubic_symphysis_top(bone, body, sp, below_z=nz) == 10
+    assert pubic_symphysis_top(bone, body, sp, below_z=nz, cap_mm=9.0) == 12
+
+
+def test_same_tube_compares_centres_over_the_shared_slices():
+    """Two tracks of a 10-mm tube on slices 0–19 (2.5-mm slices): one 4 mm off (< 0.5 × 10 mm) is
+    the same tube, one 6 mm off is not; sharing only 8 slices (20 mm < 25 mm) is no evidence."""
+    def track(zs, dx):
+        return {z: _Fit(np.array([50.0, 50.0 + dx]), np.full(_N_RAYS, 10.0), 10.0, 1.0, 40.0) for z in zs}
+    a = track(range(20), 0.0)
+    assert same_tube(a, track(range(10, 30), 4.0), 2.5)
+    assert not same_tube(a, track(range(10, 30), 6.0), 2.5)
+    assert not same_tube(a, track(range(12, 30), 0.0), 2.5)
+    assert same_tube(a, track(range(10, 30), 6.0), 2.5, max_apart=0.7)
 
 
 def test_real_iliac_becomes_femoral_at_the_top_of_the_pubic_symphysis(shared_data):
@@ -1430,3 +1469,48 @@ def test_guided_track_leaves_the_vein_the_path_ends_on(monkeypatch, check_mm):
     else:
         assert t.swaps == [11]
         assert all(off_artery[z] <= 1.0 for z in range(0, 12))
+
+
+@pytest.mark.parametrize("not_a_step", [True, False])
+def test_swap_onto_the_artery_is_not_taken_as_motion(monkeypatch, not_a_step):
+    """Round 17: a straight artery (r = 4 mm) and its touching vein behind-medial (r = 4.5 mm,
+    centres 8 mm apart), 2.5-mm slices; the artery is buried in a muscle slab on slices 18–11 and
+    clean in fat below; the path (guide, slices 18–8) runs on the vein. The vein check on the path's
+    last 15 mm moves the track onto the artery at slice 10, an 8-mm jump. The artery does not move,
+    so the prediction for slice 9 must be its centre (within 0.5 mm), and the track stays on it to
+    slice 0. With :data:`SWAP_NOT_A_STEP` False (rounds 4–16) the jump was taken as the tube's
+    step and half of it carried on: the prediction lands ≈ 4 mm past the artery, away from the vein
+    (legs non-contrast dev seed 6 left: the next fits went off into the muscle, femoral lost)."""
+    monkeypatch.setattr(vessels_mod, "SWAP_NOT_A_STEP", not_a_step)
+    side, lateral = "right", -1.0
+    nz = 20
+    img = np.full((nz, 80, 80), -100.0, np.float32)
+    yy, xx = np.mgrid[0:80, 0:80] * 1.0
+    a_c = np.array([35.0, 40.0])
+    v_c = a_c + 8.0 * np.array([np.cos(0.6), -lateral * np.sin(0.6)])
+    img[:, np.hypot(yy - a_c[0], xx - a_c[1]) <= 4.0] = 40.0
+    img[:, np.hypot(yy - v_c[0], xx - v_c[1]) <= 4.5] = 40.0
+    img[11:, 18:36, 22:46] = 40.0  # the muscle slab over the artery's front and sides
+    ctx = _Ctx(img, np.zeros(img.shape, bool), np.array([2.5, 1.0, 1.0]), False, -15.0)
+    guide = {z: v_c.copy() for z in range(8, nz - 1)}
+    seed = _Fit(v_c.copy(), np.full(_N_RAYS, 4.5), 4.5, 1.0, 40.0)
+    t = _Tracker(ctx, nz - 1, seed, -1, r_range_mm=(2.0, 14.0), max_shift_mm=6.5, max_gap_mm=12.0,
+                 coast_mm=12.0, min_hits=0.3, r_cap_mm=6.0, guide=guide, side=side)
+    while t.z > 9:
+        t.step()
+    assert t.swaps == [10]
+    assert float(np.hypot(*(t.fits[11].centre_mm - v_c))) <= 1.0
+    assert float(np.hypot(*(t.fits[10].centre_mm - a_c))) <= 1.0
+    assert 9 not in t.guide  # the rest of the path is dropped: slice 9's prediction is the tracker's
+    pred = t.predicted()[0]
+    if not_a_step:
+        assert float(np.hypot(*(pred - a_c))) <= 0.5
+        while t.active():
+            t.step()
+        fits, _, _ = t.result()
+        assert all(float(np.hypot(*(fits[z].centre_mm - a_c))) <= 1.0 for z in range(0, 11))
+    else:
+        # half the jump (a_c − v_c, clipped at 6.5 mm per axis) carried on past the artery
+        expected = a_c + 0.5 * np.clip(a_c - v_c, -6.5, 6.5)
+        np.testing.assert_allclose(pred, expected, atol=0.5)
+        assert float(np.hypot(*(pred - a_c))) >= 3.5

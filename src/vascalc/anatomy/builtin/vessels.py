@@ -88,6 +88,13 @@ mass with no fat plane the free fit took the merged outline, growing within the 
 tolerance, and walked into the mass (dev non-contrast seed 6: the top 5 slices lost, aorta 0.771 →
 0.940; real non-contrast 0.922 → 0.928).
 
+Round 17: the symphysis' rounded top (a partial-volume cap under the area test's 60 mm²) is followed up
+over ≤ 5 mm (:func:`pubic_symphysis_top`, knee-length phantoms' boundary a slice nearer the truth); where
+the longest aorta track found only one iliac at its end, another start's track of the same tube
+(:func:`same_tube`) that found both wins (:data:`AORTA_PREFER_BOTH_ILIACS`: a track that ran on past the
+bifurcation into a blob of aortic calibre); a move from the vein onto the artery in front is not taken
+as the track's motion (:data:`SWAP_NOT_A_STEP`).
+
 Veins (returned as ``inferior_vena_cava``, ``iliac_vena_left/right``; never scored): the IVC is
 the tube 25–55 mm right of the aorta (nearer lies the right crus; on CTA it must enhance, > 60 HU),
 seeded on the lowest 80 mm of the aorta and followed by its fat edge up the aorta and down to its
@@ -168,6 +175,10 @@ ARTERY_IN_FRONT_GAP_MM = 5.0
 #: (≥ :data:`CLEAN_HITS` of its rays) and at least as clean as the path's fit, and the rest of the
 #: path is dropped (the track goes on free, with the check). None: off the path only (rounds 4–15).
 GUIDE_END_VEIN_CHECK_MM: float | None = 15.0
+#: Round 17: the jump of a track moved from the vein onto the artery in front (:func:`artery_in_front`)
+#: is not taken as the tube's motion: that slice's step counts as zero in the velocity; False: the
+#: jump was a step like any other (rounds 4–16).
+SWAP_NOT_A_STEP = True
 #: Rim (mm) of an iliac vein's fitted outline that its artery may still claim in the joint tracker.
 VEIN_RIM_MM = 3.0
 #: A contrast (CTA) hypothesis is tried only with this much homogeneous bright tissue (mm³).
@@ -255,6 +266,9 @@ GUIDED_CALIBRE_HOLD: float | None = 0.15
 CLEAN_HITS = 0.8
 #: ... and the held fit is kept when at least this fraction of its rays end on its wall.
 HELD_MIN_HITS = 0.65
+#: Round 17 (issue 6): where the longest aorta track found one iliac at its end, a track from another
+#: start on the same tube (:func:`same_tube`) whose bifurcation showed both iliacs is taken instead.
+AORTA_PREFER_BOTH_ILIACS = True
 #: Round 14 (issue 6): on CTA, a large aortic plaque (> 400 HU) anchored the skeleton's "cortex" and the
 #: contrast lumen beside it was taken for marrow, so the plaque was cut out of the aorta. The first
 #: CTA track's lumen (and the dense components lying on its wall, within this band in mm) are refused
@@ -1345,6 +1359,14 @@ class _Tracker:
                                     prev.radius_mm + (fit.radius_mm - prev.radius_mm) * w, 0.0, prev.inside_hu)
             self.pending = []
             step = fit.centre_mm - prev.centre_mm
+            if SWAP_NOT_A_STEP and self.swaps and self.swaps[-1] == z:
+                # a move from the vein onto the artery beside it is a change of tube, not a step of
+                # it. Taken as a step, the 10–13-mm jump was carried on as 6 mm a slice and the next
+                # fits went off with it into the muscle (legs non-contrast dev seed 6 left, round 17).
+                # The slice counts as no motion (the velocity halves, as after a still slice); zeroing
+                # the velocity instead lost the course of an oblique artery on the next slice (dev
+                # screw seed 6 left, −0.001)
+                step = np.zeros(2)
             self.velocity = 0.5 * self.velocity + 0.5 * np.clip(step, -self.max_shift_mm, self.max_shift_mm)
             self.fits[z] = fit
             self.prev = fit
@@ -1561,6 +1583,7 @@ def _find_and_track_aorta(ctx: _Ctx, body, spine_x, spine_ant, has_spine, metal:
     cands = _find_aorta_seed(ctx, body, spine_x, spine_ant, has_spine)
     dz = ctx.spacing[0]
     best = None
+    found: list = []
     tried: list[int] = []
     for score, z0, c0, r0 in cands:
         if len(tried) >= 6:
@@ -1605,10 +1628,32 @@ def _find_and_track_aorta(ctx: _Ctx, body, spine_x, spine_ant, has_spine, metal:
             continue
         length = len(fits) * dz
         # ≥ 50 mm of tube, or most of a short scan
-        if length >= min(50.0, 0.6 * ctx.img.shape[0] * dz) and (best is None or length > best[0]):
+        if length >= min(50.0, 0.6 * ctx.img.shape[0] * dz):
             unc = sorted(z for z in set(unc_up + unc_down) if bif is None or z > bif)
-            best = (length, (_smooth_track(fits), unc, bif, seeds))
+            found.append((length, (_smooth_track(fits), unc, bif, seeds)))
+            if best is None or length > best[0]:
+                best = found[-1]
+    if best is not None and AORTA_PREFER_BOTH_ILIACS and len(best[1][3]) < 2:
+        # the longest track can be one that ran on past the bifurcation into a soft-tissue blob of
+        # aortic calibre between the iliacs and found one iliac at its end (legs non-contrast dev
+        # seed 4, round 17): another start on the same aorta that saw both iliacs part wins
+        both = [c for c in found if len(c[1][3]) == 2 and same_tube(c[1][0], best[1][0], dz)]
+        if both:
+            best = max(both, key=lambda c: c[0])
     return None if best is None else best[1]
+
+
+def same_tube(a: dict[int, "_Fit"], b: dict[int, "_Fit"], spacing_z_mm: float, *, min_common_mm: float = 25.0,
+              max_apart: float = 0.5) -> bool:
+    """Whether two tracks (fits per slice) follow one tube: they share ≥ ``min_common_mm`` of slices
+    and their centres lie, in the median over those slices, within ``max_apart`` × the median radius.
+    Units: mm (spacing), fraction (``max_apart``)."""
+    common = sorted(set(a) & set(b))
+    if len(common) * spacing_z_mm < min_common_mm:
+        return False
+    d = np.median([np.hypot(*(a[z].centre_mm - b[z].centre_mm)) for z in common])
+    r = np.median([0.5 * (a[z].radius_mm + b[z].radius_mm) for z in common])
+    return bool(d <= max_apart * r)
 
 
 def _bifurcation_by_radius(ctx: _Ctx, fits: dict[int, _Fit], z0: int, metal: _Metal | None = None):
@@ -2033,10 +2078,13 @@ def _femoral_level(bone: np.ndarray, spacing, spine_x, bif_z: int) -> int | None
 
 def pubic_symphysis_top(bone: np.ndarray, body: np.ndarray, spacing_mm, *, below_z: int,
                         half_width_mm: float = 12.0, min_area_mm2: float = 60.0,
-                        front_mm: float = 25.0) -> int | None:
+                        front_mm: float = 25.0, cap_mm: float | None = 5.0) -> int | None:
     """Most cranial slice (< ``below_z``) of the pubic symphysis: bone within ±``half_width_mm``
     of the body's centre line and ≥ ``front_mm`` in front of the body's centre, over ≥
-    ``min_area_mm2`` on two consecutive slices. In the pelvis the only midline bone well in front of
+    ``min_area_mm2`` on two consecutive slices, then followed up through the bone's rounded top
+    (up to ``cap_mm``; None: not followed): a slice above holding any such bone that overlaps the
+    slice below's (in-plane, ± 1 pixel) is still the symphysis — its partial-volume cap, under
+    ``min_area_mm2``. In the pelvis the only midline bone well in front of
     the body's centre is the pubis (the sacral promontory reaches the centre, the coccyx lies
     behind it; a prostate calcification is far smaller). Used as the
     iliac → femoral boundary (the inguinal ligament's medial end, the pubic tubercle, lies at the
@@ -2059,7 +2107,22 @@ def pubic_symphysis_top(bone: np.ndarray, body: np.ndarray, spacing_mm, *, below
     # two consecutive slices: one noisy slice (a calcified node, a phlebolith) does not count
     pair = found[1:] & found[:-1]
     zs = np.flatnonzero(pair)
-    return int(zs.max()) + 1 if zs.size else None
+    if not zs.size:
+        return None
+    top = int(zs.max()) + 1
+    if cap_mm is not None:
+        # the detection threshold stops one or two slices under a rounded bone's top: the knee-length
+        # phantoms' symphysis holds 160 mm² on its last detected slice and 40–44 mm² on the slice above,
+        # so the boundary was found a slice low there (round 17, issue 6). Only bone touching the
+        # slice below counts, and only over a few mm: the cap, not a structure resting on it
+        grow = ndimage.generate_binary_structure(2, 2)
+        k_max = top + int(np.floor(cap_mm / float(spacing_mm[0]) + 1e-9))
+        while top + 1 < below_z and top + 1 <= k_max:
+            below = ndimage.binary_dilation(b[top] & front_mid[top], structure=grow)
+            if not (b[top + 1] & front_mid[top + 1] & below).any():
+                break
+            top += 1
+    return top
 
 
 def _visceral_origins(ctx: _Ctx, aorta: dict[int, _Fit], out: np.ndarray, spacing_full, offset_mm, grow_mm: float,
@@ -2414,6 +2477,6 @@ def segment_vessels(volume: Volume, *, bones: np.ndarray | None = None, body: np
 
 __all__ = ["CONTRAST_LUMEN_HU", "VEIN_NAMES", "VESSEL_LABELS", "VesselResult", "WALL_MM", "artery_in_front",
            "artery_path_cost", "calibre_held_fit", "contrast_lumen_mask", "wall_plaque_mask", "needs_calibre_hold",
-           "follow_large_mass", "half_max_radii", "lateral_bone_front_px", "oblique_wall_mm", "path_calibre_mm", "path_wall_support", "pubic_symphysis_top", "refit_short_iliac",
+           "follow_large_mass", "half_max_radii", "lateral_bone_front_px", "oblique_wall_mm", "path_calibre_mm", "path_wall_support", "pubic_symphysis_top", "refit_short_iliac", "same_tube",
            "segment_vessels",
            "slice_minimal_path", "threshold_body", "threshold_bones", "track_tilt_yx"]

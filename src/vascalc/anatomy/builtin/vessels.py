@@ -113,7 +113,8 @@ and a 512 × 512 × 300 CT takes ≈ 6–13 s on two cores.
 
 Contrast: a CTA hypothesis is tried when the scan is tagged with a contrast agent or holds
 ≥ 150 cm³ of homogeneous bright tissue outside the cortex-anchored skeleton (marrow of the femurs,
-pelvis and sacrum alone exceeds that in a knee-length scan); it is kept when the followed aorta's lumen median is
+pelvis and sacrum alone exceeds that in a knee-length scan; a scan under 60 mm of z needs 2.5 cm³ per
+mm of z instead); it is kept when the followed aorta's lumen median is
 > 120 HU and even (SD < 40 HU, unlike marrow). Renal, celiac and SMA *origins* (≈ 12 mm) are
 looked for on CTA only, as bright offshoots of the aortic wall; on non-contrast CT they are absent.
 
@@ -181,8 +182,13 @@ GUIDE_END_VEIN_CHECK_MM: float | None = 15.0
 SWAP_NOT_A_STEP = True
 #: Rim (mm) of an iliac vein's fitted outline that its artery may still claim in the joint tracker.
 VEIN_RIM_MM = 3.0
-#: A contrast (CTA) hypothesis is tried only with this much homogeneous bright tissue (mm³).
+#: A contrast (CTA) hypothesis is tried only with this much homogeneous bright tissue (mm³) ...
 ENHANCED_MIN_MM3 = 150_000.0
+#: ... or, on a scan too short to hold that much (under 60 mm of z), this much per mm of z coverage
+#: (mm³/mm = mm² of mean enhanced area per slice; :func:`enhanced_min_mm3`). Measured on 12-slice
+#: (30-mm) crops of the dev phantoms: non-contrast ≤ 1.74 cm³/mm (knee marrow), CTA crops of the
+#: upper abdomen (slices 72–119 of 120) ≥ 3.5 cm³/mm (round 17b). None: the absolute volume only.
+ENHANCED_MIN_MM3_PER_MM: float | None = 2_500.0
 #: Aortic lumen median above this means a contrast (CTA) scan (HU).
 CONTRAST_LUMEN_HU = 120.0
 #: Fat/soft-tissue edge: between fat (≈ −100 HU) and blood/wall (≈ 40 HU), nearer the wall so
@@ -247,6 +253,10 @@ BIFURCATION_AT_TAPER_START = True
 BIFURCATION_TAPER_RATIO = 0.85
 #: Outer radius cap of the iliac/femoral arteries (mm; common iliac ≈ 10–14 mm across with wall).
 ILIAC_MAX_RADIUS_MM = 7.5
+#: A run of aortic fits shorter than this (mm of z) at the caudal end of the track, below a longer
+#: gap bridged by interpolation, is not aorta: it is dropped with the gap and the bifurcation is
+#: looked for below the last real fit (:func:`drop_stub_after_gap`; round 17b). None: kept (≤ round 17).
+AORTA_TAIL_MIN_MM: float | None = 7.5
 #: Below the minimal path's end (non-contrast), draw the outline no wider than the calibre measured
 #: over the path's lowest :data:`CALIBRE_LENGTH_MM` (:func:`path_calibre_mm`); None: no cap.
 CALIBRE_LENGTH_MM: float | None = 15.0
@@ -1608,6 +1618,11 @@ def _find_and_track_aorta(ctx: _Ctx, body, spine_x, spine_ant, has_spine, metal:
                   calibre_gate=AORTA_CALIBRE_GATE)
         up, unc_up, _ = _track(ctx, z0, fit0, +1, **kw)
         down, unc_down, bif = _track(ctx, z0, fit0, -1, stop=stop, **kw)
+        if bif is None and AORTA_TAIL_MIN_MM is not None:
+            # a track that lost the aorta below its end can bridge the gap onto a short stub of
+            # anything within reach (1.0-mm pixels, seed 7: the fat behind the iliacs, 17.5 mm past
+            # the bifurcation) and the iliacs are then looked for below that stub
+            down = drop_stub_after_gap(down, ctx.spacing[0], min_mm=AORTA_TAIL_MIN_MM)
         fits = {z0: fit0, **up, **down}
         seeds = {k: (bif, v) for k, v in split.items()}
         if bif is None:
@@ -1654,6 +1669,29 @@ def same_tube(a: dict[int, "_Fit"], b: dict[int, "_Fit"], spacing_z_mm: float, *
     d = np.median([np.hypot(*(a[z].centre_mm - b[z].centre_mm)) for z in common])
     r = np.median([0.5 * (a[z].radius_mm + b[z].radius_mm) for z in common])
     return bool(d <= max_apart * r)
+
+
+def drop_stub_after_gap(fits: dict[int, "_Fit"], spacing_z_mm: float, *, min_mm: float) -> dict[int, "_Fit"]:
+    """The caudal part of a track, ``fits`` (slice → fit; slices bridged by interpolation carry
+    ``hit_fraction`` 0, as :class:`_Tracker` writes them), without a stub at its caudal end: where
+    the last run of fitted slices is shorter than ``min_mm`` (mm of z) and shorter than the bridged
+    gap just above it, the stub and the gap are dropped — the tube was lost at the gap and the stub
+    is whatever lay within reach below it (issue 6, round 17b). Runs separated by missing slices
+    (metal streaks) are left alone: below streaks a track is meant to be picked up again."""
+    zs = sorted(fits)  # ascending: zs[0] is the caudal end
+    runs: list[list[int]] = []  # contiguous runs of fitted (True) / bridged (False) slices, caudal first
+    for z in zs:
+        kind = fits[z].hit_fraction > 0.0
+        if runs and z == runs[-1][-1] + 1 and (fits[runs[-1][0]].hit_fraction > 0.0) == kind:
+            runs[-1].append(z)
+        else:
+            runs.append([z])
+    if len(runs) < 2 or fits[runs[1][0]].hit_fraction > 0.0 or runs[1][0] != runs[0][-1] + 1:
+        return fits
+    stub, gap = runs[0], runs[1]
+    if len(stub) * spacing_z_mm < min_mm and len(stub) < len(gap):
+        return {z: f for z, f in fits.items() if z > gap[-1]}
+    return fits
 
 
 def _bifurcation_by_radius(ctx: _Ctx, fits: dict[int, _Fit], z0: int, metal: _Metal | None = None):
@@ -2023,6 +2061,15 @@ def _track_pelvis(ctx: _Ctx, vctx: _Ctx, aorta: dict[int, _Fit], bif_z: int | No
     return fits, unc
 
 
+def enhanced_min_mm3(z_mm: float) -> float:
+    """Enhanced volume (mm³) a scan covering ``z_mm`` of z needs before the CTA hypothesis is tried:
+    :data:`ENHANCED_MIN_MM3`, or :data:`ENHANCED_MIN_MM3_PER_MM` × ``z_mm`` where that is less (a
+    short scan holds too little enhanced tissue to pass an absolute volume, issue 6 round 17b)."""
+    if ENHANCED_MIN_MM3_PER_MM is None:
+        return ENHANCED_MIN_MM3
+    return min(ENHANCED_MIN_MM3, ENHANCED_MIN_MM3_PER_MM * float(z_mm))
+
+
 def _enhanced_volume_mm3(small: np.ndarray, body: np.ndarray, spacing) -> float:
     """Volume (mm³) of homogeneous bright tissue: 150–700 HU with a local (3×3×3) SD < 40 HU —
     contrast-filled blood and enhancing organs. Marrow is textured, cortex brighter; a
@@ -2266,7 +2313,10 @@ def segment_vessels(volume: Volume, *, bones: np.ndarray | None = None, body: np
         tagged = bool(volume.info.contrast_agent)
         # marrow inside a cortical shell (femurs, pelvis, sacrum: most of it in a knee-length scan)
         # is homogeneous and bright too but is no evidence of contrast, so the CTA skeleton is left out
-        enhanced = tagged or _enhanced_volume_mm3(small, body_small & ~bone_cta, sp) >= ENHANCED_MIN_MM3
+        # (an untagged short CTA holds too little to pass an absolute volume: the need scales with
+        # the z the estimate covers — every other slice, counted twice)
+        z_mm = 2.0 * ((small.shape[0] + 1) // 2) * sp[0]
+        enhanced = tagged or _enhanced_volume_mm3(small, body_small & ~bone_cta, sp) >= enhanced_min_mm3(z_mm)
         hypotheses = [True, False] if enhanced else [False]
     else:
         hypotheses = [contrast]
@@ -2476,7 +2526,7 @@ def segment_vessels(volume: Volume, *, bones: np.ndarray | None = None, body: np
 
 
 __all__ = ["CONTRAST_LUMEN_HU", "VEIN_NAMES", "VESSEL_LABELS", "VesselResult", "WALL_MM", "artery_in_front",
-           "artery_path_cost", "calibre_held_fit", "contrast_lumen_mask", "wall_plaque_mask", "needs_calibre_hold",
+           "artery_path_cost", "calibre_held_fit", "contrast_lumen_mask", "drop_stub_after_gap", "enhanced_min_mm3", "wall_plaque_mask", "needs_calibre_hold",
            "follow_large_mass", "half_max_radii", "lateral_bone_front_px", "oblique_wall_mm", "path_calibre_mm", "path_wall_support", "pubic_symphysis_top", "refit_short_iliac", "same_tube",
            "segment_vessels",
            "slice_minimal_path", "threshold_body", "threshold_bones", "track_tilt_yx"]

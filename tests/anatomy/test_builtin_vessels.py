@@ -1594,3 +1594,55 @@ def test_untagged_12_slice_cta_is_tracked_as_contrast_and_plain_ct_is_not(lumen_
     truth = ph.totalseg_labels().mask("aorta")[72:84]
     assert out.contrast_detected == (lumen_hu > 120.0)
     assert dice(out.labels.mask("aorta"), truth) >= 0.95
+
+
+# --- round 18 (issue 6): a thin iliac seed on a correct path -------------------------------------
+
+
+@pytest.mark.parametrize("floor_mm", [4.0, None])
+def test_guided_track_from_a_thin_seed_takes_the_tube_on_its_path(monkeypatch, floor_mm):
+    """Round 18: a seed taken from the crotch of a split blob can be 2.3 mm thin (0.9-mm pixels,
+    seed 4 right). The first guided fit was held to that radius (|r − 2.3| ≤ 0.35·2.3 + 1.5 = 2.3 mm),
+    so a 6-mm tube exactly on the path was refused on every slice and the iliac was lost. While the
+    track holds only its seed, the reference radius is at least :data:`GUIDED_SEED_MIN_RADIUS_MM`
+    (4 mm: |6 − 4| = 2 ≤ 0.35·4 + 1.5 = 2.9); after that the track's own fits are the reference."""
+    monkeypatch.setattr(vessels_mod, "GUIDED_SEED_MIN_RADIUS_MM", floor_mm)
+    nz = 16
+    img = np.full((nz, 60, 60), -100.0, np.float32)
+    yy, xx = np.mgrid[0:60, 0:60] * 1.0
+    centre = np.array([30.0, 30.0])
+    img[:, np.hypot(yy - centre[0], xx - centre[1]) <= 6.0] = 40.0
+    ctx = _Ctx(img, np.zeros(img.shape, bool), np.array([2.5, 1.0, 1.0]), False, -15.0)
+    seed = _Fit(centre + np.array([0.0, 3.0]), np.full(_N_RAYS, 2.3), 2.3, 0.4, 40.0)
+    guide = {z: centre.copy() for z in range(nz - 1)}
+    t = _Tracker(ctx, nz - 1, seed, -1, r_range_mm=(2.0, 14.0), max_shift_mm=6.5, max_gap_mm=50.0,
+                 coast_mm=12.0, min_hits=0.3, r_cap_mm=7.5, guide=guide, side="right")
+    while t.active():
+        t.step()
+    fits, uncertain, _ = t.result()
+    if floor_mm is None:
+        assert fits == {} and sorted(uncertain) == list(range(nz - 1))
+        return
+    assert sorted(fits) == list(range(nz - 1)) and uncertain == []
+    for f in fits.values():
+        assert float(np.hypot(*(f.centre_mm - centre))) <= 0.5
+        assert f.radius_mm == pytest.approx(6.0, abs=0.5)
+
+
+def test_guided_track_seed_floor_does_not_admit_a_blob_far_wider_than_an_iliac():
+    """The floor widens the first slice's tolerance only so far: from a 2.3-mm seed, a 7.3-mm tube
+    (|7.3 − 4| = 3.3 > 2.9) is still refused on every slice — the cap (7.5 mm) lets it through as a
+    radius, the continuity check does not."""
+    nz = 6
+    img = np.full((nz, 60, 60), -100.0, np.float32)
+    yy, xx = np.mgrid[0:60, 0:60] * 1.0
+    centre = np.array([30.0, 30.0])
+    img[:, np.hypot(yy - centre[0], xx - centre[1]) <= 7.3] = 40.0
+    ctx = _Ctx(img, np.zeros(img.shape, bool), np.array([2.5, 1.0, 1.0]), False, -15.0)
+    seed = _Fit(centre.copy(), np.full(_N_RAYS, 2.3), 2.3, 0.4, 40.0)
+    t = _Tracker(ctx, nz - 1, seed, -1, r_range_mm=(2.0, 14.0), max_shift_mm=6.5, max_gap_mm=50.0,
+                 coast_mm=12.0, min_hits=0.3, r_cap_mm=7.5, guide={z: centre.copy() for z in range(nz - 1)},
+                 side="right")
+    while t.active():
+        t.step()
+    assert t.result()[0] == {}

@@ -95,6 +95,9 @@ the longest aorta track found only one iliac at its end, another start's track o
 bifurcation into a blob of aortic calibre); a move from the vein onto the artery in front is not taken
 as the track's motion (:data:`SWAP_NOT_A_STEP`).
 
+Round 18: a guided iliac track that holds only its seed compares its first fit with at least
+:data:`GUIDED_SEED_MIN_RADIUS_MM` (a 2.3-mm seed from the crotch of a split blob refused every fit).
+
 Veins (returned as ``inferior_vena_cava``, ``iliac_vena_left/right``; never scored): the IVC is
 the tube 25–55 mm right of the aorta (nearer lies the right crus; on CTA it must enhance, > 60 HU),
 seeded on the lowest 80 mm of the aorta and followed by its fat edge up the aorta and down to its
@@ -279,6 +282,10 @@ HELD_MIN_HITS = 0.65
 #: Round 17 (issue 6): where the longest aorta track found one iliac at its end, a track from another
 #: start on the same tube (:func:`same_tube`) whose bifurcation showed both iliacs is taken instead.
 AORTA_PREFER_BOTH_ILIACS = True
+#: Round 18 (issue 6): while a guided iliac track holds only its seed, the first fit's radius is
+#: compared with at least this (mm; the common-iliac prior of the seed refit): a seed thinner than
+#: any iliac (the crotch of a split blob) otherwise refused every fit on the path. None switches it off.
+GUIDED_SEED_MIN_RADIUS_MM: float | None = 4.0
 #: Round 14 (issue 6): on CTA, a large aortic plaque (> 400 HU) anchored the skeleton's "cortex" and the
 #: contrast lumen beside it was taken for marrow, so the plaque was cut out of the aorta. The first
 #: CTA track's lumen (and the dense components lying on its wall, within this band in mm) are refused
@@ -1446,8 +1453,13 @@ class _Tracker:
         fit = _fit_tube(ctx, z, centre_mm, prev.radius_mm)
         if fit is not None and self.r_cap_mm is not None:
             fit = _cap_near(ctx, z, fit, self.r_cap_mm, centre_mm, reach_mm=1.5)
+        ref_mm = prev.radius_mm
+        if GUIDED_SEED_MIN_RADIUS_MM is not None and not self.fits:
+            # the seed may be the crotch of a split blob (2.3 mm at 0.9-mm pixels, seed 4 right):
+            # held to it, every fit of the artery on a correct path was refused (round 18)
+            ref_mm = max(ref_mm, GUIDED_SEED_MIN_RADIUS_MM)
         if (fit is not None and self.r_range_mm[0] <= fit.radius_mm <= self.r_range_mm[1]
-                and abs(fit.radius_mm - prev.radius_mm) <= 0.35 * prev.radius_mm + 1.5
+                and abs(fit.radius_mm - ref_mm) <= 0.35 * ref_mm + 1.5
                 and np.hypot(*(fit.centre_mm - centre_mm)) <= 0.5 * fit.radius_mm + 1.0):
             return fit
         return None

@@ -40,6 +40,7 @@ from vascalc.anatomy.builtin.vessels import (
     drop_stub_after_gap,
     enhanced_min_mm3,
     follow_large_mass,
+    grow_into_wall_calcium,
     half_max_radii,
     iliac_cone_floor_mm,
     lateral_bone_front_px,
@@ -1646,3 +1647,79 @@ def test_guided_track_seed_floor_does_not_admit_a_blob_far_wider_than_an_iliac()
     while t.active():
         t.step()
     assert t.result()[0] == {}
+
+
+def test_grow_into_wall_calcium_by_hand():
+    """A 4-mm disc artery (label 2, 1-mm pixels, reach 3 mm). Joined: a 300-HU arc on its posterior
+    outline with a 2-pixel spur (all 5 voxels within 3 mm), and a calcified voxel drawn as vein
+    (label 11). Left out: a spur on its anterior side reaching 5 mm out (3 of 5 voxels within
+    3 mm < 0.8: the rim of something larger), a 300-HU pixel 2 mm off that does not touch it, a
+    touching 150-HU voxel (peak below 200 HU) and a touching 120-HU voxel (below 130 HU)."""
+    yy, xx = np.mgrid[0:21, 0:21]
+    disc = np.hypot(yy - 10, xx - 10) <= 4
+    labels = np.zeros((3, 21, 21), np.uint8)
+    labels[:] = np.where(disc, 2, 0)
+    labels[:, 10, 5] = 11
+    hu = np.full(labels.shape, 40.0)
+    joined = [(15, 9), (15, 10), (15, 11), (16, 10), (17, 10), (10, 5)]
+    for y, x in joined + [(5, 10), (4, 10), (3, 10), (2, 10), (1, 10), (12, 16)]:
+        hu[:, y, x] = 300.0
+    hu[:, 10, 15] = 150.0
+    hu[:, 6, 11] = 120.0
+    out = grow_into_wall_calcium(labels, hu, (2.5, 1.0, 1.0), [2, 3], reach_mm=3.0, free_ids=[11])
+    want = labels.copy()
+    for y, x in joined:
+        want[:, y, x] = 2
+    assert np.array_equal(out, want)
+    assert np.array_equal(labels[:, 10, 5], np.full(3, 11))  # the input is not modified
+    # the 150-HU voxel joins when the peak rule allows it; no artery: nothing grows
+    low = grow_into_wall_calcium(labels, hu, (2.5, 1.0, 1.0), [2], reach_mm=3.0, min_peak_hu=130.0)
+    assert low[1, 10, 15] == 2 and low[1, 6, 11] == 0
+    no_art = np.where(labels == 2, 0, labels)
+    assert np.array_equal(grow_into_wall_calcium(no_art, hu, (2.5, 1.0, 1.0), [2], reach_mm=3.0), no_art)
+
+
+def _plain_tube_with_plaque_on_muscle(seed: int = 0):
+    """Non-contrast slab (48 slices of 2.5 mm, 1.5-mm pixels): a 10-mm artery (40 HU) in fat whose
+    posterior wall lies on a muscle block (no fat plane there), a vertebra-like block behind, and
+    a 700-HU plaque from 1.5 mm inside to 2 mm outside the wall on its posterior-left side over
+    slices 18–29 (issue 6, round 19: the iliac plaque of dev seed 3 lies where the wall meets muscle)."""
+    nz, ny, nx = 48, 140, 140
+    sp = (2.5, 1.5, 1.5)
+    y = (np.arange(ny) - ny / 2) * sp[1]
+    x = (np.arange(nx) - nx / 2) * sp[2]
+    Y, X = np.meshgrid(y, x, indexing="ij")
+    sl = np.full((ny, nx), -1000.0, np.float32)
+    sl[(Y / 95) ** 2 + (X / 100) ** 2 <= 1] = 40.0
+    sl[(Y / 45) ** 2 + (X / 50) ** 2 <= 1] = -100.0
+    ra, cy = 10.0, -12.0
+    d = np.hypot(Y - cy, X)
+    sl[(Y > cy + 4) & (Y < cy + 30) & (np.abs(X) < 25)] = 40.0
+    rv = np.hypot(Y - (cy + 48.0), X)
+    sl[rv <= 18.0] = 1000.0
+    sl[rv <= 16.0] = 190.0
+    sl[d <= ra] = 40.0
+    hu = np.repeat(sl[None], nz, axis=0)
+    ang = np.arctan2(Y - cy, X)
+    plaque = np.zeros(hu.shape, bool)
+    plaque[18:30] = (d > ra - 1.5) & (d <= ra + 2.0) & (np.abs(ang - np.pi / 2 - 0.6) < 0.5)
+    hu[plaque] = 700.0
+    hu += np.random.default_rng(seed).normal(0.0, 8.0, hu.shape).astype(np.float32)
+    grid = Grid((nz, ny, nx), sp, (0.0, 0.0, 0.0), (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0))
+    return Volume(hu, grid), plaque, np.broadcast_to(rv <= 18.0, hu.shape)
+
+
+def test_plain_ct_wall_plaque_on_muscle_is_inside_the_artery_mask(monkeypatch):
+    """Known answer (round 19): without fat behind it the outline stops short of the plaque (72 of
+    its 180 voxels in the mask before the change); with the wall calcium joined, all 180 are in,
+    the mask grew by exactly the plaque voxels it lacked, and the vertebra is in no vessel."""
+    vol, plaque, block = _plain_tube_with_plaque_on_muscle()
+    masks = {}
+    for reach in (None, 4.5):
+        monkeypatch.setattr(vessels_mod, "WALL_CALCIUM_REACH_MM", reach)
+        res = segment_vessels(vol, contrast=False)
+        masks[reach] = res.labels.mask("aorta")
+        assert not (res.labels.labels > 0)[block].any()
+    assert masks[None][plaque].sum() < 0.5 * plaque.sum()
+    assert masks[4.5][plaque].all()
+    assert np.array_equal(masks[4.5], masks[None] | plaque)

@@ -123,7 +123,9 @@ looked for on CTA only, as bright offshoots of the aortic wall; on non-contrast 
 
 Masks are lumen + wall (the wall is where calcium sits, SCORING.md C): on non-contrast CT the
 soft-tissue/fat edge *is* the outer wall; on CTA the bright-lumen edge is grown outwards by
-:data:`WALL_MM`. Bone (given, or thresholded here) is removed from every vessel mask, with a
+:data:`WALL_MM`. On non-contrast CT, calcium the outline cut through (the wall on muscle has no
+fat edge) is given back to its artery (:func:`grow_into_wall_calcium`, round 19).
+Bone (given, or thresholded here) is removed from every vessel mask, with a
 1.5-mm margin where voxels are finer than that, so calcium scoring never counts vertebra, pelvis
 or femur. On CTA the thresholded skeleton refuses the lumen of the first aorta track and the dense
 plaques on its wall (:func:`contrast_lumen_mask`, :func:`wall_plaque_mask`): a large aortic plaque
@@ -291,6 +293,11 @@ GUIDED_SEED_MIN_RADIUS_MM: float | None = 4.0
 #: CTA track's lumen (and the dense components lying on its wall, within this band in mm) are refused
 #: as bone, and the aorta is tracked again. None switches it off.
 AORTIC_PLAQUE_BAND_MM: float | None = 4.0
+#: Non-contrast: a calcium component touching an artery's outline, ≥ 80 % of it within this in-plane
+#: distance (mm) of it, is the artery's (:func:`grow_into_wall_calcium`, round 19); None turns it off.
+WALL_CALCIUM_REACH_MM: float | None = 4.5
+#: Arteries whose wall calcium is kept by :func:`grow_into_wall_calcium` (the drawn vessels on non-contrast CT).
+ARTERY_NAMES = ("aorta", "iliac_artery_left", "iliac_artery_right", "femoral_artery_left", "femoral_artery_right")
 _N_RAYS = 32
 _ANGLES = np.linspace(0.0, 2.0 * np.pi, _N_RAYS, endpoint=False)
 _UNIT = np.stack([np.sin(_ANGLES), np.cos(_ANGLES)], axis=1)  # (dy, dx): 0 = +x (left), π/2 = +y (posterior)
@@ -398,6 +405,54 @@ def wall_plaque_mask(dense: np.ndarray, lumen: np.ndarray, spacing_mm, *, band_m
     ok = near >= min_inside * np.maximum(total, 1)
     ok[0] = False
     return ok[lab]
+
+
+def grow_into_wall_calcium(labels: np.ndarray, hu: np.ndarray, spacing_mm, artery_ids, *, reach_mm: float,
+                           calcium_hu: float = 130.0, min_peak_hu: float = 200.0, free_ids=(),
+                           min_inside: float = 0.8) -> np.ndarray:
+    """Non-contrast CT: calcium on an artery's wall that the drawn outline cut through is given to
+    that artery (SCORING.md C: the wall is where calcium sits).
+
+    A 3-D face-connected component of voxels with ``hu`` ≥ ``calcium_hu`` (the Agatston threshold)
+    that are unlabelled (or carry one of ``free_ids``: veins, which hold no calcium) is added when
+    it touches an artery (``labels`` ∈ ``artery_ids``), peaks at ≥ ``min_peak_hu`` (Agatston weight
+    ≥ 2: a lone 130–199-HU voxel by the wall is as likely noise or bowel content as calcium, real
+    3-mm CT) and at least ``min_inside`` of it lies within
+    ``reach_mm`` in-plane of that artery — the rule of :func:`wall_plaque_mask`: a plaque is a small
+    arc on the wall, while the rim of a vertebra beside the aorta belongs to a body reaching far
+    beyond (real 3-mm CT). The outline is a fitted star (the fat edge), which stops short of a
+    plaque where the wall lies against muscle and no fat marks its edge (issue 6, round 19). Each
+    voxel takes the label of its nearest artery voxel. Returns a new label array; ``spacing_mm`` is
+    (dz, dy, dx) in mm, ``hu`` in HU."""
+    out = labels.copy()
+    art = np.isin(labels, list(artery_ids))
+    if not art.any():
+        return out
+    sp = np.asarray(spacing_mm, float)
+    zz, yy, xx = np.nonzero(art)
+    # a box wide enough to see that a bone's component reaches far beyond the band
+    pad = np.ceil(4.0 * reach_mm / sp).astype(int) + 1
+    box = tuple(slice(max(int(v.min()) - p, 0), int(v.max()) + p + 1) for v, p in zip((zz, yy, xx), pad))
+    a = art[box]
+    # in-plane distance (a huge z sampling keeps slices apart) and the nearest artery voxel
+    dist, idx = ndimage.distance_transform_edt(~a, sampling=(1e6, sp[1], sp[2]), return_indices=True)
+    lab_box = labels[box]
+    calc = (hu[box] >= calcium_hu) & ((lab_box == 0) | np.isin(lab_box, list(free_ids)))
+    if not calc.any():
+        return out
+    comp, n = ndimage.label(calc)
+    near = dist <= reach_mm
+    total = np.bincount(comp.ravel(), minlength=n + 1)
+    inside = np.bincount(comp[near].ravel(), minlength=n + 1)
+    keep = np.zeros(n + 1, bool)
+    keep[np.unique(comp[ndimage.binary_dilation(a) & calc])] = True
+    keep &= inside >= min_inside * np.maximum(total, 1)
+    keep &= ndimage.maximum(hu[box], comp, np.arange(n + 1)) >= min_peak_hu
+    keep[0] = False
+    add = keep[comp] & near
+    win = out[box]
+    win[add] = lab_box[idx[0][add], idx[1][add], idx[2][add]]
+    return out
 
 
 def contrast_lumen_mask(img: np.ndarray, spacing_mm, track: dict[int, tuple[np.ndarray, float, float]], *,
@@ -2497,6 +2552,10 @@ def segment_vessels(volume: Volume, *, bones: np.ndarray | None = None, body: np
             bone_full = np.repeat(np.repeat(bone_small, f, axis=1), f, axis=2)
             pad = [(0, 0), (0, hu.shape[1] - bone_full.shape[1]), (0, hu.shape[2] - bone_full.shape[2])]
             bone_full = np.pad(bone_full, pad, mode="edge") & (hu > 100)
+        if not contrast_detected and WALL_CALCIUM_REACH_MM is not None:
+            labels_c = grow_into_wall_calcium(labels_c, hu, sp_full, [_ID[n] for n in ARTERY_NAMES],
+                                              reach_mm=WALL_CALCIUM_REACH_MM,
+                                              free_ids=[_ID[n] for n in VEIN_NAMES])
         zz, yy, xx = np.nonzero(labels_c)
         lo = np.maximum([zz.min(), yy.min() - 4, xx.min() - 4], 0)
         hi = np.array([zz.max() + 1, yy.max() + 5, xx.max() + 5])
@@ -2538,7 +2597,7 @@ def segment_vessels(volume: Volume, *, bones: np.ndarray | None = None, body: np
 
 
 __all__ = ["CONTRAST_LUMEN_HU", "VEIN_NAMES", "VESSEL_LABELS", "VesselResult", "WALL_MM", "artery_in_front",
-           "artery_path_cost", "calibre_held_fit", "contrast_lumen_mask", "drop_stub_after_gap", "enhanced_min_mm3", "wall_plaque_mask", "needs_calibre_hold",
+           "artery_path_cost", "calibre_held_fit", "contrast_lumen_mask", "drop_stub_after_gap", "enhanced_min_mm3", "grow_into_wall_calcium", "wall_plaque_mask", "needs_calibre_hold",
            "follow_large_mass", "half_max_radii", "lateral_bone_front_px", "oblique_wall_mm", "path_calibre_mm", "path_wall_support", "pubic_symphysis_top", "refit_short_iliac", "same_tube",
            "segment_vessels",
            "slice_minimal_path", "threshold_body", "threshold_bones", "track_tilt_yx"]

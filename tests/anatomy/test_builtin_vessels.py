@@ -1001,19 +1001,27 @@ def test_path_wall_support_ranks_a_tube_in_fat_above_a_muscle_edge():
     assert path_wall_support(ctx, {}, 5.0) == 0.0
 
 
+def _artery_and_vein_in_fat(n_slices: int, lateral: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``n_slices`` × 80 × 80 image at 1-mm pixels: fat (−100 HU), a femoral/iliac artery (r = 4 mm,
+    40 HU) and its vein (r = 4.5 mm) touching it behind and medial of it (centres 8 mm apart;
+    ``lateral`` +1 for the patient's left, −1 for the right). Returns (image, artery centre, vein
+    centre), centres in (y, x) mm."""
+    img = np.full((n_slices, 80, 80), -100.0, np.float32)
+    yy, xx = np.mgrid[0:80, 0:80] * 1.0
+    a_c = np.array([35.0, 40.0])
+    v_c = a_c + 8.0 * np.array([np.cos(0.6), -lateral * np.sin(0.6)])
+    img[:, np.hypot(yy - a_c[0], xx - a_c[1]) <= 4.0] = 40.0
+    img[:, np.hypot(yy - v_c[0], xx - v_c[1]) <= 4.5] = 40.0
+    return img, a_c, v_c
+
+
 @pytest.mark.parametrize("side", ["left", "right"])
 def test_artery_in_front_moves_a_track_off_the_vein_and_leaves_an_artery_alone(side):
     """A femoral artery (r = 4 mm) in fat with its vein (r = 4.5 mm) touching it behind and medial
     of it (canonical frame: y posterior, x patient-left). A track sitting on the vein finds the
     artery in front of it / lateral (centre within 1 mm of the truth); a track on the artery finds
     nothing there (fat), so it stays."""
-    lateral = 1.0 if side == "left" else -1.0
-    img = np.full((1, 80, 80), -100.0, np.float32)
-    yy, xx = np.mgrid[0:80, 0:80] * 1.0
-    a_c = np.array([35.0, 40.0])
-    v_c = a_c + 8.0 * np.array([np.cos(0.6), -lateral * np.sin(0.6)])  # behind-medial, 8 mm apart
-    img[0][np.hypot(yy - a_c[0], xx - a_c[1]) <= 4.0] = 40.0
-    img[0][np.hypot(yy - v_c[0], xx - v_c[1]) <= 4.5] = 40.0
+    img, a_c, v_c = _artery_and_vein_in_fat(1, 1.0 if side == "left" else -1.0)
     ctx = _Ctx(img, np.zeros(img.shape, bool), np.array([2.5, 1.0, 1.0]), False, -15.0)
     on_vein = _Fit(v_c, np.full(_N_RAYS, 4.5), 4.5, 0.7, 40.0)
     found = artery_in_front(ctx, 0, on_vein, side)
@@ -1448,14 +1456,8 @@ def test_guided_track_leaves_the_vein_the_path_ends_on(monkeypatch, check_mm):
     :data:`GUIDE_END_VEIN_CHECK_MM` = None (rounds 4–15) it follows the path onto the vein and, both
     tubes being clean, the off-path check (margin 0.2) never moves it back."""
     monkeypatch.setattr(vessels_mod, "GUIDE_END_VEIN_CHECK_MM", check_mm)
-    side, lateral = "right", -1.0
-    nz = 20
-    img = np.full((nz, 80, 80), -100.0, np.float32)
-    yy, xx = np.mgrid[0:80, 0:80] * 1.0
-    a_c = np.array([35.0, 40.0])
-    v_c = a_c + 8.0 * np.array([np.cos(0.6), -lateral * np.sin(0.6)])
-    img[:, np.hypot(yy - a_c[0], xx - a_c[1]) <= 4.0] = 40.0
-    img[:, np.hypot(yy - v_c[0], xx - v_c[1]) <= 4.5] = 40.0
+    side, nz = "right", 20
+    img, a_c, v_c = _artery_and_vein_in_fat(nz, -1.0)
     ctx = _Ctx(img, np.zeros(img.shape, bool), np.array([2.5, 1.0, 1.0]), False, -15.0)
     guide = {z: (a_c if z >= 12 else v_c).copy() for z in range(8, nz - 1)}
     seed = _Fit(a_c.copy(), np.full(_N_RAYS, 4.0), 4.0, 1.0, 40.0)
@@ -1487,14 +1489,8 @@ def test_swap_onto_the_artery_is_not_taken_as_motion(monkeypatch, not_a_step):
     step and half of it carried on: the prediction lands ≈ 4 mm past the artery, away from the vein
     (legs non-contrast dev seed 6 left: the next fits went off into the muscle, femoral lost)."""
     monkeypatch.setattr(vessels_mod, "SWAP_NOT_A_STEP", not_a_step)
-    side, lateral = "right", -1.0
-    nz = 20
-    img = np.full((nz, 80, 80), -100.0, np.float32)
-    yy, xx = np.mgrid[0:80, 0:80] * 1.0
-    a_c = np.array([35.0, 40.0])
-    v_c = a_c + 8.0 * np.array([np.cos(0.6), -lateral * np.sin(0.6)])
-    img[:, np.hypot(yy - a_c[0], xx - a_c[1]) <= 4.0] = 40.0
-    img[:, np.hypot(yy - v_c[0], xx - v_c[1]) <= 4.5] = 40.0
+    side, nz = "right", 20
+    img, a_c, v_c = _artery_and_vein_in_fat(nz, -1.0)
     img[11:, 18:36, 22:46] = 40.0  # the muscle slab over the artery's front and sides
     ctx = _Ctx(img, np.zeros(img.shape, bool), np.array([2.5, 1.0, 1.0]), False, -15.0)
     guide = {z: v_c.copy() for z in range(8, nz - 1)}

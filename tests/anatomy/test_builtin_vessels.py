@@ -1341,18 +1341,25 @@ def test_contrast_lumen_mask_takes_the_whole_lumen_of_a_shrunk_fit_and_no_marrow
     assert np.array_equal(contrast_lumen_mask(img2, sp, track), lumen)
 
 
-def _cta_tube_with_plaque_by_a_vertebra(gap_mm: float, seed: int = 0):
-    """CTA abdomen slab (48 slices of 2.5 mm, 1.5-mm pixels): a 12-mm aorta (350 HU, 2-mm wall)
-    with a dense (900 HU) 180° posterior wall plaque over slices 18–29, ``gap_mm`` of fat in front
-    of a vertebra-like block (2-mm cortex 1000 HU, marrow 190 HU)."""
-    nz, ny, nx = 48, 140, 140
-    sp = (2.5, 1.5, 1.5)
+def _abdomen_slab_slice(sp) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One 140 × 140 axial slice at pixel spacing ``sp[1:]`` (mm): air, a 190 × 200-mm soft-tissue body
+    (40 HU) with a 90 × 100-mm fat core (−100 HU). Returns (Y, X, slice), Y/X in mm from the centre."""
+    ny = nx = 140
     y = (np.arange(ny) - ny / 2) * sp[1]
     x = (np.arange(nx) - nx / 2) * sp[2]
     Y, X = np.meshgrid(y, x, indexing="ij")
     sl = np.full((ny, nx), -1000.0, np.float32)
     sl[(Y / 95) ** 2 + (X / 100) ** 2 <= 1] = 40.0
     sl[(Y / 45) ** 2 + (X / 50) ** 2 <= 1] = -100.0
+    return Y, X, sl
+
+
+def _cta_tube_with_plaque_by_a_vertebra(gap_mm: float, seed: int = 0):
+    """CTA abdomen slab (48 slices of 2.5 mm, 1.5-mm pixels): a 12-mm aorta (350 HU, 2-mm wall)
+    with a dense (900 HU) 180° posterior wall plaque over slices 18–29, ``gap_mm`` of fat in front
+    of a vertebra-like block (2-mm cortex 1000 HU, marrow 190 HU)."""
+    nz, sp = 48, (2.5, 1.5, 1.5)
+    Y, X, sl = _abdomen_slab_slice(sp)
     ra, wall, cy = 12.0, 2.0, -12.0
     rv = np.hypot(Y - (cy + ra + wall + gap_mm + 18.0), X)
     sl[rv <= 18.0] = 1000.0
@@ -1366,7 +1373,7 @@ def _cta_tube_with_plaque_by_a_vertebra(gap_mm: float, seed: int = 0):
     hu[plaque] = 900.0
     hu += np.random.default_rng(seed).normal(0.0, 8.0, hu.shape).astype(np.float32)
     block = np.broadcast_to(rv <= 18.0, hu.shape)
-    grid = Grid((nz, ny, nx), sp, (0.0, 0.0, 0.0), (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0))
+    grid = Grid((nz, *sl.shape), sp, (0.0, 0.0, 0.0), (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0))
     return Volume(hu, grid), plaque, block
 
 
@@ -1680,14 +1687,8 @@ def _plain_tube_with_plaque_on_muscle(seed: int = 0):
     posterior wall lies on a muscle block (no fat plane there), a vertebra-like block behind, and
     a 700-HU plaque from 1.5 mm inside to 2 mm outside the wall on its posterior-left side over
     slices 18–29 (issue 6, round 19: the iliac plaque of dev seed 3 lies where the wall meets muscle)."""
-    nz, ny, nx = 48, 140, 140
-    sp = (2.5, 1.5, 1.5)
-    y = (np.arange(ny) - ny / 2) * sp[1]
-    x = (np.arange(nx) - nx / 2) * sp[2]
-    Y, X = np.meshgrid(y, x, indexing="ij")
-    sl = np.full((ny, nx), -1000.0, np.float32)
-    sl[(Y / 95) ** 2 + (X / 100) ** 2 <= 1] = 40.0
-    sl[(Y / 45) ** 2 + (X / 50) ** 2 <= 1] = -100.0
+    nz, sp = 48, (2.5, 1.5, 1.5)
+    Y, X, sl = _abdomen_slab_slice(sp)
     ra, cy = 10.0, -12.0
     d = np.hypot(Y - cy, X)
     sl[(Y > cy + 4) & (Y < cy + 30) & (np.abs(X) < 25)] = 40.0
@@ -1701,7 +1702,7 @@ def _plain_tube_with_plaque_on_muscle(seed: int = 0):
     plaque[18:30] = (d > ra - 1.5) & (d <= ra + 2.0) & (np.abs(ang - np.pi / 2 - 0.6) < 0.5)
     hu[plaque] = 700.0
     hu += np.random.default_rng(seed).normal(0.0, 8.0, hu.shape).astype(np.float32)
-    grid = Grid((nz, ny, nx), sp, (0.0, 0.0, 0.0), (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0))
+    grid = Grid((nz, *sl.shape), sp, (0.0, 0.0, 0.0), (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0))
     return Volume(hu, grid), plaque, np.broadcast_to(rv <= 18.0, hu.shape)
 
 

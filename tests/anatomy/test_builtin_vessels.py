@@ -614,16 +614,22 @@ def test_bifurcation_by_narrowing_starts_where_the_radius_left_the_aortic_calibr
     assert _bifurcation_by_radius(ctx, fits, 30)[0] == 17
 
 
+def _box_body_with_spine(nz: int) -> tuple[np.ndarray, np.ndarray]:
+    """(body, bone) of ``nz`` × 80 × 80 voxels: a box body centred at y = x = 40 px and a spine
+    behind the centre on every slice (y 50–59, x 35–45)."""
+    body = np.zeros((nz, 80, 80), bool)
+    body[:, 5:76, 10:71] = True
+    bone = np.zeros_like(body)
+    bone[:, 50:60, 35:46] = True
+    return body, bone
+
+
 def test_pubic_symphysis_top_is_the_highest_front_midline_bone():
     """A box body (centre y = 40 px, 2-mm pixels): a spine behind the centre on every slice, a
     sacral promontory reaching 10 mm in front of the centre, a one-slice calcification in front and
     the pubis (slices 0–9) 40 mm in front: the symphysis' top is slice 9."""
-    nz, ny, nx = 40, 80, 80
-    sp = (3.0, 2.0, 2.0)
-    body = np.zeros((nz, ny, nx), bool)
-    body[:, 5:76, 10:71] = True  # centre y = 40, x = 40
-    bone = np.zeros_like(body)
-    bone[:, 50:60, 35:46] = True      # spine, behind the centre
+    nz, sp = 40, (3.0, 2.0, 2.0)
+    body, bone = _box_body_with_spine(nz)
     bone[25:30, 32:42, 34:47] = True  # promontory: 16–2 mm in front of the centre, not ≥ 25 mm
     bone[20, 15:20, 36:45] = True     # a calcification on one slice only
     bone[:10, 15:22, 34:47] = True    # pubic symphysis, ≈ 40 mm in front, 12 mm either side
@@ -642,12 +648,8 @@ def test_pubic_symphysis_top_follows_the_bones_thin_cap():
     area test alone): the top is slice 10. The cap is followed only where it touches the bone
     below (a blob 2 px behind it is not), and only ``cap_mm`` up: a thin spike over 3 slices stops
     after 5 mm (1 slice of 3 mm); ``cap_mm=None`` gives the area test's slice 9."""
-    nz, ny, nx = 40, 80, 80
-    sp = (3.0, 2.0, 2.0)
-    body = np.zeros((nz, ny, nx), bool)
-    body[:, 5:76, 10:71] = True  # centre y = 40, x = 40
-    bone = np.zeros_like(body)
-    bone[:, 50:60, 35:46] = True      # spine, behind the centre
+    nz, sp = 40, (3.0, 2.0, 2.0)
+    body, bone = _box_body_with_spine(nz)
     bone[:10, 15:22, 34:47] = True    # pubic symphysis, ≈ 40 mm in front
     bone[10, 16:18, 39:42] = True     # its cap: 24 mm², on the bone below
     assert pubic_symphysis_top(bone, body, sp, below_z=nz) == 10
@@ -1603,6 +1605,24 @@ def test_untagged_12_slice_cta_is_tracked_as_contrast_and_plain_ct_is_not(lumen_
 # --- round 18 (issue 6): a thin iliac seed on a correct path -------------------------------------
 
 
+def _guided_track_from_thin_seed(nz: int, tube_radius_mm: float, seed_offset_mm: np.ndarray) -> _Tracker:
+    """A straight tube of ``tube_radius_mm`` (40 HU) in fat, centred at (30, 30) mm on 1-mm pixels and
+    2.5-mm slices, tracked caudally along a guide on its centre from a 2.3-mm seed (0.4 of the rays)
+    placed ``seed_offset_mm`` (y, x) off the centre; returns the finished tracker."""
+    img = np.full((nz, 60, 60), -100.0, np.float32)
+    yy, xx = np.mgrid[0:60, 0:60] * 1.0
+    centre = np.array([30.0, 30.0])
+    img[:, np.hypot(yy - centre[0], xx - centre[1]) <= tube_radius_mm] = 40.0
+    ctx = _Ctx(img, np.zeros(img.shape, bool), np.array([2.5, 1.0, 1.0]), False, -15.0)
+    seed = _Fit(centre + seed_offset_mm, np.full(_N_RAYS, 2.3), 2.3, 0.4, 40.0)
+    t = _Tracker(ctx, nz - 1, seed, -1, r_range_mm=(2.0, 14.0), max_shift_mm=6.5, max_gap_mm=50.0,
+                 coast_mm=12.0, min_hits=0.3, r_cap_mm=7.5, guide={z: centre.copy() for z in range(nz - 1)},
+                 side="right")
+    while t.active():
+        t.step()
+    return t
+
+
 @pytest.mark.parametrize("floor_mm", [4.0, None])
 def test_guided_track_from_a_thin_seed_takes_the_tube_on_its_path(monkeypatch, floor_mm):
     """Round 18: a seed taken from the crotch of a split blob can be 2.3 mm thin (0.9-mm pixels,
@@ -1611,19 +1631,8 @@ def test_guided_track_from_a_thin_seed_takes_the_tube_on_its_path(monkeypatch, f
     track holds only its seed, the reference radius is at least :data:`GUIDED_SEED_MIN_RADIUS_MM`
     (4 mm: |6 − 4| = 2 ≤ 0.35·4 + 1.5 = 2.9); after that the track's own fits are the reference."""
     monkeypatch.setattr(vessels_mod, "GUIDED_SEED_MIN_RADIUS_MM", floor_mm)
-    nz = 16
-    img = np.full((nz, 60, 60), -100.0, np.float32)
-    yy, xx = np.mgrid[0:60, 0:60] * 1.0
-    centre = np.array([30.0, 30.0])
-    img[:, np.hypot(yy - centre[0], xx - centre[1]) <= 6.0] = 40.0
-    ctx = _Ctx(img, np.zeros(img.shape, bool), np.array([2.5, 1.0, 1.0]), False, -15.0)
-    seed = _Fit(centre + np.array([0.0, 3.0]), np.full(_N_RAYS, 2.3), 2.3, 0.4, 40.0)
-    guide = {z: centre.copy() for z in range(nz - 1)}
-    t = _Tracker(ctx, nz - 1, seed, -1, r_range_mm=(2.0, 14.0), max_shift_mm=6.5, max_gap_mm=50.0,
-                 coast_mm=12.0, min_hits=0.3, r_cap_mm=7.5, guide=guide, side="right")
-    while t.active():
-        t.step()
-    fits, uncertain, _ = t.result()
+    nz, centre = 16, np.array([30.0, 30.0])
+    fits, uncertain, _ = _guided_track_from_thin_seed(nz, 6.0, np.array([0.0, 3.0])).result()
     if floor_mm is None:
         assert fits == {} and sorted(uncertain) == list(range(nz - 1))
         return
@@ -1637,19 +1646,7 @@ def test_guided_track_seed_floor_does_not_admit_a_blob_far_wider_than_an_iliac()
     """The floor widens the first slice's tolerance only so far: from a 2.3-mm seed, a 7.3-mm tube
     (|7.3 − 4| = 3.3 > 2.9) is still refused on every slice — the cap (7.5 mm) lets it through as a
     radius, the continuity check does not."""
-    nz = 6
-    img = np.full((nz, 60, 60), -100.0, np.float32)
-    yy, xx = np.mgrid[0:60, 0:60] * 1.0
-    centre = np.array([30.0, 30.0])
-    img[:, np.hypot(yy - centre[0], xx - centre[1]) <= 7.3] = 40.0
-    ctx = _Ctx(img, np.zeros(img.shape, bool), np.array([2.5, 1.0, 1.0]), False, -15.0)
-    seed = _Fit(centre.copy(), np.full(_N_RAYS, 2.3), 2.3, 0.4, 40.0)
-    t = _Tracker(ctx, nz - 1, seed, -1, r_range_mm=(2.0, 14.0), max_shift_mm=6.5, max_gap_mm=50.0,
-                 coast_mm=12.0, min_hits=0.3, r_cap_mm=7.5, guide={z: centre.copy() for z in range(nz - 1)},
-                 side="right")
-    while t.active():
-        t.step()
-    assert t.result()[0] == {}
+    assert _guided_track_from_thin_seed(6, 7.3, np.zeros(2)).result()[0] == {}
 
 
 def test_grow_into_wall_calcium_by_hand():

@@ -3,12 +3,27 @@
 Cohort: :func:`vascalc.coronary.training.case_parameters` for seeds ``BENCH_SEED_BASE + 1000·seed + k``
 (slice increment/thickness 1–5 mm, noise 10–25 HU, zero-calcium cases, and varied anatomy,
 distractor calcium and motion when the phantom offers them), disjoint from the training seeds.
-Reference (primary) = the *noise-free image* of the same phantom scored by the same rules, calcium
-given to the artery whose plaque it lies on (:func:`vascalc.coronary.training.truth_image_agatston`):
-what a reader sees in the scan, without noise. Presence = that Agatston > 0; prediction = the
-artery's Agatston > 0. A second reference, the blur-free phantom (:func:`truth_agatston`: exact
-partial-volume fractions, no scanner blur) shows how much calcium the scanner itself hides.
-Volume error is against the exact plaque volume. Statistics from :mod:`vascalc.stats`.
+
+References [T] (docs/coronary.md, "Reference standard"), each reported in full:
+
+* **primary — the scan reader** (since round 7): the acquired, noisy scan itself scored by the
+  standard rules (≥ 130 HU, 8-connected 2-D lesions ≥ 1 mm², classic weights, same slice
+  convention), each 2-D lesion given to the artery whose plaque lies under most of its voxels;
+  aortic plaques, distractors and noise specks on no plaque never count
+  (:func:`vascalc.coronary.noisefloor.scan_reader_agatston`). Agatston is defined on the acquired
+  image (SCORING.md A.2–A.4) and study S5's reference is readers scoring the same scans: this is
+  what a perfect reader who knows where every artery lies scores. Columns ``{artery}_scan_agatston``,
+  ``{artery}_scan_present``, ``scan_band``.
+* **secondary — the noise-free image** of the same phantom scored the same way
+  (:func:`vascalc.coronary.training.truth_image_agatston`; the primary until round 6). Columns
+  ``{artery}_truth_agatston``, ``{artery}_truth_present``, ``truth_band``; the noise floor
+  (``{artery}_reader_p_present``, :func:`reader_ceiling`) is stated against it.
+* **secondary — the blur-free phantom** (:func:`vascalc.coronary.training.truth_agatston`: exact
+  partial-volume fractions, no scanner blur), which shows how much calcium the scanner itself hides.
+  Columns ``{artery}_ideal_agatston``, ``{artery}_ideal_present``.
+
+Presence = reference Agatston > 0; prediction = the artery's Agatston > 0. Volume error is against
+the exact plaque volume. Statistics from :mod:`vascalc.stats`.
 """
 
 from __future__ import annotations
@@ -21,6 +36,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from vascalc.coronary.noisefloor import scan_reader_agatston
 from vascalc.coronary.results import ARTERIES
 from vascalc.coronary.score import RISK_BANDS, risk_band
 from vascalc.coronary.training import BENCH_SEED_BASE, TRAIN_SEED_BASE, case_parameters, cluster_truth, make_case, \
@@ -38,8 +54,24 @@ def bench_seeds(n_cases: int, seed: int) -> list[int]:
     return [BENCH_SEED_BASE + 1000 * seed + k for k in range(n_cases)]
 
 
+@dataclass(frozen=True, eq=False)
+class BenchCase:
+    """One bench case: its flat ``row`` (:func:`case_row`), the noisy ``phantom`` that was scored and
+    the pipeline's ``result`` (a :class:`vascalc.coronary.results.CoronaryResult`), kept for error
+    analysis."""
+
+    row: dict
+    phantom: object
+    result: object
+
+
 def case_row(seed: int, model=None) -> dict:
-    """Score one phantom and compare with its truth: one flat row."""
+    """Score one phantom and compare with its references: one flat row (see the module docstring)."""
+    return score_bench_case(seed, model).row
+
+
+def score_bench_case(seed: int, model=None) -> BenchCase:
+    """Score the phantom of ``seed`` with ``model`` and compare it with the three references."""
     from vascalc.workflows.coronary import score_coronary
 
     phantom = make_case(seed)
@@ -50,6 +82,7 @@ def case_row(seed: int, model=None) -> dict:
     runtime = time.perf_counter() - start
     ideal = truth_agatston(phantom)
     truth = truth_image_agatston(phantom, clean.volume.hu)
+    scan = scan_reader_agatston(phantom)
     # what a perfect 130-HU reader of this noisy scan would call present (the noise floor, round 4)
     reader = noise_limited_presence(phantom, clean.volume.hu, params["noise_sd_hu"])
     cls, distractor = cluster_truth(result.cluster_labels, result.cluster_box, phantom)
@@ -75,12 +108,15 @@ def case_row(seed: int, model=None) -> dict:
         row[f"{a}_truth_volume_mm3"] = ideal[a]["calcium_volume_mm3"]
         row[f"{a}_volume_mm3"] = score.calcium_volume_mm3
         row[f"{a}_truth_present"] = int(truth[a]["agatston_3mm"] > 0)
+        row[f"{a}_scan_agatston"] = scan[a]["agatston_3mm"]
+        row[f"{a}_scan_present"] = int(scan[a]["agatston_3mm"] > 0)
         row[f"{a}_present"] = int(score.agatston_3mm > 0)
         if a != "total":
             row[f"{a}_reader_p_present"] = reader[a]
     row["truth_band"] = risk_band(truth["total"]["agatston_3mm"])
+    row["scan_band"] = risk_band(scan["total"]["agatston_3mm"])
     row["band"] = risk_band(result.total.agatston_3mm)
-    return row
+    return BenchCase(row, phantom, result)
 
 
 @dataclass(frozen=True)
@@ -107,21 +143,35 @@ def reader_ceiling(rows: pd.DataFrame, artery: str) -> dict[str, float]:
             "reader_specificity": float(1.0 - p[~ref].mean()) if (~ref).any() else float("nan")}
 
 
-def summarise(rows: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    """Per-artery presence statistics, score errors, risk-band accuracy, distractors and runtime."""
-    from vascalc.stats import cohen_kappa, diagnostic_accuracy, error_metrics, roc_auc
+#: the bench's presence / Agatston / risk references, primary first: (key in ``summary.csv``, title,
+#: column stem of ``{artery}_{stem}_present`` / ``_agatston``, risk-band column). The blur-free
+#: phantom (``{artery}_ideal_present``) is reported as sensitivity / specificity rows beside them.
+REFERENCES = (("scan_reader", "the scan reader (primary): the acquired scan scored by the standard rules, "
+                              "calcium on each artery's plaques", "scan", "scan_band"),
+              ("noise_free", "the noise-free image (secondary; the primary until round 6)", "truth", "truth_band"))
+
+
+def reference_statistics(rows: pd.DataFrame, stem: str, band_column: str) -> tuple[list[dict], dict]:
+    """Per artery (and ``any`` = total) presence statistics, Agatston errors and AUC of the measured
+    columns against one reference (``{artery}_{stem}_present`` / ``_agatston``), and the risk-band
+    accuracy, linear κ and confusion (rows reference, columns measured, :data:`RISK_BANDS` order)
+    against ``band_column``. Wilson intervals, κ and DeLong AUC from :mod:`vascalc.stats`."""
+    from vascalc.stats import cohen_kappa, contingency_table, diagnostic_accuracy, error_metrics, roc_auc
 
     records = []
     for a in (*ARTERIES, "total"):
-        ref, pred = rows[f"{a}_truth_present"].to_numpy(), rows[f"{a}_present"].to_numpy()
+        ref, pred = rows[f"{a}_{stem}_present"].to_numpy(), rows[f"{a}_present"].to_numpy()
         d = diagnostic_accuracy(ref, pred)
         kappa = cohen_kappa(ref, pred, categories=[0, 1]).kappa if len(rows) > 1 else float("nan")
-        err = rows[f"{a}_agatston"] - rows[f"{a}_truth_agatston"]
+        err = rows[f"{a}_agatston"] - rows[f"{a}_{stem}_agatston"]
         verr = rows[f"{a}_volume_mm3"] - rows[f"{a}_truth_volume_mm3"]
         ideal = diagnostic_accuracy(rows[f"{a}_ideal_present"].to_numpy(), pred) if f"{a}_ideal_present" in rows \
             else None
+        # the noise floor is a statement about the noise-free reference only
+        ceiling = reader_ceiling(rows, a) if stem == "truth" else {"reader_sensitivity": float("nan"),
+                                                                   "reader_specificity": float("nan")}
         rec = {"artery": "any" if a == "total" else a, "n_cases": len(rows), "n_positive": int(ref.sum()),
-               **reader_ceiling(rows, a),
+               **ceiling,
                "ideal_sensitivity": ideal.sensitivity.estimate if ideal else float("nan"),
                "ideal_specificity": ideal.specificity.estimate if ideal else float("nan"),
                "tp": d.tp, "fn": d.fn, "fp": d.fp, "tn": d.tn,
@@ -131,49 +181,107 @@ def summarise(rows: pd.DataFrame) -> tuple[pd.DataFrame, str]:
                "agatston_mae": float(np.abs(err).mean()), "agatston_bias": float(err.mean()),
                "volume_mae_mm3": float(np.abs(verr).mean()), "volume_bias_mm3": float(verr.mean())}
         if len(rows) > 1:
-            em = error_metrics(rows[f"{a}_truth_agatston"], rows[f"{a}_agatston"])
+            em = error_metrics(rows[f"{a}_{stem}_agatston"], rows[f"{a}_agatston"])
             rec["agatston_mape_percent"] = em.mape_percent
         if a == "total" and 2 <= ref.sum() <= len(ref) - 2:
             rec["auc"] = roc_auc(ref, rows["total_agatston"].to_numpy()).auc
         records.append(rec)
-    summary = pd.DataFrame(records)
-    risk_acc = float((rows["band"] == rows["truth_band"]).mean())
-    band_kappa = cohen_kappa(rows["truth_band"], rows["band"], categories=list(RISK_BANDS), weights="linear").kappa \
-        if len(rows) > 1 else float("nan")
-    lines = ["| artery | cases (+) | sensitivity | specificity | PPV | NPV | κ | Agatston MAE / bias | volume MAE / bias (mm³) |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for r in records:
-        lines.append(f"| {r['artery']} | {r['n_cases']} ({r['n_positive']}) | {_pct(r['sensitivity'])} ({r['sensitivity_ci']}) | "
-                     f"{_pct(r['specificity'])} ({r['specificity_ci']}) | {_pct(r['ppv'])} | {_pct(r['npv'])} | {r['kappa']:.2f} | "
-                     f"{r['agatston_mae']:.1f} / {r['agatston_bias']:+.1f} | {r['volume_mae_mm3']:.1f} / {r['volume_bias_mm3']:+.1f} |")
-    any_row = records[-1]
-    kappas = [r["kappa"] for r in records[:-1]]
-    study = ["", "Side by side with the study (S5: any artery; κ per artery):", "",
-             "| measure | vascalc (phantoms) | S5 | target |", "|---|---|---|---|",
-             f"| sensitivity, any artery | {_pct(any_row['sensitivity'])} | 95 % | — |",
-             f"| specificity, any artery | {_pct(any_row['specificity'])} | 98 % | — |",
-             f"| PPV, any artery | {_pct(any_row['ppv'])} | 99 % | — |",
-             f"| NPV, any artery | {_pct(any_row['npv'])} | 88 % | — |",
-             f"| AUC, any artery (total Agatston) | {any_row.get('auc', float('nan')):.3f} | 0.96 | — |",
-             f"| κ per artery | {min(kappas):.2f}–{max(kappas):.2f} | 0.82–0.93 | — |",
-             f"| sensitivity per artery (min) | {_pct(min(r['sensitivity'] for r in records[:-1]))} | — | ≥ 97 % |",
-             f"| specificity per artery (min) | {_pct(min(r['specificity'] for r in records[:-1]))} | — | ≥ 98 % |",
-             f"| risk category (0/1-99/100-399/≥400) correct | {_pct(risk_acc)} (linear κ {band_kappa:.2f}) | — | ≥ 95 % |",
-             f"| distractor lesions counted (all cases) | {int(rows['distractors_counted'].sum())} of "
-             f"{int(rows['n_truth_distractors'].sum())} distractors | — | 0 |",
-             f"| noise/bone specks counted (all cases) | {int(rows['noise_or_bone_counted'].sum())} | — | — |",
-             f"| coronary lesions given the wrong artery | {int(rows['wrong_artery_counted'].sum())} | — | — |",
-             *[f"| sensitivity / specificity vs the blur-free phantom, {r['artery']} | {_pct(r['ideal_sensitivity'])} / "
-               f"{_pct(r['ideal_specificity'])} | — | — |" for r in records],
-             *[f"| perfect 130-HU reader of the noisy scan, {r['artery']}: sensitivity (ceiling) / specificity | "
-               f"{_pct(r['reader_sensitivity'])} / {_pct(r['reader_specificity'])} | — | — |" for r in records[:-1]
-               if np.isfinite(r["reader_sensitivity"])],
-             f"| runtime per case, median / max (s) | {rows['runtime_s'].median():.2f} / {rows['runtime_s'].max():.2f} | — | ≤ 20 s |"]
-    extra = pd.DataFrame([{"artery": "risk_band", "n_cases": len(rows), "accuracy": risk_acc, "kappa": band_kappa},
-                          {"artery": "distractors_counted", "n_cases": len(rows), "count": int(rows["distractors_counted"].sum())},
-                          {"artery": "runtime_s", "n_cases": len(rows), "median": float(rows["runtime_s"].median()),
-                           "max": float(rows["runtime_s"].max())}])
-    return pd.concat([summary, extra], ignore_index=True), "\n".join(lines + study) + "\n"
+    truth_band, band = rows[band_column].astype(str), rows["band"].astype(str)
+    confusion, _, _ = contingency_table(truth_band, band, categories=list(RISK_BANDS))
+    risk = {"accuracy": float((band == truth_band).mean()),
+            "kappa": cohen_kappa(truth_band, band, categories=list(RISK_BANDS), weights="linear").kappa
+            if len(rows) > 1 else float("nan"),
+            "confusion": confusion.astype(int)}
+    return records, risk
+
+
+def summarise(rows: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """Per-artery presence statistics, score errors and risk-band accuracy against each reference of
+    :data:`REFERENCES` present in ``rows`` (primary first; a table without the scan reader's columns,
+    e.g. a ``cases.csv`` of round 6, is summarised against the noise-free image alone), the
+    blur-free rows, the noise floor, distractors and runtime. The targets are read against the
+    first reference."""
+    refs = [r for r in REFERENCES if f"rca_{r[2]}_present" in rows]
+    if not refs:
+        raise InputError("the bench table has no reference presence column (rca_scan_present or rca_truth_present)")
+    stats = {key: reference_statistics(rows, stem, band) for key, _, stem, band in refs}
+    lines: list[str] = []
+    frames = []
+    for key, title, _, _ in refs:
+        records, risk = stats[key]
+        frames.append(pd.DataFrame(records).assign(reference=key))
+        lines += [f"## Against {title}", "",
+                  "| artery | cases (+) | sensitivity | specificity | PPV | NPV | κ | Agatston MAE / bias | AUC (total Agatston) "
+                  "| volume MAE / bias (mm³) |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in records:
+            lines.append(f"| {r['artery']} | {r['n_cases']} ({r['n_positive']}) | {_pct(r['sensitivity'])} ({r['sensitivity_ci']}) | "
+                         f"{_pct(r['specificity'])} ({r['specificity_ci']}) | {_pct(r['ppv'])} | {_pct(r['npv'])} | {r['kappa']:.2f} | "
+                         f"{r['agatston_mae']:.1f} / {r['agatston_bias']:+.1f} | {_auc(r)} | "
+                         f"{r['volume_mae_mm3']:.1f} / {r['volume_bias_mm3']:+.1f} |")
+        lines += ["", f"Risk category (0 / 1-99 / 100-399 / ≥400) correct: {_pct(risk['accuracy'])} "
+                  f"(linear κ {risk['kappa']:.2f}); reference in rows, measured in columns:", "",
+                  "| reference \\ measured | " + " | ".join(RISK_BANDS) + " |", "|---" * (len(RISK_BANDS) + 1) + "|",
+                  *[f"| {band} | " + " | ".join(str(int(v)) for v in risk["confusion"][i]) + " |"
+                    for i, band in enumerate(RISK_BANDS)], ""]
+    keys = [key for key, _, _, _ in refs]
+    blur = stats["noise_free"][0] if "noise_free" in stats else stats[keys[0]][0]
+
+    def line(measure: str, values: list[str], s5: str = "—", target: str = "—") -> str:
+        # one value per reference column; a reference-independent measure fills the first only
+        cells = values + ["—"] * (len(keys) - len(values))
+        return f"| {measure} | " + " | ".join(cells) + f" | {s5} | {target} |"
+
+    def each(fmt: Callable[[list[dict], dict], str]) -> list[str]:
+        return [fmt(*stats[key]) for key in keys]
+
+    def span(records: list[dict], column: str) -> str:
+        return f"{min(r[column] for r in records[:-1]):.2f}–{max(r[column] for r in records[:-1]):.2f}"
+
+    names = [title.split(" (")[0] for _, title, _, _ in refs]
+    study = ["", f"## Side by side with the study, and the targets (against {names[0]})", "",
+             "S5: any artery; κ per artery. One column per reference, the primary first; the targets are read "
+             "against the primary.", "",
+             "| measure | " + " | ".join(f"vascalc vs {n}" for n in names) + " | S5 | target |",
+             "|---|" + "---|" * len(keys) + "---|---|",
+             line("sensitivity, any artery", each(lambda s, r: _pct(s[-1]["sensitivity"])), "95 %"),
+             line("specificity, any artery", each(lambda s, r: _pct(s[-1]["specificity"])), "98 %"),
+             line("PPV, any artery", each(lambda s, r: _pct(s[-1]["ppv"])), "99 %"),
+             line("NPV, any artery", each(lambda s, r: _pct(s[-1]["npv"])), "88 %"),
+             line("AUC, any artery (total Agatston)", each(lambda s, r: _auc(s[-1])), "0.96"),
+             line("κ per artery", each(lambda s, r: span(s, "kappa")), "0.82–0.93"),
+             line("sensitivity per artery (min)", each(lambda s, r: _pct(min(x["sensitivity"] for x in s[:-1]))),
+                  target="≥ 97 %"),
+             line("specificity per artery (min)", each(lambda s, r: _pct(min(x["specificity"] for x in s[:-1]))),
+                  target="≥ 98 %"),
+             line("risk category (0/1-99/100-399/≥400) correct",
+                  each(lambda s, r: f"{_pct(r['accuracy'])} (linear κ {r['kappa']:.2f})"), target="≥ 95 %"),
+             line("distractor lesions counted (all cases)", [f"{int(rows['distractors_counted'].sum())} of "
+                                                             f"{int(rows['n_truth_distractors'].sum())} distractors"],
+                  target="0"),
+             line("noise/bone specks counted (all cases)", [f"{int(rows['noise_or_bone_counted'].sum())}"]),
+             line("coronary lesions given the wrong artery", [f"{int(rows['wrong_artery_counted'].sum())}"]),
+             *[line(f"sensitivity / specificity vs the blur-free phantom, {r['artery']}",
+                    [f"{_pct(r['ideal_sensitivity'])} / {_pct(r['ideal_specificity'])}"]) for r in blur],
+             *[line(f"perfect 130-HU reader of the noisy scan vs the noise-free image, {r['artery']}: sensitivity "
+                    "(ceiling) / specificity", [f"{_pct(r['reader_sensitivity'])} / {_pct(r['reader_specificity'])}"])
+               for r in blur[:-1] if np.isfinite(r["reader_sensitivity"])],
+             line("runtime per case, median / max (s)",
+                  [f"{rows['runtime_s'].median():.2f} / {rows['runtime_s'].max():.2f}"], target="≤ 20 s")]
+    extra = [{"artery": "risk_band", "reference": key, "n_cases": len(rows), "accuracy": stats[key][1]["accuracy"],
+              "kappa": stats[key][1]["kappa"],
+              "confusion": " | ".join(" ".join(str(int(v)) for v in counts) for counts in stats[key][1]["confusion"])}
+             for key, _, _, _ in refs]
+    extra += [{"artery": "distractors_counted", "n_cases": len(rows), "count": int(rows["distractors_counted"].sum())},
+              {"artery": "runtime_s", "n_cases": len(rows), "median": float(rows["runtime_s"].median()),
+               "max": float(rows["runtime_s"].max())}]
+    summary = pd.concat([*frames, pd.DataFrame(extra)], ignore_index=True)
+    summary.insert(1, "reference", summary.pop("reference"))
+    return summary, "\n".join(lines + study) + "\n"
+
+
+def _auc(record: dict) -> str:
+    value = record.get("auc", float("nan"))
+    return "—" if not np.isfinite(value) else f"{value:.3f}"
 
 
 def _pct(value: float) -> str:

@@ -128,7 +128,9 @@ def coronary(
     workers: int = typer.Option(1, "--workers", min=1, max=16, help="Processes scoring cases (same tables)."),
 ) -> None:
     """Per-artery coronary calcium against chest-phantom truth: presence Se/Sp/PPV/NPV/κ, Agatston and
-    volume error, risk-band accuracy, distractors counted and runtime. Writes cases.csv, summary.csv/.md."""
+    volume error, risk-band accuracy, distractors counted and runtime. Writes cases.csv, summary.csv/.md.
+    References: the scan reader (primary: the scan scored by the standard rules on each artery's
+    plaques), then the noise-free image and the blur-free phantom (docs/coronary.md)."""
     from vascalc.bench.coronary import run_coronary_bench
     from vascalc.report.output_folder import prepare_output_folder
 

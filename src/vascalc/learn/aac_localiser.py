@@ -32,6 +32,7 @@ from scipy import ndimage
 
 from vascalc.errors import InputError, OutputError, VascalcError
 from vascalc.learn._deps import deterministic, require_monai, require_torch
+from vascalc.learn.aac_local import apply_local_stage, load_local_stage
 from vascalc.learn.store import load_weights
 from vascalc.phantoms.types import VertebraLandmark
 
@@ -171,9 +172,13 @@ def train_localiser(images: list[np.ndarray], spacings: list, vertebrae: list, c
 
 @dataclass(frozen=True, eq=False)
 class LocaliserModel:
+    """The coarse ensemble (``networks``, ``config``, ``localiser.json`` as ``metadata``) and, when the
+    folder has one, the local corner stage (:class:`~vascalc.learn.aac_local.LocalStage`; None = none)."""
+
     networks: tuple
     config: LocaliserConfig
     metadata: dict
+    local: object | None = None
 
     @property
     def flip_average(self) -> bool:
@@ -325,7 +330,19 @@ def load_localiser(model_dir: str | Path) -> LocaliserModel:
     config = LocaliserConfig(**{**cfg, "channels": tuple(cfg["channels"])})
     nets = tuple(load_weights(build_localiser(config), folder / f"localiser_fold{k}.pt")
                  for k in range(int(meta["n_networks"])))
-    return LocaliserModel(nets, config, meta)
+    return LocaliserModel(nets, config, meta, load_local_stage(folder, meta))
+
+
+def place_corners(model: LocaliserModel, image: np.ndarray, spacing_mm, repaired) -> tuple[VertebraLandmark, ...]:
+    """The shipped steps after :func:`repair_heights`: :func:`refine_corners` (edge snapping) and,
+    when the model has a local stage, that stage after it (``order="after_refine"``) or instead of it
+    (``"replace_refine"``; :mod:`vascalc.learn.aac_local`). Without a local stage this is exactly
+    ``refine_corners`` (the behaviour before round 16)."""
+    local = model.local
+    if local is not None and local.order == "replace_refine":
+        return apply_local_stage(local, image, spacing_mm, repaired)
+    refined = refine_corners(image, spacing_mm, repaired)
+    return refined if local is None else apply_local_stage(local, image, spacing_mm, refined)
 
 
 def locate_learned(model: LocaliserModel | str | Path, image: np.ndarray, spacing_mm, *,
@@ -336,7 +353,8 @@ def locate_learned(model: LocaliserModel | str | Path, image: np.ndarray, spacin
     (:func:`repair_heights`) and snaps the corners to the film's endplate and anterior-border edges
     (:func:`refine_corners`); on 300 validation films this cut the mean L1–L4 corner error 3.1 → 1.9 /
     1.6 mm and the end-to-end AAC-24 MAE 1.22 → 0.98 / 1.33 → 1.09 (radiograph / DXA chain; round 6,
-    ±4 mm search; round 8's ±8 mm: docs/radiograph.md)."""
+    ±4 mm search; round 8's ±8 mm: docs/radiograph.md). A model folder with a local corner stage
+    applies it too (:func:`place_corners`; round 16); ``refine=False`` returns the coarse corners only."""
     m = model if isinstance(model, LocaliserModel) else load_localiser(model)
     canvas, off, zoom = to_canvas(image, spacing_mm, m.config)
     flip = m.flip_average if flip_average is None else bool(flip_average)
@@ -348,7 +366,7 @@ def locate_learned(model: LocaliserModel | str | Path, image: np.ndarray, spacin
         centre = tuple(round(float(v), 3) for v in pts[4 * i:4 * i + 4].mean(axis=0))
         out.append(VertebraLandmark(name=name, corners_px=corners, centre_px=centre))
     if m.refine_edges if refine is None else refine:
-        return refine_corners(image, spacing_mm, repair_heights(tuple(out), spacing_mm))
+        return place_corners(m, image, spacing_mm, repair_heights(tuple(out), spacing_mm))
     return tuple(out)
 
 
@@ -607,7 +625,9 @@ def validate_localiser(model_dir, n: int = 100, *, chain: str = "radiograph", se
     replaced by the true ones (how much each level's error costs); ``aac24_each_variant``: each
     variant on all the films it can grade by itself; ``repaired_true_anterior`` / ``…_endplates``: the
     repaired + refined corners with that quantity made true (:func:`with_true_edges`). ``"repaired"`` = :func:`repair_heights` then
-    :func:`refine_corners`. ``pixel_spacing_mm`` (a value or a (lo, hi) range) overrides the films'
+    :func:`refine_corners`; ``"local"`` (only for a folder with a local corner stage) = :func:`place_corners`
+    after the repair, i.e. what :func:`locate_learned` ships. ``pixel_spacing_mm`` (a value or a (lo, hi)
+    range) overrides the films'
     spacing — ``(0.15, 0.3)`` is ``learn.aac``'s fine-pixel test chain; those films get their own
     validation seeds :data:`LOCALISER_VALIDATION_OFFSET` + 10 000 + i unless ``seed_offset`` is given."""
     from vascalc.learn.aac import AacEnsemble, load_aac_ensemble, predict_grades
@@ -623,7 +643,8 @@ def validate_localiser(model_dir, n: int = 100, *, chain: str = "radiograph", se
     else:
         offset = LOCALISER_VALIDATION_OFFSET + (5_000 if chain == "dxa" else 0)
     levels = ("L1", "L2", "L3", "L4")
-    variants = ("learned", "refined", "repaired")
+    # "local": the folder's own finishing steps (repair, refinement, local corner stage) when it has a local stage
+    variants = ("learned", "refined", "repaired") + (("local",) if model.local is not None else ())
     rows = {v: [] for v in variants}
     aac = {k: [] for k in ("truth", "true_landmarks", *variants, *(f"oracle_{lv}" for lv in levels),
                            "repaired_true_anterior", "repaired_true_endplates")}
@@ -640,9 +661,12 @@ def validate_localiser(model_dir, n: int = 100, *, chain: str = "radiograph", se
         refined = refine_corners(film.image, sp, learned, **(refine_options or {}))
         repaired = refine_corners(film.image, sp, repair_heights(learned, sp), **(refine_options or {}))
         t_refine += time.perf_counter() - start
+        found_by = {"learned": learned, "refined": refined, "repaired": repaired}
+        if model.local is not None:
+            found_by["local"] = place_corners(model, film.image, sp, repair_heights(learned, sp))
         g = spine_geometry(film.vertebrae, sp)
         axis, ant = np.asarray(g.axis), np.asarray(g.anterior)
-        for name, found in zip(variants, (learned, refined, repaired)):
+        for name, found in found_by.items():
             by = {v.name: v for v in found}
             row = []
             for lv in levels:
@@ -654,7 +678,7 @@ def validate_localiser(model_dir, n: int = 100, *, chain: str = "radiograph", se
         if ens is None:
             continue
         graded = {}
-        marks = {"true_landmarks": film.vertebrae, "learned": learned, "refined": refined, "repaired": repaired}
+        marks = {"true_landmarks": film.vertebrae, **found_by}
         for lv in levels:
             marks[f"oracle_{lv}"] = tuple(true[v.name] if v.name == lv else v for v in learned)
         for part in ("anterior", "endplates"):  # which geometric quantity of the final corners costs the MAE
@@ -755,4 +779,4 @@ __all__ = ["CHECK_LIMITS", "LOCALISER_VALIDATION_OFFSET", "REFINE_DEFAULTS", "RE
            "refine_corners", "repair_heights",
            "validate_localiser", "with_true_edges", "LocaliserConfig", "LocaliserModel", "build_localiser", "check_landmarks",
            "heatmap_logits", "mirror_points", "corner_error_mm", "decode", "load_localiser",
-           "locate_learned", "save_localiser", "to_canvas", "train_localiser", "train_synthetic_localiser"]
+           "locate_learned", "place_corners", "save_localiser", "to_canvas", "train_localiser", "train_synthetic_localiser"]

@@ -165,7 +165,7 @@ def score_radiograph_learned(image, *, model_dir: str | Path | None = None, pixe
     warnings: list[str] = []
     has_localiser = (folder / "localiser.json").is_file()
     if has_localiser:
-        from vascalc.learn.aac_localiser import (check_landmarks, load_localiser, locate_learned, refine_corners,
+        from vascalc.learn.aac_localiser import (check_landmarks, load_localiser, locate_learned, place_corners,
                                                  repair_heights)
 
         loc_model = load_localiser(folder)
@@ -193,7 +193,8 @@ def score_radiograph_learned(image, *, model_dir: str | Path | None = None, pixe
             # what locate_learned does by default, in two steps so that re-placed bodies are reported
             fixed = repair_heights(vertebrae, spacing)
             repaired_levels = [a.name for a, b in zip(vertebrae, fixed) if a.corners_px != b.corners_px]
-            vertebrae = refine_corners(rg.image, spacing, fixed)
+            # edge snapping and, if the folder has one, the local corner stage (round 16)
+            vertebrae = place_corners(loc_model, rg.image, spacing, fixed)
             if repaired_levels:
                 warnings.append("learned localiser: implausible body height at " + ", ".join(repaired_levels)
                                 + "; that endplate was re-placed one median body height from the other and snapped "
@@ -204,6 +205,8 @@ def score_radiograph_learned(image, *, model_dir: str | Path | None = None, pixe
             warnings.append(f"the learned localiser found the patient facing {found}, not {facing} as given")
         # the corners were snapped to the film's endplate / anterior-border edges unless the model says not to
         method = "learned_corner_heatmaps_edge_refined" if loc_model.refine_edges else "learned_corner_heatmaps_v1"
+        if loc_model.refine_edges and loc_model.local is not None:
+            method = "learned_corner_heatmaps_local_stage"
         loc = Localisation(vertebrae=vertebrae, facing=found, method=method)
         check = check_landmarks(loc.vertebrae, spacing)
         # the check of the LEARNED landmarks; "landmarks_used" says which set was graded

@@ -141,8 +141,12 @@ def test_model_folder_with_and_without_local_stage(tmp_path):
 
     folder = tmp_path / "loc"
     folder.mkdir()
-    for path in BUNDLED_MODEL.glob("localiser*"):
+    # the bundled coarse localiser without its local stage (bundled since round 16c): the plain starting point
+    for path in BUNDLED_MODEL.glob("localiser_fold*.pt"):
         shutil.copy(path, folder / path.name)
+    meta = json.loads((BUNDLED_MODEL / "localiser.json").read_text())
+    meta.pop(LOCAL_BLOCK, None)
+    (folder / "localiser.json").write_text(json.dumps(meta, indent=2))
     film = _films(1, seed0=600_900)[0]
     sp = film.pixel_spacing_mm
     plain = load_localiser(folder)

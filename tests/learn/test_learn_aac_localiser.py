@@ -198,6 +198,8 @@ def test_score_path_halves_confidence_of_levels_failing_the_check(monkeypatch, t
 
     monkeypatch.setattr(loc, "locate_learned", lambda *a, **k: broken)
     monkeypatch.setattr(loc, "refine_corners", lambda image, spacing, v, **k: v)  # grade exactly ``broken``
+    # the bundled local corner stage (since round 16c) would repair L3 too: leave ``broken`` as it is
+    monkeypatch.setattr(loc, "apply_local_stage", lambda stage, image, spacing, v: v)
     monkeypatch.setattr(locate, "locate_vertebrae", no_model_free)
     flagged = score_radiograph_learned(path, pixel_spacing_mm=0.6)
     check = flagged.method["landmark_check"]
@@ -321,7 +323,9 @@ def test_bundled_localiser_refines_on_validation_films():
     assert report["seeds"] == [LOCALISER_VALIDATION_OFFSET, LOCALISER_VALIDATION_OFFSET + 3]
     assert report["corner_error_mm_mean_refined"] < report["corner_error_mm_mean_learned"]
     assert set(report["levels"]) == {"L1", "L2", "L3", "L4"}
-    assert set(report["aac24_mae"]) == {"true_landmarks", "learned", "refined", "repaired", "oracle_L1", "oracle_L2",
+    # "local": the bundled folder's local corner stage (since round 16c) after the repair and refinement
+    assert report["corner_error_mm_mean_local"] < report["corner_error_mm_mean_repaired"]
+    assert set(report["aac24_mae"]) == {"true_landmarks", "learned", "refined", "repaired", "local", "oracle_L1", "oracle_L2",
                                         "oracle_L3", "oracle_L4", "repaired_true_anterior", "repaired_true_endplates"}
     assert report["aac24_each_variant"]["true_landmarks"]["graded"] == 4
     assert report["aac24_graded_films"] + report["aac24_not_graded"] == 4

@@ -192,7 +192,8 @@ def test_bundled_model_scores_a_generated_film_end_to_end(tmp_path):
     assert run.exit_code == 0, run.output
     result = json.loads((tmp_path / "out" / "result.json").read_text())
     assert result["method"]["model_id"].startswith("learned:aac_demo")
-    assert result["method"]["localiser"] == "learned_corner_heatmaps_edge_refined"
+    # since round 16c the bundled localiser runs its learned local corner stage after the edge refinement
+    assert result["method"]["localiser"] == "learned_corner_heatmaps_local_stage"
     # the bundled calibration (model.json) is the decision rule actually applied to every segment
     from vascalc.radiograph.learned import BUNDLED_MODEL
 

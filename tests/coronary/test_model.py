@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from vascalc.coronary.assign import CLASSES, FEATURES, LesionModel, default_model_path
-from vascalc.coronary.training import LesionTable, fit_forest, lesions_from_csv, train_lesion_model
+from vascalc.coronary.training import ARTERY_FEATURES, ROOT_FEATURES, LesionTable, fit_forest, lesions_from_csv, train_lesion_model
 from vascalc.errors import InputError
 
 
@@ -45,14 +45,14 @@ def test_json_round_trip_and_determinism(tmp_path):
 
 
 def test_artery_forest_split_and_round_trip(tmp_path):
-    """Detector on a subset of the columns + artery forest on all: P(none) from the detector, the
+    """Detector on a subset of the columns + artery forest on its own (all but the root frame): P(none) from the detector, the
     artery shares from the artery forest; saved and loaded unchanged."""
     from vascalc.coronary.assign import BASE_FEATURES
     from vascalc.coronary.training import fit_model
 
     table = _table(400)
     model = fit_model(table, seed=0, n_trees=10, detector_features=BASE_FEATURES)
-    assert model.features == BASE_FEATURES and model.artery_features == FEATURES
+    assert model.features == BASE_FEATURES and model.artery_features == ARTERY_FEATURES
     probe = _table(60, seed=4).features
     p = model.predict_proba(probe)
     detector = LesionModel(model.trees, model.features, CLASSES, {}).predict_proba(probe)
@@ -62,7 +62,7 @@ def test_artery_forest_split_and_round_trip(tmp_path):
     share = artery[has, 1:] / artery[has, 1:].sum(axis=1, keepdims=True)
     assert np.allclose(p[has, 1:], (1 - detector[has, :1]) * share)
     loaded = LesionModel.load(model.save(tmp_path / "m.json"))
-    assert loaded.artery_features == FEATURES
+    assert loaded.artery_features == ARTERY_FEATURES
     assert np.allclose(loaded.predict_proba(probe), p, atol=1e-6)
 
 
@@ -110,8 +110,11 @@ def test_shipped_model_loads():
         pytest.skip("no shipped model")
     model = LesionModel.load(default_model_path())
     assert model.classes == CLASSES and model.info.get("training_seeds")
-    # round 3: the detector adds the fat-envelope radius and plate shape; the artery forest uses all
-    assert {"envelope_radius", "plate_index"} <= set(model.features) and model.artery_features == FEATURES
+    # round 3: the detector adds the fat-envelope radius and plate shape; round 7: the artery forest
+    # uses every feature but the aortic-root frame
+    assert {"envelope_radius", "plate_index"} <= set(model.features) and model.artery_features == ARTERY_FEATURES
+    assert set(ROOT_FEATURES) <= set(model.features) and not set(ROOT_FEATURES) & set(model.artery_features)
+    assert set(model.artery_features) | set(ROOT_FEATURES) == set(FEATURES)
 
 
 def test_train_command_on_lesion_csv(tmp_path):

@@ -8,8 +8,9 @@ patient rather than the heart's own oblique long axis is a simplification [T]: t
 of a near-spherical heart mask are unstable, whereas the patient axes are not; the long axis
 (largest principal axis) and the azimuth around it are given as well, and the classifier weighs both. The aortic root
 is the round blood-filled tube leaving the heart's base superiorly-anteriorly; it is taken from
-an ``aorta`` label when one is given, else found as the widest round soft-tissue section in the
-slices just above the heart.
+an ``aorta`` label when one is given, else found in the image as the ascending aorta's tube of
+round, lung- or fat-bordered soft-tissue sections in the upper heart region and above it
+(:func:`aortic_root_from_image`); the root point is where that tube enters the heart.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
+from scipy.sparse.csgraph import connected_components
 
 from vascalc.imaging.grid import Grid
 
@@ -112,41 +114,95 @@ def aortic_root_from_mask(aorta: np.ndarray, grid: Grid, centre: np.ndarray, top
     return c, radius
 
 
+def round_sections(hu_slice: np.ndarray, spacing_yx_mm: tuple[float, float], window: np.ndarray,
+                   radius_range_mm: tuple[float, float] = (10.0, 20.0), rim_gap_mm: float = 3.0
+                   ) -> np.ndarray:
+    """Round soft-tissue sections in one axial slice: (n, 4) rows (row, column, radius mm, free rim).
+
+    A section centre is a local maximum of the in-plane distance to non-tissue (2-D EDT of smoothed
+    HU −50…600) inside ``window``, its radius (the EDT) within ``radius_range_mm``. ``free rim`` is
+    the fraction of a circle ``rim_gap_mm`` outside that radius which is lung or fat: a free-standing
+    tube (the ascending aorta above the heart, half bordered by lung) scores high, a point in a
+    tissue band or blob (mediastinum, retrosternal tissue) scores low because the band continues
+    through the circle."""
+    dy, dx = spacing_yx_mm
+    tissue = ndi.uniform_filter(hu_slice.astype(np.float32), size=3)
+    tissue = (tissue > -50.0) & (tissue < 600.0)
+    dist = ndi.distance_transform_edt(tissue, sampling=(dy, dx))
+    peak = (dist == ndi.maximum_filter(dist, size=5)) & window
+    peak &= (dist >= radius_range_mm[0]) & (dist <= radius_range_mm[1])
+    rc = np.argwhere(peak)
+    if not len(rc):
+        return np.zeros((0, 4))
+    radius = dist[rc[:, 0], rc[:, 1]]
+    angle = np.linspace(0.0, 2.0 * np.pi, 48, endpoint=False)
+    rim = (radius + rim_gap_mm)[:, None]
+    rr = np.rint(rc[:, :1] + rim * np.sin(angle) / dy).astype(int)
+    cc = np.rint(rc[:, 1:] + rim * np.cos(angle) / dx).astype(int)
+    inside = (rr >= 0) & (rr < tissue.shape[0]) & (cc >= 0) & (cc < tissue.shape[1])
+    free = ~tissue[np.clip(rr, 0, tissue.shape[0] - 1), np.clip(cc, 0, tissue.shape[1] - 1)] & inside
+    free_fraction = free.sum(axis=1) / np.maximum(inside.sum(axis=1), 1)
+    return np.column_stack([rc.astype(float), radius, free_fraction])
+
+
 def aortic_root_from_image(hu: np.ndarray, grid: Grid, centre: np.ndarray, semi: np.ndarray, top_mm: float,
-                           radius_range_mm: tuple[float, float] = (8.0, 22.0)) -> tuple[np.ndarray, float] | None:
-    """The ascending aorta just above the heart: in each axial slice 3–30 mm above the heart top, the
-    soft-tissue point (smoothed HU −50…600) farthest from fat and lung (2-D EDT) within half the
-    heart's semi-axes of its centre in-plane (the root leaves the base near the middle, not at the
-    chest wall); its inscribed radius must lie in ``radius_range_mm``. The median over slices is
-    the root; ``None`` when fewer than two slices qualify."""
+                           radius_range_mm: tuple[float, float] = (10.0, 20.0), min_free_rim: float = 0.5,
+                           link_mm: float = 5.0, above_mm: float = 30.0, min_length_mm: float = 6.0,
+                           rim_gap_mm: float = 3.0) -> tuple[np.ndarray, float] | None:
+    """The ascending aorta as the longest tube of round sections in the upper heart region and above it.
+
+    Searched slices: from the heart centre up to ``above_mm`` above the heart region's top (the
+    region may include the ascending aorta up to the field of view's edge, so its top is not the
+    heart's); in-plane within half the heart's semi-axes of its centre (the aorta leaves the base near
+    the middle, not at the chest wall). In each slice the :func:`round_sections` of aortic radius
+    (``radius_range_mm``, adult ascending aorta ≈ 12–18 mm) with at least ``min_free_rim`` of their
+    rim lung or fat are kept; sections of adjacent slices within ``link_mm`` in-plane are linked,
+    and the linked tube spanning most height (at least ``min_length_mm``) is the ascending aorta.
+    The root is its lowest section (where the aorta enters the heart) and its radius the tube's median
+    EDT radius; ``None`` when no tube qualifies."""
     dz, dy, dx = grid.spacing_mm
-    found = []
-    up = 1 if float(grid.direction_matrix[2, 2]) >= 0 else -1
-    z_top = float(grid.lps_to_index(np.array([centre[0], centre[1], top_mm]))[0])
-    yy, xx = np.mgrid[0:hu.shape[1], 0:hu.shape[2]]
-    for k in range(1, int(30.0 / dz) + 1):
-        z = int(round(z_top + up * k))
-        if not 0 <= z < hu.shape[0] or k * dz < 3.0:
-            continue
-        pts = grid.index_to_lps(np.stack([np.full(xx.size, z), yy.ravel(), xx.ravel()], axis=1)).reshape(
-            hu.shape[1], hu.shape[2], 3)
-        near = ((pts[..., 0] - centre[0]) / semi[0]) ** 2 + ((pts[..., 1] - centre[1]) / semi[1]) ** 2 <= 0.25
-        if not near.any():
-            continue
-        sl = ndi.uniform_filter(hu[z].astype(np.float32), size=3)
-        tissue = (sl > -50.0) & (sl < 600.0)
-        dist = ndi.distance_transform_edt(tissue, sampling=(dy, dx))
-        window = near & (dist >= radius_range_mm[0]) & (dist <= radius_range_mm[1])
-        if not window.any():
-            continue
-        j = int(np.argmax(np.where(window, dist, -1.0)))
-        found.append((*pts.reshape(-1, 3)[j], float(dist.ravel()[j])))
-    if len(found) < 2:
+    corners = grid.index_to_lps(np.array([[0, 0, 0], [hu.shape[0] - 1, 0, 0]], dtype=float))
+    z_mm = corners[0, 2] + (corners[1, 2] - corners[0, 2]) * np.arange(hu.shape[0]) / max(hu.shape[0] - 1, 1)
+    slices = np.nonzero((z_mm >= centre[2]) & (z_mm <= top_mm + above_mm))[0]
+    if not len(slices):
         return None
-    arr = np.asarray(found)
-    root = np.median(arr[:, :3], axis=0)
-    root[2] = top_mm
-    return root, float(np.median(arr[:, 3]))
+    # in-plane positions are the same in every axial slice: the window and its crop are computed once;
+    # the crop reaches radius + rim + 3 pixels beyond the window, so every EDT value in range and every
+    # rim sample of a window pixel is what the whole slice would give
+    yy, xx = np.mgrid[0:hu.shape[1], 0:hu.shape[2]]
+    pts = grid.index_to_lps(np.stack([np.full(xx.size, slices[0]), yy.ravel(), xx.ravel()], axis=1)).reshape(
+        hu.shape[1], hu.shape[2], 3)
+    window = ((pts[..., 0] - centre[0]) / semi[0]) ** 2 + ((pts[..., 1] - centre[1]) / semi[1]) ** 2 <= 0.25
+    if not window.any():
+        return None
+    rows, cols = np.nonzero(window)
+    margin_mm = radius_range_mm[1] + rim_gap_mm + 3.0 * max(dy, dx)
+    my, mx = int(np.ceil(margin_mm / dy)), int(np.ceil(margin_mm / dx))
+    crop = (slice(max(rows.min() - my, 0), rows.max() + my + 1), slice(max(cols.min() - mx, 0), cols.max() + mx + 1))
+    window, xy = window[crop], pts[crop][..., :2]
+    sections = []  # (slice index, radius, free rim, x, y, z mm)
+    for z in slices:
+        found = round_sections(hu[z][crop], (dy, dx), window, radius_range_mm, rim_gap_mm)
+        for r, c, rad, free in found[found[:, 3] >= min_free_rim]:
+            sections.append((z, rad, free, *xy[int(r), int(c)], z_mm[z]))
+    if not sections:
+        return None
+    sec = np.asarray(sections)
+    # link sections of adjacent slices that lie within link_mm in-plane: connected tubes
+    adjacent = np.abs(sec[:, None, 0] - sec[None, :, 0]) == 1
+    close = np.hypot(sec[:, None, 3] - sec[None, :, 3], sec[:, None, 4] - sec[None, :, 4]) <= link_mm
+    _, tube = connected_components(adjacent & close, directed=False)
+    best, best_len = None, 0.0
+    for t in np.unique(tube):
+        members = sec[tube == t]
+        length = float(np.ptp(members[:, 5])) + dz
+        if length >= max(min_length_mm, 2.0 * dz) and length > best_len:
+            best, best_len = members, length
+    if best is None:
+        return None
+    low = best[best[:, 5] == best[:, 5].min()]
+    root = np.array([low[:, 3].mean(), low[:, 4].mean(), float(low[0, 5])])
+    return root, float(np.median(best[:, 1]))
 
 
 def heart_frame(hu: np.ndarray, grid: Grid, heart: np.ndarray, box: tuple[slice, ...],
@@ -160,7 +216,7 @@ def heart_frame(hu: np.ndarray, grid: Grid, heart: np.ndarray, box: tuple[slice,
         source = "aorta mask" if root is not None else source
     if root is None:
         root = aortic_root_from_image(hu, grid, centre, semi, top)
-        source = "image (round soft tissue above the heart)" if root is not None else source
+        source = "image (round tube of the ascending aorta)" if root is not None else source
     return HeartFrame(
         centre_lps_mm=tuple(float(v) for v in centre), semi_axes_mm=tuple(float(v) for v in semi), top_mm=top,
         long_axis=tuple(float(v) for v in axis), long_semi_mm=long_semi,

@@ -366,6 +366,15 @@ def lesions_from_csv(path: str | Path) -> LesionTable:
 #: round 3), so they feed the artery forest only.
 DETECTOR_FEATURES = BASE_FEATURES + ("envelope_radius", "plate_index")
 
+#: the aortic-root frame of :mod:`vascalc.coronary.anatomy`: distance to the root, height above it, in-plane offset
+ROOT_FEATURES = ("root_distance_mm", "root_height_mm", "root_inplane_mm")
+
+#: columns of the artery forest (RCA / LAD / LCX split): every feature except the root frame. With the
+#: root found on nearly every scan (round 7) the detector uses it to reject aortic-root calcium, but
+#: in the artery split it let the phantoms' root position override the grooves: an LCX plaque 4 mm
+#: past the left-main bifurcation went to the LAD (docs/coronary.md, round 7).
+ARTERY_FEATURES = tuple(f for f in FEATURES if f not in ROOT_FEATURES)
+
 
 def fit_forest(table: LesionTable, seed: int = 0, n_trees: int = 60, max_depth: int = 12,
                features: tuple[str, ...] = FEATURES):
@@ -382,10 +391,10 @@ def fit_forest(table: LesionTable, seed: int = 0, n_trees: int = 60, max_depth: 
 def fit_model(table: LesionTable, seed: int = 0, n_trees: int = 60, info: dict | None = None,
               detector_features: tuple[str, ...] = DETECTOR_FEATURES, artery_forest: bool = True) -> LesionModel:
     """The lesion model: a detector forest on ``detector_features`` and, with ``artery_forest``, a
-    second forest on every feature whose artery split is used (:class:`LesionModel`)."""
+    second forest on :data:`ARTERY_FEATURES` whose artery split is used (:class:`LesionModel`)."""
     detector = fit_forest(table, seed, n_trees, features=detector_features)
-    artery = fit_forest(table, seed, n_trees, features=FEATURES) if artery_forest else None
-    return LesionModel.from_sklearn(detector, info or {}, detector_features, artery, FEATURES)
+    artery = fit_forest(table, seed, n_trees, features=ARTERY_FEATURES) if artery_forest else None
+    return LesionModel.from_sklearn(detector, info or {}, detector_features, artery, ARTERY_FEATURES)
 
 
 def cross_validate(table: LesionTable, seed: int = 0, folds: int = 5, n_trees: int = 60,
@@ -420,5 +429,6 @@ def train_lesion_model(table: LesionTable, seed: int = 0, description: str = "",
     counts = {CLASSES[c]: int((table.classes == c).sum()) for c in range(len(CLASSES))}
     info = {"kind": "random_forest" + (" + artery forest" if artery_forest else ""), "n_trees": n_trees, "seed": seed,
             "class_counts": counts, "cross_validation": report, "description": description,
-            "detector_features": list(detector_features)}
+            "detector_features": list(detector_features),
+            "artery_features": list(ARTERY_FEATURES) if artery_forest else []}
     return fit_model(table, seed, n_trees, info, detector_features, artery_forest), report

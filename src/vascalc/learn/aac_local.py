@@ -213,7 +213,7 @@ def train_local_network(bodies: list[dict], config: LocalStageConfig, *, seed: i
     """Train one local U-Net on :func:`body_regions` material, a fresh jitter of every body each
     epoch; returns (network in eval mode, mean loss per epoch)."""
     torch = require_torch()
-    from vascalc.learn.aac_localiser import _target_maps
+    from vascalc.learn.aac_localiser import _target_maps, heatmap_cross_entropy
 
     if len(bodies) < 2:
         raise InputError(f"the local stage needs at least 2 training bodies, got {len(bodies)}")
@@ -235,8 +235,7 @@ def train_local_network(bodies: list[dict], config: LocalStageConfig, *, seed: i
                 pairs = [jittered_example(bodies[k], rng, config) for k in batch]
                 x = torch.from_numpy(np.stack([p for p, _ in pairs])[:, None])
                 y = torch.from_numpy(np.stack([_target_maps(t, n, config.sigma_px) for _, t in pairs]))
-                logits = net(x).flatten(2)
-                loss = -(y.flatten(2) * torch.log_softmax(logits, dim=2)).sum(dim=2).mean()
+                loss = heatmap_cross_entropy(net(x).flatten(2), y.flatten(2))
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -249,8 +248,9 @@ def train_local_network(bodies: list[dict], config: LocalStageConfig, *, seed: i
 
 
 def local_logits(networks, patches: np.ndarray, *, flip_average: bool = True) -> np.ndarray:
-    """(b, 4, n, n) heatmap logits of the ensemble on ``patches`` (b, n, n), with the mirrored
-    patches' logits mirrored back and averaged in when ``flip_average``."""
+    """(b, k, n, n) heatmap logits of the ensemble on ``patches`` (b, n, n), with the mirrored
+    patches' logits mirrored back and averaged in when ``flip_average`` (also the coarse
+    localiser's :func:`~vascalc.learn.aac_localiser.heatmap_logits`, with one canvas)."""
     torch = require_torch()
     views = [patches, patches[:, :, ::-1]] if flip_average else [patches]
     out = []

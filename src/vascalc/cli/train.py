@@ -104,7 +104,8 @@ def seg2d(
     typer.echo(f"model and cv_report.md written to {output}")
 
 
-# AAC-24 on lateral radiographs: the command lives with the other xray commands
+# AAC-24 on lateral radiographs: the command lives with the other xray commands (with --localiser it
+# trains the whole demo model in one run, vascalc.learn.aac_recipe)
 from vascalc.cli.xray import train_xray as _train_xray  # noqa: E402
 
 app.command("xray")(_train_xray)

@@ -105,11 +105,21 @@ def train_xray(
     test: int = typer.Option(0, "--test", help="With --synthetic: held-out films per test set (new seeds, "
                              "training chain, fine pixels, DXA chain, 3-D phantom DRRs)."),
     no_regressor: bool = typer.Option(False, "--no-regressor", help="Skip the whole-score regressor."),
+    localiser: bool = typer.Option(False, "--localiser", help="Also train the learned landmark localiser into the "
+                                   "same folder: the coarse corner-heatmap networks and the local corner stage "
+                                   "(demo recipe: 2 networks × 1000 films × 24 epochs, stage 1500 films × 12 "
+                                   "epochs; with --data: the films with L1_corners … L4_corners). 'xray score' "
+                                   "then places the landmarks with them instead of the model-free localiser."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Worker processes with --localiser "
+                                       "(default: min(2, CPU cores)): the grader in one, the localiser then its "
+                                       "stage in another, one thread each; 1 = in order, in this process. The "
+                                       "weights do not depend on it."),
 ) -> None:
     """Train the AAC-24 models (CORAL per-segment grader + whole-score regressor) with k-fold
-    cross-validation and save the fold ensemble (use it with 'vascalc xray score --model FOLDER').
+    cross-validation and save the fold ensemble (use it with 'vascalc xray score --model FOLDER');
+    with --localiser also the learned localiser (the whole demo model in one command).
 
-    Example: vascalc train xray --data films/ -o models/aac --folds 5 --epochs 30
+    Example (the bundled demo model's recipe): vascalc train xray --synthetic 2400 --epochs 18 --width 16 --seed 0 --localiser -o models/aac
     """
     from vascalc.learn import require_monai
     from vascalc.learn.aac import TEST_SETS, AacConfig, train_aac_grader
@@ -120,20 +130,40 @@ def train_xray(
             raise InputError("give exactly one of --data DIR (labelled films) or --synthetic N (generated films)")
         if output.exists() and (not output.is_dir() or any(output.iterdir())):
             raise InputError(f"{output}: exists and is not an empty folder; choose a new model folder")
+        if data is not None and test:
+            raise InputError("--test applies to --synthetic only (held-out generated films)")
         require_monai("vascalc train xray")
         config = AacConfig(n_folds=folds, epochs=epochs, seed=seed, width=width, regressor=not no_regressor)
-        if data is not None:
-            report = train_from_folder(data, output, config, seed=seed)
+        if localiser:
+            from vascalc.learn.aac_recipe import (LocaliserRecipe, default_jobs, train_folder_aac_model,
+                                                  train_synthetic_aac_model)
+
+            workers = default_jobs() if jobs is None else jobs
+            typer.echo(f"training the grader, the localiser and its local stage ({workers} worker process"
+                       f"{'es' if workers > 1 else ''}, one thread each)")
+            if data is not None:
+                run = train_folder_aac_model(data, output, seed=seed, grader=config, localiser=LocaliserRecipe(),
+                                             jobs=workers, progress=typer.echo)
+            else:
+                run = train_synthetic_aac_model(output, synthetic, seed=seed, grader=config,
+                                                localiser=LocaliserRecipe(), n_test=test, jobs=workers,
+                                                progress=typer.echo)
+            report = run.grader_report
+            written = f"model (grader, localiser and its local stage) and cv_report.md written to " \
+                      f"{escape(str(output))} in {run.wall_s:.0f} s wall"
         else:
-            report = train_aac_grader(output, n_train=synthetic, seed=seed, epochs=epochs, config=config,
-                                      n_test=test, test_sets=TEST_SETS if test else ())
+            if data is not None:
+                report = train_from_folder(data, output, config, seed=seed)
+            else:
+                report = train_aac_grader(output, n_train=synthetic, seed=seed, epochs=epochs, config=config,
+                                          n_test=test, test_sets=TEST_SETS if test else ())
+            written = f"model and cv_report.md written to {escape(str(output))} (training {report['training_s']} s)"
         for model, m in report["cross_validation"].items():
             console.print(f"CV {model}: MAE {m['mae']}, ICC(A,1) {m['icc_a1']}, 3-class accuracy "
                           f"{m['accuracy_3class']} (n = {m['n']})", highlight=False)
         for note in report.get("notes", []):
             console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
-        console.print(f"model and cv_report.md written to {escape(str(output))} "
-                      f"(training {report['training_s']} s)", highlight=False)
+        console.print(written, highlight=False)
     except VascalcError as error:
-        console.print(f"[red]error:[/] {escape(str(error))}", highlight=False)
+        console.print(f"[red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)  # one line
         raise typer.Exit(error.exit_code) from None

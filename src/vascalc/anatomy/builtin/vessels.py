@@ -210,6 +210,10 @@ HALF_MAX_OUTLINE = True
 #: On CTA, grow an oblique artery's lumen by its wall as cut by the axial plane (wider along the
 #: artery's tilt: :func:`oblique_wall_mm`), not by the same wall on every ray (round 12).
 OBLIQUE_WALL = True
+#: Round 20 (issue 6): on non-contrast CT, an iliac/femoral ray that ends on a neighbour (no fat) takes the
+#: oblique tube's elliptical section scaled to the rays in fat (:func:`half_max_radii`, ``tilt_yx``),
+#: not the tracker's near-circle; False: the round-2 outline.
+OBLIQUE_PLAIN_OUTLINE = True
 #: Fat (HU): the outside level of the half-maximum outline.
 FAT_HU = -100.0
 #: The psoas is what holds a disc of this radius (mm): a muscle, not an 8–14-mm artery.
@@ -680,7 +684,7 @@ def _fit_tube(ctx: _Ctx, z: int, centre_mm: np.ndarray, r_prior_mm: float, n_ite
 
 def half_max_radii(img: np.ndarray, spacing_yx_mm, centre_mm: np.ndarray, radii_mm: np.ndarray, inside_hu: float,
                    *, fat_hu: float = FAT_HU, edge_hu: float = FAT_EDGE_HU, reach_mm: float = 4.0,
-                   step_mm: float = 0.25) -> np.ndarray:
+                   step_mm: float = 0.25, tilt_yx: np.ndarray | tuple[float, float] | None = None) -> np.ndarray:
     """Sub-voxel outer radius per ray (mm) of a tube on one axial slice ``img`` (HU, y, x), at the
     half-maximum between its inside (``inside_hu``) and fat (``fat_hu``).
 
@@ -694,7 +698,12 @@ def half_max_radii(img: np.ndarray, spacing_yx_mm, centre_mm: np.ndarray, radii_
     it, and the half-way level between the blurred minimum and the vessel would cut the vessel
     short. The fixed tracking edge (−15 HU) lies nearer the tissue than the half-maximum (≈ −30 HU
     between 40-HU blood and −100-HU fat), so the tracker's outline is a fraction of a voxel small.
-    Units: mm, HU."""
+    ``tilt_yx`` (in-plane mm per mm of z, :func:`track_tilt_yx`; round 20): the tube is oblique, and its
+    axial section an ellipse stretched by 1/cos θ along the tilt (:func:`oblique_wall_mm` with a unit
+    wall gives each ray's length relative to the tube's own radius). The rays ending on a neighbour
+    then take that ellipse, scaled to the rays in fat (the median of their radius / relative length),
+    instead of the tracker's near-circle: on muscle the iliac's section runs on further along the tilt
+    than across it. Units: mm, HU."""
     sy, sx = (float(s) for s in spacing_yx_mm)
     radii_mm = np.asarray(radii_mm, float)
     t = np.arange(0.0, float(radii_mm.max()) + reach_mm + step_mm, step_mm)
@@ -715,7 +724,11 @@ def half_max_radii(img: np.ndarray, spacing_yx_mm, centre_mm: np.ndarray, radii_
         # a ray ending on a neighbour carries the tube's own radius (the tracker set it so), which
         # needs the same correction as the rays that see fat: growing only the fat side would
         # shift the outline away from the neighbour
-        r = np.where(found, r, radii_mm + float(np.median(r[found] - radii_mm[found])))
+        if tilt_yx is not None and float(np.hypot(*tilt_yx)) > 0.0:
+            rel = oblique_wall_mm(1.0, tilt_yx)
+            r = np.where(found, r, float(np.median(r[found] / rel[found])) * rel)
+        else:
+            r = np.where(found, r, radii_mm + float(np.median(r[found] - radii_mm[found])))
     return r
 
 
@@ -2487,12 +2500,15 @@ def segment_vessels(volume: Volume, *, bones: np.ndarray | None = None, body: np
                     fits = refit_short_iliac(ctx, fits, sorted(artery_kw[side]["guide"]), gate=GUIDED_CALIBRE_HOLD)
                 fits = _smooth_track(fits, size=3)
                 if HALF_MAX_OUTLINE and not ctx.contrast:
+                    track = dict(fits)  # the tilt is read off the tracked centres
                     for z, fit in fits.items():
                         # the outline at the half-maximum between the tube and the fat around it; the
                         # core level is held to blood/wall HU (0–60) so that wall calcium caught in
                         # the core cannot raise the level and shrink the mask off the calcium
                         core_hu = float(np.clip(fit.inside_hu, 0.0, 60.0))
-                        radii = np.clip(half_max_radii(ctx.img[z], sp[1:], fit.centre_mm, fit.radii_mm, core_hu),
+                        tilt = track_tilt_yx(track, z, sp[0]) if OBLIQUE_PLAIN_OUTLINE else None
+                        radii = np.clip(half_max_radii(ctx.img[z], sp[1:], fit.centre_mm, fit.radii_mm, core_hu,
+                                                       tilt_yx=tilt),
                                         fit.radii_mm - 1.5, fit.radii_mm + 1.5)
                         fits[z] = _Fit(fit.centre_mm, radii, float(radii.mean()), fit.hit_fraction, fit.inside_hu)
                     guide = artery_kw[side].get("guide") or {}

@@ -90,7 +90,7 @@ class AacConfig:
     band (0 → ``patch_px``). ``augment_blur_mm`` / ``augment_noise`` — synthetic training films get,
     with probability 1/2, extra blur FWHM U(0, max) mm and noise SD U(0, max) (:func:`augment_film`).
     The defaults are the demo model v2's settings, chosen on validation films (docs/radiograph.md);
-    the bundled v3 is the same with ``width=16`` (``vascalc train xray --width 16``, *Demo model v3*);
+    the bundled demo grader (v5 since round 18, v3 before) is the same with ``width=16`` (``vascalc train xray --width 16``);
     folders saved before a setting existed load it as :data:`LEGACY_SETTINGS` says."""
 
     patch_px: int = 16

@@ -855,19 +855,6 @@ def grader_tta_method(ensemble: AacEnsemble | dict, tta: bool | str | None = Non
             "tta_perturbations": [asdict(q) for q in TTA_SETS[name]]}
 
 
-def grader_sharpening(ensemble: AacEnsemble | dict) -> dict | None:
-    """Test-time restoration of blurred films before the grader (``model.json["inference"]["sharpen"]``:
-    absent or ``false`` = off, the default; or ``{"target_fwhm_mm": b0, "max_noise_sd": cap}``, the
-    keyword arguments of :func:`vascalc.radiograph.sharpen.sharpen_film`; docs/radiograph.md, round 19)."""
-    meta = ensemble.metadata if isinstance(ensemble, AacEnsemble) else ensemble
-    choice = meta.get("inference", {}).get("sharpen") or None
-    if choice is not None and not ({"target_fwhm_mm", "max_noise_sd"} <= set(choice)
-                                   <= {"target_fwhm_mm", "max_noise_sd", "min_regulariser", "roi_margin_mm"}):
-        raise InputError("model.json inference.sharpen needs target_fwhm_mm and max_noise_sd (optional "
-                         "min_regulariser, roi_margin_mm), or false for off")
-    return choice
-
-
 def predict_grades(model_dir: str | Path | AacEnsemble, radiograph, landmarks,
                    pixel_spacing_mm: float | tuple[float, float] | None = None, *,
                    calibrated: bool = True, tta: bool | str | None = None) -> tuple[dict[str, int], dict[str, list[float]]]:
@@ -877,8 +864,7 @@ def predict_grades(model_dir: str | Path | AacEnsemble, radiograph, landmarks,
     :func:`calibrate_aac`) when it has them; ``False`` gives CORAL's plain 0.5 rule for comparison.
     ``tta``: test-time augmentation of each segment patch (:func:`grader_tta`; default the folder's
     setting, on = :data:`DEFAULT_TTA`); the probabilities are averaged over folds and views
-    (:func:`tta_probabilities`) before the same decision rule. When the folder switches it on
-    (:func:`grader_sharpening`), the film is first restored (:func:`vascalc.radiograph.sharpen.sharpen_film`).
+    (:func:`tta_probabilities`) before the same decision rule.
 
     ``radiograph``: a :class:`vascalc.imaging.radiograph.Radiograph`, a phantom
     :class:`~vascalc.phantoms.types.RadiographPhantom` or a 2-D array in [0, 1] (bone bright);
@@ -888,11 +874,6 @@ def predict_grades(model_dir: str | Path | AacEnsemble, radiograph, landmarks,
     ensemble = model_dir if isinstance(model_dir, AacEnsemble) else load_aac_ensemble(model_dir)
     cfg = ensemble.config
     image, spacing = _image_and_spacing(radiograph, pixel_spacing_mm)
-    sharpen = grader_sharpening(ensemble)
-    if sharpen is not None:
-        from vascalc.radiograph.sharpen import sharpen_film
-
-        image = sharpen_film(image, spacing, landmarks, **sharpen).image
     patches = segment_patches(image, landmarks, spacing, **_patch_kwargs(cfg))[None]
     prob = tta_probabilities(ensemble.graders, patches, cfg, TTA_SETS[grader_tta(ensemble, tta)])[0]
     grades = grades_from_probabilities(prob, calibration_thresholds(ensemble) if calibrated else None)
@@ -1409,7 +1390,7 @@ def write_report(out: Path, report: dict) -> None:
 
 
 __all__ = ["VALBLUR_FWHM_MM", "VALBLUR_NOISE", "blur_validation_film", "screen_grader_recipe",
-           "synthetic_training_set", "validate_grader", "validation_patches", "DEFAULT_TTA", "GRADE_RULES", "PatchPerturbation", "TTA_SETS", "grader_tta", "grader_tta_method", "grader_sharpening",
+           "synthetic_training_set", "validate_grader", "validation_patches", "DEFAULT_TTA", "GRADE_RULES", "PatchPerturbation", "TTA_SETS", "grader_tta", "grader_tta_method",
            "grades_by_rule", "perturb_patches", "tta_probabilities", "validate_grader_tta", "CALIBRATION_SEED_OFFSET", "calibrate_aac", "calibration_thresholds", "fit_coral_thresholds", "fit_total_thresholds", "AacConfig", "AacEnsemble", "SyntheticCase", "TEST_SETS", "build_coral_network", "build_regressor",
            "augment_film", "case_inputs", "grader_inputs", "highpass_residual", "LOSSES", "LEGACY_SETTINGS",
            "rank_contrastive_loss", "VALIDATION_SEED_OFFSET", "coral_levels", "coral_loss", "coral_probabilities", "evaluate_aac",

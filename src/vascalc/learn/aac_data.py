@@ -136,14 +136,15 @@ def film_spacing_mm(film: LabelledFilm) -> tuple[float, float]:
     return (nominal_mm / measured_px,) * 2
 
 
-def load_labelled_folder(folder: str | Path) -> tuple[list[LabelledFilm], list[str]]:
-    """Read ``labels.csv`` and the films; returns (films, notes). Films without landmarks are
-    localised model-free; those that cannot be localised are left out and noted."""
+def load_labelled_folder(folder: str | Path, *, rows: list[dict] | None = None) -> tuple[list[LabelledFilm], list[str]]:
+    """Read ``labels.csv`` (or the given ``rows`` of it, :func:`read_labels`) and the films; returns
+    (films, notes). Films without landmarks are localised model-free; those that cannot be localised
+    are left out and noted."""
     from vascalc.imaging.radiograph import load_radiograph
     from vascalc.radiograph.locate import locate_vertebrae
 
     films, notes = [], []
-    for row in read_labels(folder):
+    for row in read_labels(folder) if rows is None else rows:
         rg = load_radiograph(row["image"], pixel_spacing_mm=row["pixel_spacing_mm"])
         vertebrae = row["vertebrae"]
         if vertebrae is None:

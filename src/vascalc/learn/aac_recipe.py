@@ -305,19 +305,14 @@ def landmark_rows(folder: str | Path) -> tuple[list[dict], int]:
 
 
 def _landmark_films(folder: str | Path) -> tuple[list, int]:
-    """(labelled films with landmarks, films without) — images read, spacing as the grader uses it."""
-    from vascalc.imaging.radiograph import load_radiograph
-    from vascalc.learn.aac_data import LabelledFilm, film_spacing_mm
+    """(labelled films with landmarks, films without) — read as the grader reads them, with the spacing
+    the grader uses (:func:`~vascalc.learn.aac_data.film_spacing_mm`: the landmarks' vertebral pitch
+    when neither the file nor the CSV gives one)."""
+    from vascalc.learn.aac_data import film_spacing_mm, load_labelled_folder
 
     rows, skipped = landmark_rows(folder)
-    films = []
-    for row in rows:
-        rg = load_radiograph(row["image"], pixel_spacing_mm=row["pixel_spacing_mm"])
-        film = LabelledFilm(name=row["image"].name, image=rg.image, pixel_spacing_mm=rg.pixel_spacing_mm,
-                            vertebrae=row["vertebrae"], grades=row["grades"], aac24=row["aac24"])
-        # no spacing in the file or the CSV: the landmarks' vertebral pitch gives it, as for the grader
-        films.append(replace(film, pixel_spacing_mm=tuple(film_spacing_mm(film))))
-    return films, skipped
+    films, _ = load_labelled_folder(folder, rows=rows)
+    return [replace(film, pixel_spacing_mm=tuple(film_spacing_mm(film))) for film in films], skipped
 
 
 def train_folder_localiser(folder: str | Path, out_dir: str | Path, config: LocaliserConfig | None = None, *,

@@ -1652,6 +1652,54 @@ def test_guided_track_seed_floor_does_not_admit_a_blob_far_wider_than_an_iliac()
     assert _guided_track_from_thin_seed(6, 7.3, np.zeros(2)).result()[0] == {}
 
 
+
+# --- round 24 (issue 6): the floor holds until the track's first clean fit ------------------------
+
+
+def _guided_fit_after_a_weak_fit(monkeypatch, *, until_clean: bool, tube_radius_mm: float, seed_radius_mm: float,
+                                 weak_radius_mm: float, weak_hits: float) -> "_Fit | None":
+    """A straight ``tube_radius_mm`` tube (40 HU in fat, 1-mm pixels, 2.5-mm slices) centred on the
+    guide; a guided track from a ``seed_radius_mm`` seed whose one fit so far (the slice above) is
+    ``weak_radius_mm`` at ``weak_hits`` of the rays. Returns the guided fit on the next slice."""
+    monkeypatch.setattr(vessels_mod, "GUIDED_FLOOR_UNTIL_CLEAN", until_clean)
+    img = np.full((4, 60, 60), -100.0, np.float32)
+    yy, xx = np.mgrid[0:60, 0:60] * 1.0
+    centre = np.array([30.0, 30.0])
+    img[:, np.hypot(yy - centre[0], xx - centre[1]) <= tube_radius_mm] = 40.0
+    ctx = _Ctx(img, np.zeros(img.shape, bool), np.array([2.5, 1.0, 1.0]), False, -15.0)
+    seed = _Fit(centre.copy(), np.full(_N_RAYS, seed_radius_mm), seed_radius_mm, 0.4, 40.0)
+    t = _Tracker(ctx, 3, seed, -1, r_range_mm=(2.0, 14.0), max_shift_mm=6.5, max_gap_mm=50.0, coast_mm=12.0,
+                 min_hits=0.3, r_cap_mm=7.5, guide={z: centre.copy() for z in range(3)}, side="right")
+    weak = _Fit(centre.copy(), np.full(_N_RAYS, weak_radius_mm), weak_radius_mm, weak_hits, 40.0)
+    t.fits[2], t.prev = weak, weak
+    return t._guided_fit(1, centre)
+
+
+def test_guided_floor_holds_past_a_thin_weak_fit_until_a_clean_one(monkeypatch):
+    """Round 24: after a 2.3-mm seed, a weak 2.8-mm fit (0.3 of the rays, dev non-contrast 15 left)
+    was the reference, so the 6-mm artery on the path was refused (|6 − 2.8| = 3.2 > 0.35·2.8 + 1.5
+    = 2.48 mm) on every slice. While no fit is clean the reference is max(2.8, seed 2.3, 4) = 4 mm
+    (|6 − 4| = 2 ≤ 2.9). After a clean thin fit (0.9 of the rays) the track's own fit is the
+    reference again, and the 6-mm tube is refused as before."""
+    kw = dict(tube_radius_mm=6.0, seed_radius_mm=2.3, weak_radius_mm=2.8)
+    assert _guided_fit_after_a_weak_fit(monkeypatch, until_clean=False, weak_hits=0.3, **kw) is None
+    fit = _guided_fit_after_a_weak_fit(monkeypatch, until_clean=True, weak_hits=0.3, **kw)
+    assert fit is not None and fit.radius_mm == pytest.approx(6.0, abs=0.5)
+    assert float(np.hypot(*(fit.centre_mm - 30.0))) <= 0.5
+    assert _guided_fit_after_a_weak_fit(monkeypatch, until_clean=True, weak_hits=0.9, **kw) is None
+
+
+def test_guided_floor_until_clean_keeps_a_wide_seeds_radius(monkeypatch):
+    """Round 24, the seed's term (dev screw 11 right: a 6.8-mm seed whose weak fits shrank to 3.5 mm,
+    0.31 of the rays); here a 7.5-mm seed and a weak 3.5-mm fit. The 7-mm artery below is refused against 3.5 mm (|7 − 3.5| = 3.5 > 2.73) and
+    would be against the 4-mm floor alone (3.0 > 2.9); against the seed's 7.5 mm (|7 − 7.5| ≤ 4.1)
+    it is taken."""
+    kw = dict(tube_radius_mm=7.0, seed_radius_mm=7.5, weak_radius_mm=3.5, weak_hits=0.31)
+    assert _guided_fit_after_a_weak_fit(monkeypatch, until_clean=False, **kw) is None
+    fit = _guided_fit_after_a_weak_fit(monkeypatch, until_clean=True, **kw)
+    assert fit is not None and fit.radius_mm == pytest.approx(7.0, abs=0.5)
+
+
 def test_grow_into_wall_calcium_by_hand():
     """A 4-mm disc artery (label 2, 1-mm pixels, reach 3 mm). Joined: a 300-HU arc on its posterior
     outline with a 2-pixel spur (all 5 voxels within 3 mm), and a calcified voxel drawn as vein

@@ -312,6 +312,9 @@ AORTA_PREFER_BOTH_ILIACS = True
 #: compared with at least this (mm; the common-iliac prior of the seed refit): a seed thinner than
 #: any iliac (the crotch of a split blob) otherwise refused every fit on the path. None switches it off.
 GUIDED_SEED_MIN_RADIUS_MM: float | None = 4.0
+#: Round 24 (issue 6): the floor above holds while the track has no clean fit (≥ :data:`CLEAN_HITS`
+#: of its rays) yet, not only for its first fit: thin weak fits after a thin seed refused the artery.
+GUIDED_FLOOR_UNTIL_CLEAN = True
 #: Round 14 (issue 6): on CTA, a large aortic plaque (> 400 HU) anchored the skeleton's "cortex" and the
 #: contrast lumen beside it was taken for marrow, so the plaque was cut out of the aorta. The first
 #: CTA track's lumen (and the dense components lying on its wall, within this band in mm) are refused
@@ -1451,6 +1454,7 @@ class _Tracker:
         self.pending: list[int] = []
         self.on_metal: set[int] = set()
         self.prev = fit0
+        self.seed_radius_mm = fit0.radius_mm
         # radii of the last fitted (not interpolated) slices: the track's calibre
         self.recent_radii_mm: list[float] = [fit0.radius_mm]
         self.recent_centres: list[tuple[int, np.ndarray]] = [(z0, fit0.centre_mm)]
@@ -1674,6 +1678,13 @@ class _Tracker:
             # the seed may be the crotch of a split blob (2.3 mm at 0.9-mm pixels, seed 4 right):
             # held to it, every fit of the artery on a correct path was refused (round 18)
             ref_mm = max(ref_mm, GUIDED_SEED_MIN_RADIUS_MM)
+        elif (GUIDED_SEED_MIN_RADIUS_MM is not None and GUIDED_FLOOR_UNTIL_CLEAN
+              and not any(f.hit_fraction >= CLEAN_HITS for f in self.fits.values())):
+            # the weak fits just below the seed can shrink as thin (2.3–3.5 mm, a quarter to a half
+            # of the rays), and held to them the artery was refused over 25–90 mm of a correct path
+            # (dev non-contrast 15 left, screw 11 right, round 24): until the track has a clean fit
+            # its reference is floored as its first fit's was (the seed's radius, at least 4 mm)
+            ref_mm = max(ref_mm, self.seed_radius_mm, GUIDED_SEED_MIN_RADIUS_MM)
         if (fit is not None and self.r_range_mm[0] <= fit.radius_mm <= self.r_range_mm[1]
                 and abs(fit.radius_mm - ref_mm) <= 0.35 * ref_mm + 1.5
                 and np.hypot(*(fit.centre_mm - centre_mm)) <= 0.5 * fit.radius_mm + 1.0):

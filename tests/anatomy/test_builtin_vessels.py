@@ -31,6 +31,7 @@ from vascalc.anatomy.builtin.vessels import (
     _N_RAYS,
     _iliac_guide,
     _robust_radius,
+    _split,
     _Tracker,
     _UNIT,
     artery_in_front,
@@ -615,6 +616,46 @@ def test_bifurcation_by_narrowing_starts_where_the_radius_left_the_aortic_calibr
     # one slice at 0.9 × (a slightly narrower aorta) is not moved past: the bifurcation stays at 17
     fits[19] = fits[18] = _Fit(np.array([40.0, 40.0]), np.full(_N_RAYS, 9.0), 9.0, 1.0, 40.0)
     assert _bifurcation_by_radius(ctx, fits, 30)[0] == 17
+
+
+def _blob_slice(shapes: list[tuple], *, contrast: bool) -> _Ctx:
+    """Three 1-mm slices with ``shapes`` painted: ("oval", cy, cx, semi-axis y, semi-axis x) or ("disc", cy,
+    cx, r) in mm. CTA: a 350-HU lumen in 40-HU tissue, edge at half-lumen (195 HU); plain CT: 40-HU
+    tissue in fat, edge −15 HU."""
+    y, x = np.mgrid[0:80, 0:80].astype(float)
+    inside = np.zeros((80, 80), bool)
+    for kind, cy, cx, *size in shapes:
+        ay, ax = size if kind == "oval" else (size[0], size[0])
+        inside |= ((y - cy) / ay) ** 2 + ((x - cx) / ax) ** 2 <= 1.0
+    lumen, around, edge = (350.0, 40.0, 195.0) if contrast else (40.0, -100.0, -15.0)
+    img = np.where(inside, lumen, around)[None].repeat(3, axis=0)
+    return _Ctx(img, np.zeros(img.shape, bool), np.array([2.5, 1.0, 1.0]), contrast, edge)
+
+
+@pytest.mark.parametrize("crotch", [True, False])
+def test_cta_blob_is_split_only_where_it_shows_a_crotch(monkeypatch, crotch):
+    """The aorta's last CTA slice is an oval lumen (23 × 13 mm), wider than deep as two touching iliacs
+    are, but deepest at its middle: it is not split (without the crotch test it was split into two
+    6.75-mm "iliacs" 4.3 mm either side of the midline, drawn over the aorta). Two touching 5.5-mm
+    lumens 8 mm apart are split, each fitted on its own tube. On plain CT the outline is the outer
+    wall (touching arteries show no crotch), and the oval is split as before."""
+    monkeypatch.setattr(vessels_mod, "SPLIT_NEEDS_CROTCH", crotch)
+    centre = np.array([40.0, 40.0])
+    oval = _split(_blob_slice([("oval", 40.0, 40.0, 6.5, 11.5)], contrast=True), 1, centre, 9.0)
+    if crotch:
+        assert oval is None
+    else:
+        assert oval is not None
+        assert oval["left"].centre_mm[1] == pytest.approx(44.33, abs=0.05)
+        assert oval["right"].centre_mm[1] == pytest.approx(35.67, abs=0.05)
+        assert oval["left"].radius_mm == oval["right"].radius_mm == pytest.approx(6.75, abs=0.05)
+    two = _split(_blob_slice([("disc", 40.0, 36.0, 5.5), ("disc", 40.0, 44.0, 5.5)], contrast=True), 1, centre, 9.0)
+    assert two is not None
+    for side, cx in (("left", 44.0), ("right", 36.0)):
+        assert np.allclose(two[side].centre_mm, [40.0, cx], atol=0.15)
+        assert two[side].radius_mm == pytest.approx(5.5, abs=0.15)
+    plain = _split(_blob_slice([("oval", 40.0, 40.0, 6.5, 11.5)], contrast=False), 1, centre, 9.0)
+    assert plain is not None and set(plain) == {"left", "right"}
 
 
 def _box_body_with_spine(nz: int) -> tuple[np.ndarray, np.ndarray]:

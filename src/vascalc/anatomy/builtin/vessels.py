@@ -315,6 +315,10 @@ GUIDED_SEED_MIN_RADIUS_MM: float | None = 4.0
 #: Round 24 (issue 6): the floor above holds while the track has no clean fit (≥ :data:`CLEAN_HITS`
 #: of its rays) yet, not only for its first fit: thin weak fits after a thin seed refused the artery.
 GUIDED_FLOOR_UNTIL_CLEAN = True
+#: Round 25 (issue 6): on CTA a lumen blob wider than deep below the aorta is split into two iliacs only
+#: where it shows a crotch (:func:`blob_has_crotch`): the aorta's last slice is an oval lumen, and its
+#: split handed one iliac a disc on the midline, drawn over the aorta. False switches it off.
+SPLIT_NEEDS_CROTCH = True
 #: Round 14 (issue 6): on CTA, a large aortic plaque (> 400 HU) anchored the skeleton's "cortex" and the
 #: contrast lumen beside it was taken for marrow, so the plaque was cut out of the aorta. The first
 #: CTA track's lumen (and the dense components lying on its wall, within this band in mm) are refused
@@ -1772,6 +1776,30 @@ def _find_aorta_seed(ctx: _Ctx, body: np.ndarray, spine_x, spine_ant, has_spine)
     return cands
 
 
+def half_depth_mm(rays_mm: np.ndarray) -> float:
+    """Half a blob's front-to-back depth (mm) seen from one point: the mean of its anterior and
+    posterior ray lengths (each a 3-ray circular mean of :func:`_cast_rays`; endless rays left out).
+    NaN where both are endless."""
+    q = _N_RAYS // 4
+    ends = [rays_mm[[(i - 1) % _N_RAYS, i, (i + 1) % _N_RAYS]] for i in (q, 3 * q)]
+    ends = [float(np.nanmean(e)) for e in ends if np.isfinite(e).any()]
+    return float(np.mean(ends)) if ends else float("nan")
+
+
+def blob_has_crotch(rays_left_mm: np.ndarray, rays_right_mm: np.ndarray, middle_half_depth_mm: float) -> bool:
+    """Whether a lumen blob wider than deep is two touching tubes rather than one oval.
+
+    Two touching (or overlapping) round lumens are shallowest at their middle, the crotch, where
+    the two walls between them notch the lumen: half-way out to either side the blob is deeper
+    than there. An oval is deepest at its middle. The aorta's lumen widens into an oval on its last
+    slices before it divides; TotalSegmentator's aorta (and the phantom's) runs down to where the
+    lumen divides, so such a slice is still the aorta. ``rays_*_mm``: the 32 rays cast from
+    half-way between the blob's middle and its lateral edge on either side; ``middle_half_depth_mm``:
+    the half-depth at the middle (mm)."""
+    sides = [half_depth_mm(rays_left_mm), half_depth_mm(rays_right_mm)]
+    return bool(np.all(np.isfinite(sides)) and min(sides) > middle_half_depth_mm)
+
+
 def _split(ctx: _Ctx, z: int, centre_mm: np.ndarray, r_mm: float, spread: float = 0.45,
            extra_gap_mm: float = 0.0) -> dict[str, _Fit] | None:
     """Two tubes (left, right) below the aortic bifurcation, or None while there is still one:
@@ -1788,7 +1816,16 @@ def _split(ctx: _Ctx, z: int, centre_mm: np.ndarray, r_mm: float, spread: float 
         q = _N_RAYS // 4
         ray = lambda i: float(np.mean(raw[[(i - 1) % _N_RAYS, i, (i + 1) % _N_RAYS]]))  # noqa: E731
         lat_l, lat_r, half_depth = ray(0), ray(2 * q), 0.5 * (ray(q) + ray(3 * q))
-        if min(lat_l, lat_r) >= 1.6 * half_depth and half_depth < 0.8 * r_mm and 2.0 <= half_depth:
+        wide = min(lat_l, lat_r) >= 1.6 * half_depth and half_depth < 0.8 * r_mm and 2.0 <= half_depth
+        if wide and SPLIT_NEEDS_CROTCH and ctx.contrast:
+            # an oval lumen is the aorta's last slice, not two iliacs (round 25). CTA only: the lumen's
+            # outline shows the walls between touching iliacs as a notch, while on plain CT the
+            # outline is the outer wall, and arteries touching with no fat between show no crotch
+            reach = 3.0 * r_mm + 4.0
+            wide = blob_has_crotch(_cast_rays(ctx, z, fit.centre_mm + np.array([0.0, 0.5 * lat_l]), reach),
+                                   _cast_rays(ctx, z, fit.centre_mm - np.array([0.0, 0.5 * lat_r]), reach),
+                                   half_depth)
+        if wide:
             h = half_depth
 
             def mk(c):
@@ -2776,7 +2813,7 @@ def segment_vessels(volume: Volume, *, bones: np.ndarray | None = None, body: np
 
 
 __all__ = ["CONTRAST_LUMEN_HU", "VEIN_NAMES", "VESSEL_LABELS", "VesselResult", "WALL_MM", "artery_in_front",
-           "artery_path_cost", "calibre_held_fit", "contrast_lumen_mask", "drop_stub_after_gap", "enhanced_min_mm3", "grow_into_wall_calcium", "wall_plaque_mask", "needs_calibre_hold",
-           "follow_large_mass", "half_max_radii", "lateral_bone_front_px", "oblique_wall_mm", "path_calibre_mm", "path_wall_support", "pubic_symphysis_top", "refit_short_iliac", "reroute_weak_guided_fits", "pinned_tube_path", "disc_tissue_fraction", "same_tube",
+           "artery_path_cost", "blob_has_crotch", "calibre_held_fit", "contrast_lumen_mask", "drop_stub_after_gap", "enhanced_min_mm3", "grow_into_wall_calcium", "wall_plaque_mask", "needs_calibre_hold",
+           "follow_large_mass", "half_depth_mm", "half_max_radii", "lateral_bone_front_px", "oblique_wall_mm", "path_calibre_mm", "path_wall_support", "pubic_symphysis_top", "refit_short_iliac", "reroute_weak_guided_fits", "pinned_tube_path", "disc_tissue_fraction", "same_tube",
            "segment_vessels",
            "slice_minimal_path", "threshold_body", "threshold_bones", "track_tilt_yx"]

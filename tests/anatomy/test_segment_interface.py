@@ -79,6 +79,28 @@ def test_compare_gives_dice_hd95_and_levels():
     assert rows["aorta"].hd95_mm == pytest.approx(1.0)
     assert rows["vertebrae_L1"].dice == 1.0 and rows["vertebrae_L1"].level_correct is True
     assert rows["aorta"].runtime_s == 1.5
+    assert rows["aorta"].uncertain_slices == 0 and rows["aorta"].dice_outside_uncertain == rows["aorta"].dice
+
+
+def test_compare_gives_the_dice_outside_slices_marked_uncertain():
+    """A segmenter that leaves 1 of 4 slices undrawn and marks it uncertain (metal streaks): Dice over all
+    slices 2·48/(64+48), over the 3 others 1.0; the summary lists the row in its own table."""
+    from vascalc.bench.segmentation import summary_markdown
+
+    grid = Grid(shape=(4, 10, 10), spacing_mm=(2.0, 1.0, 1.0))
+    reference = np.zeros(grid.shape, np.uint8)
+    reference[:, 2:6, 2:6] = 1
+    predicted = reference.copy()
+    predicted[2] = 0
+    names = {1: "aorta"}
+    rows = compare("c", LabelMap(predicted, grid, names, uncertain_slices={"aorta": (2,)}),
+                   LabelMap(reference, grid, names), 0.0)
+    assert rows[0].dice == pytest.approx(96 / 112)
+    assert rows[0].uncertain_slices == 1 and rows[0].dice_outside_uncertain == pytest.approx(1.0)
+    assert "| c | aorta | 1 | 0.857 | 1.000 |" in summary_markdown(rows)
+    whole = compare("c", LabelMap(np.zeros_like(reference), grid, names, uncertain_slices={"aorta": (0, 1, 2, 3)}),
+                    LabelMap(reference, grid, names), 0.0)[0]
+    assert whole.dice == 0.0 and np.isnan(whole.dice_outside_uncertain)  # nothing left to compare on
 
 
 def test_bench_segmentation_command_on_the_real_scans(shared_data, tmp_path):

@@ -4,7 +4,9 @@
 on (a) digital phantoms with exact labels — non-contrast and contrast, with metal — and (b) real
 scans with reference masks (the TotalSegmentator masks beside the sample CTs), and writes one row per
 case × structure. Vertebra levels are checked too: a level is correct when the centroid of the
-predicted vertebra lies inside the reference vertebra of the same name.
+predicted vertebra lies inside the reference vertebra of the same name. Where the segmenter marks
+slices of a structure uncertain (too little evidence, e.g. metal streaks: left undrawn rather than
+guessed), the row also gives the Dice over the other slices, beside the Dice over all of them.
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ class StructureQuality:
     hd95_mm: float
     level_correct: bool | None
     runtime_s: float
+    uncertain_slices: int = 0               # slices the segmenter marked uncertain for this structure
+    dice_outside_uncertain: float = float("nan")  # Dice over the other slices (= dice when none; NaN when
+                                                  # the reference has nothing there)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,8 +83,15 @@ def compare(case: str, predicted: LabelMap, reference: LabelMap, runtime_s: floa
             level = bool(ref[tuple(centre)])
         elif name.startswith("vertebrae_"):
             level = False
+        uncertain = sorted(set(predicted.uncertain_slices.get(name, ())))
+        certain = np.ones(ref.shape[0], bool)
+        certain[uncertain] = False
+        # undefined (NaN) where the reference has nothing on the other slices: a structure marked
+        # uncertain over its whole extent says nothing about the segmenter's drawn slices
+        dice_certain = (dice if not uncertain else overlap_metrics(pred[certain], ref[certain]).dice
+                        if ref[certain].any() else float("nan"))
         rows.append(StructureQuality(case, name, int(ref.sum()), int(pred.sum()), float(dice), float(hd95),
-                                     level, runtime_s))
+                                     level, runtime_s, len(uncertain), float(dice_certain)))
     return rows
 
 
@@ -140,7 +152,8 @@ def run_segmentation_bench(cases: Iterable[BenchCase], backend: str = "builtin",
 
 
 def summary_markdown(rows: list[StructureQuality]) -> str:
-    """A Markdown table: one line per case × structure, then mean Dice per structure."""
+    """A Markdown table: one line per case × structure, then mean Dice per structure, then the rows
+    with slices marked uncertain (Dice over all slices and over the others)."""
     lines = ["| case | structure | Dice | HD95 mm | level correct | runtime s |", "|---|---|---|---|---|---|"]
     for r in rows:
         level = "" if r.level_correct is None else ("yes" if r.level_correct else "no")
@@ -149,4 +162,10 @@ def summary_markdown(rows: list[StructureQuality]) -> str:
     for name in dict.fromkeys(r.structure for r in rows):
         dice = [r.dice for r in rows if r.structure == name]
         lines.append(f"| {name} | {len(dice)} | {np.mean(dice):.3f} | {np.min(dice):.3f} |")
+    marked = [r for r in rows if r.uncertain_slices]
+    if marked:
+        lines += ["", "| case | structure | slices marked uncertain | Dice, all slices | Dice, other slices |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {r.case} | {r.structure} | {r.uncertain_slices} | {r.dice:.3f} | {r.dice_outside_uncertain:.3f} |"
+                  for r in marked]
     return "\n".join(lines) + "\n"

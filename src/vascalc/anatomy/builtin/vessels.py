@@ -1031,6 +1031,15 @@ def disc_tissue_fraction(inside: np.ndarray, spacing_yx_mm, centre_mm: np.ndarra
     return float((on * r[None, :]).sum() / (r.sum() * _N_RAYS))
 
 
+def _tube_tissue(ctx: _Ctx, img: np.ndarray, bone: np.ndarray) -> np.ndarray:
+    """Voxels of ``img`` an artery's tube may lie on: above the context's tissue edge, not bone, and on
+    non-contrast CT below 150 HU (calcium and bone are not the lumen of a non-contrast artery)."""
+    inside = (img > ctx.edge_hu) & ~bone
+    if not ctx.contrast:
+        inside &= img < 150.0
+    return inside
+
+
 def reroute_weak_guided_fits(ctx: _Ctx, fits: dict[int, _Fit], slices, *, max_span_mm: float,
                              corridor_mm: float = WEAK_REROUTE_CORRIDOR_MM, weak_hits: float = WEAK_HITS,
                              clean_hits: float = CLEAN_HITS, max_fill: float = WEAK_REROUTE_MAX_FILL) -> dict[int, _Fit]:
@@ -1073,8 +1082,7 @@ def reroute_weak_guided_fits(ctx: _Ctx, fits: dict[int, _Fit], slices, *, max_sp
         a, b = fits[lo], fits[hi]
         w = (z - lo) / (hi - lo)
         calibre = a.radius_mm + (b.radius_mm - a.radius_mm) * w
-        img_z = ctx.img[z]
-        if disc_tissue_fraction((img_z > ctx.edge_hu) & (img_z < 150.0) & ~ctx.bone[z], (sy, sx), fits[z].centre_mm,
+        if disc_tissue_fraction(_tube_tissue(ctx, ctx.img[z], ctx.bone[z]), (sy, sx), fits[z].centre_mm,
                                 calibre) >= max_fill:
             continue  # a full disc: the fit is inside the tube, a neighbour merged with it
         if (lo, hi) not in routes:
@@ -1087,7 +1095,7 @@ def reroute_weak_guided_fits(ctx: _Ctx, fits: dict[int, _Fit], slices, *, max_sp
             x1 = min(int(np.ceil(hi_c[1] / sx)) + 1, ctx.img.shape[2])
             zsl = slice(hi, lo - 1 if lo > 0 else None, -1)  # from the upper clean fit down
             img, bone = ctx.img[zsl, y0:y1, x0:x1], ctx.bone[zsl, y0:y1, x0:x1]
-            inside = (img > ctx.edge_hu) & (img < 150.0) & ~bone
+            inside = _tube_tissue(ctx, img, bone)
             o = np.array([y0 * sy, x0 * sx])
             path = pinned_tube_path(inside, (sy, sx), b.centre_mm - o, a.centre_mm - o, radius_mm=r,
                                     corridor_mm=corridor_mm, max_step_mm=2.0 + 1.5 * dz)
@@ -1343,9 +1351,7 @@ def _iliac_guide(ctx: _Ctx, z0: int, c0_mm: np.ndarray, z_end: int, side: str,
         # grid mode: fine pixel j covers coarse coordinate (j + 0.5) / u − 0.5 exactly
         img = ndimage.zoom(img, (1, u, u), order=1, grid_mode=True, mode="nearest")
         bone = ndimage.zoom(bone.astype(np.uint8), (1, u, u), order=0, grid_mode=True, mode="nearest").astype(bool)
-    inside = (img > ctx.edge_hu) & ~bone
-    if not ctx.contrast:
-        inside &= img < 150.0  # calcium and bone are not the lumen of a non-contrast artery
+    inside = _tube_tissue(ctx, img, bone)
     cost = artery_path_cost(inside, (sy / u, sx / u))
     to_fine = lambda mm, o, s, n: int(np.clip(round((mm / s - o + 0.5) * u - 0.5), 0, n - 1))  # noqa: E731
     start = (to_fine(c0_mm[0], y0, sy, img.shape[1]), to_fine(c0_mm[1], x0, sx, img.shape[2]))

@@ -214,6 +214,10 @@ OBLIQUE_WALL = True
 #: oblique tube's elliptical section scaled to the rays in fat (:func:`half_max_radii`, ``tilt_yx``),
 #: not the tracker's near-circle; False: the round-2 outline.
 OBLIQUE_PLAIN_OUTLINE = True
+#: Round 26 (issue 6): the ±1.5-mm band about the tracker's rays that holds that outline also follows the
+#: oblique section: along the tilt its upper end is raised by the section's stretch
+#: (:func:`half_max_band_mm`). False: the same band on every ray (rounds 2–25).
+OBLIQUE_OUTLINE_BAND = True
 #: Fat (HU): the outside level of the half-maximum outline.
 FAT_HU = -100.0
 #: The psoas is what holds a disc of this radius (mm): a muscle, not an 8–14-mm artery.
@@ -757,6 +761,25 @@ def half_max_radii(img: np.ndarray, spacing_yx_mm, centre_mm: np.ndarray, radii_
         else:
             r = np.where(found, r, radii_mm + float(np.median(r[found] - radii_mm[found])))
     return r
+
+
+def half_max_band_mm(radii_mm: np.ndarray, radius_mm: float, tilt_yx=None, *,
+                     margin_mm: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
+    """Lowest and highest radius (mm) per ray that the half-maximum outline of a non-contrast artery
+    (:func:`half_max_radii`) may take about the tracker's rays ``radii_mm`` (radius ``radius_mm``).
+
+    The band (± ``margin_mm``) keeps the outline off a neighbour the profile runs on into. But the
+    tracker's rays are a near-circle (:func:`_fit_tube`: a ray beyond 1.3 × the radius most rays share
+    falls back to that radius, the others are held within ±15 % of it), while a tube tilted by θ
+    (``tilt_yx``, :func:`track_tilt_yx`) is cut by the axial plane as an ellipse that reaches
+    radius × (1/cos θ − 1) further along the tilt (:func:`oblique_wall_mm` with a unit wall). An
+    external iliac running forward to the inguinal ligament at ≈ 45–50° is ≈ 1.5 × longer along its
+    tilt than across it, and the fixed band cut that length short (docs/segmentation.md, round 26).
+    The upper end is raised by that stretch on each ray; the lower end, and every ray across the
+    tilt, keep the fixed band. Units: mm."""
+    radii = np.asarray(radii_mm, float)
+    stretch = 0.0 if tilt_yx is None else float(radius_mm) * (oblique_wall_mm(1.0, tilt_yx) - 1.0)
+    return radii - margin_mm, radii + margin_mm + stretch
 
 
 def oblique_wall_mm(wall_mm: float, tilt_yx, *, max_tilt_deg: float = 60.0) -> np.ndarray:
@@ -2711,9 +2734,10 @@ def segment_vessels(volume: Volume, *, bones: np.ndarray | None = None, body: np
                         # the core cannot raise the level and shrink the mask off the calcium
                         core_hu = float(np.clip(fit.inside_hu, 0.0, 60.0))
                         tilt = track_tilt_yx(track, z, sp[0]) if OBLIQUE_PLAIN_OUTLINE else None
+                        lo, hi = half_max_band_mm(fit.radii_mm, fit.radius_mm,
+                                                  tilt if OBLIQUE_OUTLINE_BAND else None)
                         radii = np.clip(half_max_radii(ctx.img[z], sp[1:], fit.centre_mm, fit.radii_mm, core_hu,
-                                                       tilt_yx=tilt),
-                                        fit.radii_mm - 1.5, fit.radii_mm + 1.5)
+                                                       tilt_yx=tilt), lo, hi)
                         fits[z] = _Fit(fit.centre_mm, radii, float(radii.mean()), fit.hit_fraction, fit.inside_hu)
                     guide = artery_kw[side].get("guide") or {}
                     if CALIBRE_LENGTH_MM is not None and guide:
@@ -2820,6 +2844,6 @@ def segment_vessels(volume: Volume, *, bones: np.ndarray | None = None, body: np
 
 __all__ = ["CONTRAST_LUMEN_HU", "VEIN_NAMES", "VESSEL_LABELS", "VesselResult", "WALL_MM", "artery_in_front",
            "artery_path_cost", "blob_has_crotch", "calibre_held_fit", "contrast_lumen_mask", "drop_stub_after_gap", "enhanced_min_mm3", "grow_into_wall_calcium", "wall_plaque_mask", "needs_calibre_hold",
-           "follow_large_mass", "half_depth_mm", "half_max_radii", "lateral_bone_front_px", "oblique_wall_mm", "path_calibre_mm", "path_wall_support", "pubic_symphysis_top", "refit_short_iliac", "reroute_weak_guided_fits", "pinned_tube_path", "disc_tissue_fraction", "same_tube",
+           "follow_large_mass", "half_depth_mm", "half_max_band_mm", "half_max_radii", "lateral_bone_front_px", "oblique_wall_mm", "path_calibre_mm", "path_wall_support", "pubic_symphysis_top", "refit_short_iliac", "reroute_weak_guided_fits", "pinned_tube_path", "disc_tissue_fraction", "same_tube",
            "segment_vessels",
            "slice_minimal_path", "threshold_body", "threshold_bones", "track_tilt_yx"]

@@ -43,6 +43,7 @@ from vascalc.anatomy.builtin.vessels import (
     follow_large_mass,
     grow_into_wall_calcium,
     half_max_band_mm,
+    band_tilt_yx,
     half_max_radii,
     iliac_cone_floor_mm,
     lateral_bone_front_px,
@@ -1945,6 +1946,27 @@ def test_half_max_band_by_hand():
     assert hi[24] - radii[24] == pytest.approx(1.5 + 5.0 * (np.sqrt(2.0) - 1.0))
     assert hi[0] - radii[0] == pytest.approx(1.5)
     assert hi[16] - radii[16] == pytest.approx(1.5)
+
+
+def test_band_is_not_raised_on_a_weak_fit_or_near_the_iliac_seed_by_hand():
+    """Round 26b: the oblique raise of the band (tan θ = 1 along +y: radius × (√2 − 1) = 2.07 mm on rays 8
+    and 24 of a 5-mm fit) needs a fit with ≥ WEAK_HITS (0.6) of its rays on its wall whose tilt's
+    reading (2 slices up and down) does not span the iliac's seed: a weak fit, or a slice 0–2 slices
+    from the seed (above or below), keeps the fixed ±1.5-mm band; 3 slices away with 0.6 of the rays
+    on the wall it is raised."""
+    radii, tilt = np.full(_N_RAYS, 5.0), np.array([1.0, 0.0])
+    raised = 1.5 + 5.0 * (np.sqrt(2.0) - 1.0)
+    for hits, dz in ((0.59, 10), (0.0, -10), (1.0, 0), (1.0, 2), (1.0, -2), (0.9, 1)):
+        assert band_tilt_yx(tilt, hits, dz) is None
+        lo, hi = half_max_band_mm(radii, 5.0, band_tilt_yx(tilt, hits, dz))
+        np.testing.assert_allclose(hi, radii + 1.5)
+        np.testing.assert_allclose(lo, radii - 1.5)
+    for hits, dz in ((0.6, 3), (1.0, -3), (0.8, 20)):
+        lo, hi = half_max_band_mm(radii, 5.0, band_tilt_yx(tilt, hits, dz))
+        assert hi[8] - radii[8] == pytest.approx(raised)
+        assert hi[24] - radii[24] == pytest.approx(raised)
+        assert hi[0] - radii[0] == pytest.approx(1.5)
+        np.testing.assert_allclose(lo, radii - 1.5)
 
 
 def _bent_tube_against_a_muscle(nz: int = 20, r_mm: float = 6.0, weak=range(6, 14), bend_mm: float = 7.0):

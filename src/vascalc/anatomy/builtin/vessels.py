@@ -782,6 +782,20 @@ def half_max_band_mm(radii_mm: np.ndarray, radius_mm: float, tilt_yx=None, *,
     return radii - margin_mm, radii + margin_mm + stretch
 
 
+def band_tilt_yx(tilt_yx, hit_fraction: float, slices_from_seed: int, *, reach: int = 2,
+                 weak_hits: float = WEAK_HITS):
+    """The tilt (y, x mm per mm along z) that raises a fit's half-maximum band (:func:`half_max_band_mm`),
+    or None where the track's tilt is not the tube's (round 26b):
+    - on a weak fit (fewer than ``weak_hits`` of its rays on its wall) the centre is the course's guess,
+      and the tilt read off it is the course's jitter (tan θ up to 1.14 on a buried stretch, round 26);
+    - within ``reach`` slices of the iliac's seed (``slices_from_seed``, in slices) the tilt's reading
+      (:func:`track_tilt_yx`, ``reach`` slices up and down) spans the seed: the split blob at the
+      bifurcation, whose jump to the tube below is not the tube's course."""
+    if hit_fraction < weak_hits or abs(slices_from_seed) <= reach:
+        return None
+    return tilt_yx
+
+
 def oblique_wall_mm(wall_mm: float, tilt_yx, *, max_tilt_deg: float = 60.0) -> np.ndarray:
     """Wall thickness (mm) seen along each of the 32 rays (:data:`_UNIT`) on an axial slice, for a
     tube whose axis moves ``tilt_yx`` (y, x) mm in-plane per mm along z.
@@ -2734,8 +2748,9 @@ def segment_vessels(volume: Volume, *, bones: np.ndarray | None = None, body: np
                         # the core cannot raise the level and shrink the mask off the calcium
                         core_hu = float(np.clip(fit.inside_hu, 0.0, 60.0))
                         tilt = track_tilt_yx(track, z, sp[0]) if OBLIQUE_PLAIN_OUTLINE else None
-                        lo, hi = half_max_band_mm(fit.radii_mm, fit.radius_mm,
-                                                  tilt if OBLIQUE_OUTLINE_BAND else None)
+                        band_tilt = (band_tilt_yx(tilt, fit.hit_fraction, z - zs0)
+                                     if OBLIQUE_OUTLINE_BAND else None)
+                        lo, hi = half_max_band_mm(fit.radii_mm, fit.radius_mm, band_tilt)
                         radii = np.clip(half_max_radii(ctx.img[z], sp[1:], fit.centre_mm, fit.radii_mm, core_hu,
                                                        tilt_yx=tilt), lo, hi)
                         fits[z] = _Fit(fit.centre_mm, radii, float(radii.mean()), fit.hit_fraction, fit.inside_hu)
@@ -2844,6 +2859,6 @@ def segment_vessels(volume: Volume, *, bones: np.ndarray | None = None, body: np
 
 __all__ = ["CONTRAST_LUMEN_HU", "VEIN_NAMES", "VESSEL_LABELS", "VesselResult", "WALL_MM", "artery_in_front",
            "artery_path_cost", "blob_has_crotch", "calibre_held_fit", "contrast_lumen_mask", "drop_stub_after_gap", "enhanced_min_mm3", "grow_into_wall_calcium", "wall_plaque_mask", "needs_calibre_hold",
-           "follow_large_mass", "half_depth_mm", "half_max_band_mm", "half_max_radii", "lateral_bone_front_px", "oblique_wall_mm", "path_calibre_mm", "path_wall_support", "pubic_symphysis_top", "refit_short_iliac", "reroute_weak_guided_fits", "pinned_tube_path", "disc_tissue_fraction", "same_tube",
+           "follow_large_mass", "half_depth_mm", "half_max_band_mm", "band_tilt_yx", "half_max_radii", "lateral_bone_front_px", "oblique_wall_mm", "path_calibre_mm", "path_wall_support", "pubic_symphysis_top", "refit_short_iliac", "reroute_weak_guided_fits", "pinned_tube_path", "disc_tissue_fraction", "same_tube",
            "segment_vessels",
            "slice_minimal_path", "threshold_body", "threshold_bones", "track_tilt_yx"]

@@ -1,7 +1,7 @@
 """Round 6 (docs/coronary.md): the shipped model, trained on 500 phantoms instead of 220, counts a
 small left-main / proximal-LAD lesion at the heart base of development phantom 500083 that the
 220-phantom model rejected (P(coronary) 0.44 → 0.82), and records where it was trained (since
-round 8: 1000 phantoms)."""
+round 9b: 1500 phantoms, chosen on the fresh validation cohort 600000–600239)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ pytestmark = pytest.mark.skipif(not default_model_path().exists(), reason="no sh
 
 def test_shipped_model_training_cohort():
     info = LesionModel.load(default_model_path()).info
-    # 1000 training phantoms (round 8), all below the development seeds (never the dev or bench phantoms)
-    assert info["training_seeds"] == [TRAIN_SEED_BASE, TRAIN_SEED_BASE + 999]
+    # 1500 training phantoms (round 9b), all below the development seeds (never the dev or bench phantoms)
+    assert info["training_seeds"] == [TRAIN_SEED_BASE, TRAIN_SEED_BASE + 1499]
     assert info["training_seeds"][1] < DEV_SEED_BASE
-    assert sum(info["class_counts"].values()) == 28344 and info["class_counts"]["lad"] == 859
+    assert sum(info["class_counts"].values()) == 42073 and info["class_counts"]["lad"] == 1297
 
 
 def test_heart_base_lad_lesion_counted():

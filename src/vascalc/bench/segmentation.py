@@ -86,10 +86,12 @@ def compare(case: str, predicted: LabelMap, reference: LabelMap, runtime_s: floa
         uncertain = sorted(set(predicted.uncertain_slices.get(name, ())))
         certain = np.ones(ref.shape[0], bool)
         certain[uncertain] = False
-        # undefined (NaN) where the reference has nothing on the other slices: a structure marked
-        # uncertain over its whole extent says nothing about the segmenter's drawn slices
-        dice_certain = (dice if not uncertain else overlap_metrics(pred[certain], ref[certain]).dice
-                        if ref[certain].any() else float("nan"))
+        if not uncertain:
+            dice_certain = dice
+        elif ref[certain].any():
+            dice_certain = overlap_metrics(pred[certain], ref[certain]).dice
+        else:  # marked uncertain over its whole extent: nothing the segmenter drew to judge
+            dice_certain = float("nan")
         rows.append(StructureQuality(case, name, int(ref.sum()), int(pred.sum()), float(dice), float(hd95),
                                      level, runtime_s, len(uncertain), float(dice_certain)))
     return rows

@@ -37,6 +37,7 @@ from vascalc.anatomy.builtin.vessels import (
     artery_in_front,
     artery_path_cost,
     calibre_held_fit,
+    choose_aorta_track,
     contrast_lumen_mask,
     drop_stub_after_gap,
     enhanced_min_mm3,
@@ -59,6 +60,7 @@ from vascalc.anatomy.builtin.vessels import (
     same_tube,
     segment_vessels,
     slice_minimal_path,
+    split_at_aortic_calibre,
     track_tilt_yx,
     wall_plaque_mask,
 )
@@ -2086,3 +2088,136 @@ def test_disc_tissue_fraction_is_the_area_share_of_the_disc_on_the_mask():
     segment = 0.5 + (theta + np.sin(theta) * np.cos(theta)) / np.pi
     assert disc_tissue_fraction(half, (0.5, 0.5), np.array([55.25, 50.0]), 10.0) == pytest.approx(segment, abs=0.032)
     assert disc_tissue_fraction(half, (0.5, 0.5), np.array([20.0, 50.0]), 10.0) == 0.0
+
+
+def test_split_at_aortic_calibre_by_hand():
+    """Round 27: the mean radius of the 3 lowest fitted slices above a split against 0.72 × the track's
+    median radius. Dev screw seed 15's longest track ran into the right iliac: 5.8, 5.9, 5.7 mm above
+    its split against a median of 12.3 mm (0.47) — not the bifurcation; a true split comes at the
+    aorta's blob (9.9, 11.5, 11.7 mm, 0.89)."""
+    aorta = {z: 12.3 for z in range(55, 120)}
+    assert not split_at_aortic_calibre({**aorta, **{z: 5.8 for z in range(17, 45)}, 18: 5.8, 19: 5.9, 20: 5.7})
+    assert split_at_aortic_calibre({**aorta, 49: 9.9, 50: 11.5, 51: 11.7})
+    # the boundary: 0.72 × 12.3 = 8.856 mm
+    assert split_at_aortic_calibre({**aorta, 50: 8.86, 51: 8.86, 52: 8.86})
+    assert not split_at_aortic_calibre({**aorta, 50: 8.85, 51: 8.85, 52: 8.85})
+    assert split_at_aortic_calibre({50: 5.0, 51: 12.0})  # too short to tell: trusted
+
+
+def _aorta_track(z_lo: int, *, iliac_from: int | None = None, z_hi: int = 120) -> dict:
+    """A straight aorta track (2.5-mm slices, r 12 mm at x = 195 mm) from ``z_hi`` down to ``z_lo``,
+    running from ``iliac_from`` down onto an iliac 25 mm to the right at r 5.8 mm."""
+    def fit(z):
+        on_iliac = iliac_from is not None and z <= iliac_from
+        c = np.array([205.0, 170.0 if on_iliac else 195.0])
+        r = 5.8 if on_iliac else 12.0
+        return _Fit(c, np.full(_N_RAYS, r), r, 1.0, 40.0)
+    return {z: fit(z) for z in range(z_lo, z_hi)}
+
+
+@pytest.mark.parametrize("switch", [False, True])
+def test_choose_aorta_track_skips_a_longer_track_that_split_inside_an_iliac(monkeypatch, switch):
+    """Round 27 (dev screw seed 15): five starts gave a track that crossed the streaks, ran down the right
+    iliac from slice 45 and split at slice 16 (245 mm); one start gave the track that split at the true
+    bifurcation, slice 48 (165 mm). The longest was kept (both iliacs Dice 0). The split of the long
+    track came at 0.47 × its median radius, so the shorter track on the same tube wins; with the switch
+    off the longest is kept. A longer track whose split came at the calibre is kept either way."""
+    monkeypatch.setattr(vessels_mod, "AORTA_SPLIT_AT_CALIBRE", switch)
+    seeds = {"left": (0, None), "right": (0, None)}
+
+    def entry(fits, bif):
+        fitted = {z: f.radius_mm for z, f in fits.items() if z > bif}
+        return (len(fits) * 2.5, (fits, [], bif, seeds), split_at_aortic_calibre(fitted))
+    long_ = entry(_aorta_track(17, iliac_from=45), 16)
+    true_ = entry(_aorta_track(49), 48)
+    assert not long_[2] and true_[2]
+    assert choose_aorta_track([long_, true_], 2.5) is (true_ if switch else long_)
+    # an untrusted longest track with nothing better on the same tube stays
+    other = entry({z: _Fit(np.array([205.0, 120.0]), np.full(_N_RAYS, 12.0), 12.0, 1.0, 40.0)
+                   for z in range(49, 120)}, 48)
+    assert choose_aorta_track([long_, other], 2.5) is long_
+    # a longer track that split at the calibre is kept
+    deeper = entry(_aorta_track(45), 44)
+    assert choose_aorta_track([true_, deeper], 2.5) is deeper
+    assert choose_aorta_track([], 2.5) is None
+
+
+def _artery_with_thinner_vein_behind(nz: int = 40, *, vein: bool = True, taper_below: int | None = None,
+                                     thin_in_front: bool = False):
+    """``nz`` slices of 2.5 mm, 1-mm pixels, fat (−100 HU): a right iliac artery (r = 6.5 mm, 40 HU)
+    running 1.2 mm lateral per slice downwards (≈ 26° from the z axis) and, if ``vein``, its thinner vein
+    (r = 5.2 mm) touching it behind and medial (centres 11.5 mm apart), as at dev non-contrast 13's
+    pelvic brim (artery 7.2–7.6 mm, vein 5.8 mm). ``taper_below``: the artery narrows to 5.2 mm below
+    that slice. ``thin_in_front``: a thin tube (r = 4.2 mm) 13 mm in front of the artery, on slices 8 and
+    above (clear of the path's last 15 mm, where round 16's end check takes any clean tube in front).
+    Returns (ctx, artery centres, vein centres) by slice, (y, x) mm."""
+    ny, nx = 90, 110
+    img = np.full((nz, ny, nx), -100.0, np.float32)
+    yy, xx = np.mgrid[0:ny, 0:nx] * 1.0
+    a = {z: np.array([35.0, 90.0 - 1.2 * (nz - 1 - z)]) for z in range(nz)}
+    v = {z: a[z] + 11.5 * np.array([np.cos(0.6), np.sin(0.6)]) for z in range(nz)}  # right side: medial = +x
+    for z in range(nz):
+        r = 5.2 if taper_below is not None and z < taper_below else 6.5
+        img[z][np.hypot(yy - a[z][0], xx - a[z][1]) <= r] = 40.0
+        if vein:
+            img[z][np.hypot(yy - v[z][0], xx - v[z][1]) <= 5.2] = 40.0
+        if thin_in_front and z >= 8:
+            img[z][np.hypot(yy - a[z][0] + 13.0, xx - a[z][1]) <= 4.2] = 40.0
+    return _Ctx(img, np.zeros(img.shape, bool), np.array([2.5, 1.0, 1.0]), False, -15.0), a, v
+
+
+def _guided_right_iliac(ctx, guide, a0: np.ndarray, nz: int) -> _Tracker:
+    seed = _Fit(a0.copy(), np.full(_N_RAYS, 6.5), 6.5, 1.0, 40.0)
+    t = _Tracker(ctx, nz - 1, seed, -1, r_range_mm=(2.0, 14.0), max_shift_mm=6.5, max_gap_mm=50.0,
+                 coast_mm=12.0, min_hits=0.3, r_cap_mm=7.5, guide=guide, side="right")
+    while t.active():
+        t.step()
+    return t
+
+
+@pytest.mark.parametrize("check", [False, True])
+def test_guided_track_leaves_a_thinner_vein_the_path_slid_onto_mid_course(monkeypatch, check):
+    """Round 27 (dev non-contrast 13 right, 0.376): the minimal path follows the artery on slices 38–26 and
+    slides onto the thinner vein behind it from slice 25 down to its end (0). Off, the vein is followed on
+    slices 25–7 (every centre within 0.5 mm of the vein's; 5.0 mm against the artery's 6.4 mm) and only the
+    end check (the path's last 15 mm) moves the track back at slice 6. On, the fit at 25 is narrower than
+    0.85 × the clean calibre, the clean tube in front of it is taken there, the path below is found again
+    from it and runs on the artery, and every centre lies within 0.5 mm of the artery's."""
+    monkeypatch.setattr(vessels_mod, "GUIDE_NARROWING_VEIN_CHECK", check)
+    nz = 40
+    ctx, a, v = _artery_with_thinner_vein_behind(nz)
+    guide = {z: (a[z] if z >= 26 else v[z]).copy() for z in range(nz - 1)}
+    t = _guided_right_iliac(ctx, guide, a[nz - 1], nz)
+    fits, _, _ = t.result()
+    assert sorted(fits) == list(range(nz - 1))
+    off_a = {z: float(np.hypot(*(f.centre_mm - a[z]))) for z, f in fits.items()}
+    off_v = {z: float(np.hypot(*(f.centre_mm - v[z]))) for z, f in fits.items()}
+    assert all(off_a[z] <= 0.5 for z in range(26, nz - 1))
+    if check:
+        assert t.swaps == [25]
+        assert all(off_a[z] <= 0.5 for z in range(0, 26))
+        # the path below the swap was found again, inside the artery (2.0–2.2 mm off its centre: the path
+        # cost's disc leans towards the fat in front), 11.5 mm from the vein
+        assert all(np.hypot(*(t.guide[z] - a[z])) <= 2.5 for z in range(0, 25))
+    else:
+        assert t.swaps == [6]
+        assert all(off_v[z] <= 0.5 for z in range(7, 26))
+        assert all(fits[z].radius_mm < 5.5 for z in range(7, 26))
+
+
+@pytest.mark.parametrize("thin_in_front", [False, True])
+def test_guided_track_keeps_an_artery_that_narrows(thin_in_front):
+    """Round 27: the check fires on a narrowed fit, but an artery that narrows (6.5 → 5.2 mm below slice 25,
+    common → external iliac) keeps its path: with fat in front there is no tube to take; with a clean thin
+    tube 13 mm in front (4.2 mm, as dev screw 17 left's 4.2-mm neighbour 14 mm in front of its 5.6-mm fit)
+    that tube is below 0.85 × the 6.5-mm calibre and is not taken (taking it cost screw 17 left 0.046).
+    No swap, the path is kept, every centre on the artery."""
+    nz = 40
+    ctx, a, _ = _artery_with_thinner_vein_behind(nz, vein=False, taper_below=25, thin_in_front=thin_in_front)
+    guide = {z: a[z].copy() for z in range(nz - 1)}
+    t = _guided_right_iliac(ctx, guide, a[nz - 1], nz)
+    fits, _, _ = t.result()
+    assert t.swaps == []
+    assert t.guide == guide
+    assert all(np.hypot(*(fits[z].centre_mm - a[z])) <= 0.5 for z in range(nz - 1))
+    assert fits[20].radius_mm == pytest.approx(5.2, abs=0.4)

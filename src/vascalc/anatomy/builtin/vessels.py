@@ -181,6 +181,14 @@ ARTERY_IN_FRONT_GAP_MM = 5.0
 #: (≥ :data:`CLEAN_HITS` of its rays) and at least as clean as the path's fit, and the rest of the
 #: path is dropped (the track goes on free, with the check). None: off the path only (rounds 4–15).
 GUIDE_END_VEIN_CHECK_MM: float | None = 15.0
+#: Round 27 (issue 6): the same check on any slice of the path where its fit is narrower than
+#: (1 − :data:`GUIDED_CALIBRE_HOLD`) × the track's clean calibre (:meth:`_Tracker.clean_calibre_mm`): at the
+#: pelvic brim the artery touches its vein behind it, and the path slid onto the thinner vein while the
+#: artery ran on clean beside it (dev non-contrast 13 right: 7.2–7.6 mm, ≥ 0.88 of the rays, against the
+#: vein's 5.8 mm). There the tube in front must itself be at least that fraction of the calibre, and
+#: where it is taken the path below is found again from it (:func:`_iliac_guide`). False: the path's
+#: last slices only.
+GUIDE_NARROWING_VEIN_CHECK = True
 #: Round 17: the jump of a track moved from the vein onto the artery in front (:func:`artery_in_front`)
 #: is not taken as the tube's motion: that slice's step counts as zero in the velocity; False: the
 #: jump was a step like any other (rounds 4–16).
@@ -312,6 +320,15 @@ WEAK_REROUTE_MAX_FILL = 0.8
 #: Round 17 (issue 6): where the longest aorta track found one iliac at its end, a track from another
 #: start on the same tube (:func:`same_tube`) whose bifurcation showed both iliacs is taken instead.
 AORTA_PREFER_BOTH_ILIACS = True
+#: An aorta track narrowed to an iliac when its radius falls below this fraction of the aorta's
+#: (:func:`_bifurcation_by_radius`: < 0.72 × the 8 slices above, on three slices).
+AORTA_NARROWED_RATIO = 0.72
+#: Round 27 (issue 6): a track whose split test fired only after the track had narrowed to an iliac's
+#: calibre (:func:`split_at_aortic_calibre` false) ran past the bifurcation into one iliac and split
+#: something further down (dev screw seed 15: streaks above the bifurcation, then the right iliac and its
+#: vein down to slice 16); a track from another start on the same tube whose split came at the aorta's
+#: calibre is taken instead. False switches it off.
+AORTA_SPLIT_AT_CALIBRE = True
 #: Round 18 (issue 6): while a guided iliac track holds only its seed, the first fit's radius is
 #: compared with at least this (mm; the common-iliac prior of the seed refit): a seed thinner than
 #: any iliac (the crotch of a split blob) otherwise refused every fit on the path. None switches it off.
@@ -1552,8 +1569,12 @@ class _Tracker:
             fit = self._guided_fit(z, pred)
             good = fit is not None
             far = min(self.guide) if self.direction < 0 else max(self.guide)
+            near_end = GUIDE_END_VEIN_CHECK_MM is not None and abs(z - far) * dz <= GUIDE_END_VEIN_CHECK_MM
+            calibre = self.clean_calibre_mm() if good and GUIDE_NARROWING_VEIN_CHECK else None
+            narrowed = (calibre is not None and GUIDED_CALIBRE_HOLD is not None
+                        and fit.radius_mm < (1.0 - GUIDED_CALIBRE_HOLD) * calibre)
             if (good and self.side is not None and not ctx.contrast and ARTERY_IN_FRONT_CHECK
-                    and GUIDE_END_VEIN_CHECK_MM is not None and abs(z - far) * dz <= GUIDE_END_VEIN_CHECK_MM):
+                    and (near_end or narrowed)):
                 # near the groin the path's cue (fat in front of the artery) fails where the artery
                 # is buried and its vein, medial-behind it, lies in fat: the path's cheap end pulls
                 # it onto the vein a few slices above its end (legs non-contrast seed 2 left, round
@@ -1561,10 +1582,18 @@ class _Tracker:
                 # front / lateral), not by a margin of rays; a buried fit with a small tube in front
                 # is left alone (legs seed 7 right wandered off when any tube in front was taken)
                 alt = artery_in_front(ctx, z, fit, self.side)
-                if alt is not None and alt.hit_fraction >= max(fit.hit_fraction, CLEAN_HITS):
+                # mid-course the tube in front must have kept the calibre the fit lost: where the
+                # artery itself narrows (common → external iliac) a thin tube in front is a neighbour
+                # (dev screw 17 left: 4.2 mm, 14 mm in front, against a calibre of 7.0 mm)
+                if (alt is not None and alt.hit_fraction >= max(fit.hit_fraction, CLEAN_HITS)
+                        and (near_end or alt.radius_mm >= (1.0 - GUIDED_CALIBRE_HOLD) * calibre)):
                     fit = alt
                     self.swaps.append(z)
                     self.guide = {k: c for k, c in self.guide.items() if (k - z) * self.direction <= 0}
+                    if not near_end:
+                        # mid-course the path below led on along the vein: it is found again from the
+                        # artery (dropped, the free track lost a buried stretch further down)
+                        self.guide.update(_iliac_guide(ctx, z, alt.centre_mm, far, self.side, alt.radius_mm))
         else:
             # after a gap longer than ``coast_mm`` only a clean tube of the same calibre picks the
             # track up again (most rays on its wall, not a blob merged with a muscle and capped)
@@ -1710,6 +1739,13 @@ class _Tracker:
             if self.r_cap_mm is None or calibre + band < self.r_cap_mm:
                 clean = abs(fit.radius_mm - calibre) <= band
         return fit, clean
+
+    def clean_calibre_mm(self) -> float | None:
+        """The median radius (mm) of the track's last :data:`CALIBRE_WINDOW` clean fits (≥ :data:`CLEAN_HITS`
+        of their rays on their wall), or None before the first."""
+        radii = [f.radius_mm for _, f in sorted(self.fits.items(), key=lambda kv: -kv[0] * self.direction)
+                 if f.hit_fraction >= CLEAN_HITS][:CALIBRE_WINDOW]
+        return float(np.median(radii)) if radii else None
 
     def _guided_fit(self, z: int, centre_mm: np.ndarray) -> _Fit | None:
         """The tube on slice ``z`` at the guide's centre (a minimal path, :func:`_iliac_guide`):
@@ -1911,7 +1947,6 @@ def _find_and_track_aorta(ctx: _Ctx, body, spine_x, spine_ant, has_spine, metal:
     """Seed and follow the aorta; returns (fits, uncertain, bifurcation slice, iliac seeds) or None."""
     cands = _find_aorta_seed(ctx, body, spine_x, spine_ant, has_spine)
     dz = ctx.spacing[0]
-    best = None
     found: list = []
     tried: list[int] = []
     for score, z0, c0, r0 in cands:
@@ -1944,6 +1979,8 @@ def _find_and_track_aorta(ctx: _Ctx, body, spine_x, spine_ant, has_spine, metal:
             down = drop_stub_after_gap(down, ctx.spacing[0], min_mm=AORTA_TAIL_MIN_MM)
         fits = {z0: fit0, **up, **down}
         seeds = {k: (bif, v) for k, v in split.items()}
+        at_calibre = bif is None or split_at_aortic_calibre(
+            {z: f.radius_mm for z, f in fits.items() if z > bif and f.hit_fraction > 0.0})
         if bif is None:
             bif, seeds = _bifurcation_by_radius(ctx, fits, z0, metal)
         if bif is not None:
@@ -1964,17 +2001,53 @@ def _find_and_track_aorta(ctx: _Ctx, body, spine_x, spine_ant, has_spine, metal:
         # ≥ 50 mm of tube, or most of a short scan
         if length >= min(50.0, 0.6 * ctx.img.shape[0] * dz):
             unc = sorted(z for z in set(unc_up + unc_down) if bif is None or z > bif)
-            found.append((length, (_smooth_track(fits), unc, bif, seeds)))
-            if best is None or length > best[0]:
-                best = found[-1]
-    if best is not None and AORTA_PREFER_BOTH_ILIACS and len(best[1][3]) < 2:
+            found.append((length, (_smooth_track(fits), unc, bif, seeds), at_calibre))
+    best = choose_aorta_track(found, dz)
+    return None if best is None else best[1]
+
+
+def choose_aorta_track(found: list, spacing_z_mm: float):
+    """The aorta track kept among those followed from several starts, or None when there are none.
+
+    ``found``: (length_mm, (fits, uncertain, bifurcation slice, iliac seeds), split_at_calibre) per
+    track, as :func:`_find_and_track_aorta` collects them (``split_at_calibre``: see
+    :func:`split_at_aortic_calibre`; true where no split test fired). The longest wins, except where
+    another start on the same tube (:func:`same_tube`) shows the bifurcation more reliably."""
+    if not found:
+        return None
+    best = max(found, key=lambda c: c[0])  # the first of equal lengths, as the starts were ranked
+    if AORTA_SPLIT_AT_CALIBRE and not best[2]:
+        # the longest track split only after it had narrowed into an iliac: another start on the same
+        # aorta whose split came at the aorta's calibre wins
+        good = [c for c in found if c[2] and c[1][2] is not None and same_tube(c[1][0], best[1][0], spacing_z_mm)]
+        if good:
+            best = max(good, key=lambda c: c[0])
+    if AORTA_PREFER_BOTH_ILIACS and len(best[1][3]) < 2:
         # the longest track can be one that ran on past the bifurcation into a soft-tissue blob of
         # aortic calibre between the iliacs and found one iliac at its end (legs non-contrast dev
         # seed 4, round 17): another start on the same aorta that saw both iliacs part wins
-        both = [c for c in found if len(c[1][3]) == 2 and same_tube(c[1][0], best[1][0], dz)]
+        both = [c for c in found if len(c[1][3]) == 2 and same_tube(c[1][0], best[1][0], spacing_z_mm)]
         if both:
             best = max(both, key=lambda c: c[0])
-    return None if best is None else best[1]
+    return best
+
+
+def split_at_aortic_calibre(radius_mm_by_slice: dict[int, float], *, n: int = 3,
+                            ratio: float = AORTA_NARROWED_RATIO) -> bool:
+    """Whether an aorta track still had the aorta's calibre where its split test fired.
+
+    ``radius_mm_by_slice``: the track's fitted radii (mm) above its split, slice → radius (bridged
+    slices left out). The two iliacs part from a blob of aortic width: on the 78 tracks that followed
+    the aorta to its end from the starts of the 16 plain-CT dev cases (seeds 10–17), the mean radius
+    of the ``n`` slices just above the split was 0.81–0.94 × the track's median radius. A track that
+    ran on into one iliac (or its vein) is an iliac's width there (0.47 on dev screw seed 15), and
+    what it split further down is not the bifurcation. ``ratio``: the narrowing test of
+    :func:`_bifurcation_by_radius`."""
+    zs = sorted(radius_mm_by_slice)
+    if len(zs) < n:
+        return True
+    last = float(np.mean([radius_mm_by_slice[z] for z in zs[:n]]))
+    return bool(last >= ratio * float(np.median(list(radius_mm_by_slice.values()))))
 
 
 def same_tube(a: dict[int, "_Fit"], b: dict[int, "_Fit"], spacing_z_mm: float, *, min_common_mm: float = 25.0,
@@ -2030,7 +2103,7 @@ def _bifurcation_by_radius(ctx: _Ctx, fits: dict[int, _Fit], z0: int, metal: _Me
         if len(above) < 3 or len(below) < 3:
             continue
         ref = float(np.median(above))
-        narrowed = all(radius[u] < 0.72 * ref for u in below)
+        narrowed = all(radius[u] < AORTA_NARROWED_RATIO * ref for u in below)
         if narrowed and BIFURCATION_AT_TAPER_START:
             # the narrowing is confirmed three slices on, but the track entered the iliac where its
             # radius first left the aortic calibre: partial-volume slices of the aorta's end and the
@@ -2859,6 +2932,6 @@ def segment_vessels(volume: Volume, *, bones: np.ndarray | None = None, body: np
 
 __all__ = ["CONTRAST_LUMEN_HU", "VEIN_NAMES", "VESSEL_LABELS", "VesselResult", "WALL_MM", "artery_in_front",
            "artery_path_cost", "blob_has_crotch", "calibre_held_fit", "contrast_lumen_mask", "drop_stub_after_gap", "enhanced_min_mm3", "grow_into_wall_calcium", "wall_plaque_mask", "needs_calibre_hold",
-           "follow_large_mass", "half_depth_mm", "half_max_band_mm", "band_tilt_yx", "half_max_radii", "lateral_bone_front_px", "oblique_wall_mm", "path_calibre_mm", "path_wall_support", "pubic_symphysis_top", "refit_short_iliac", "reroute_weak_guided_fits", "pinned_tube_path", "disc_tissue_fraction", "same_tube",
+           "follow_large_mass", "half_depth_mm", "half_max_band_mm", "band_tilt_yx", "half_max_radii", "lateral_bone_front_px", "oblique_wall_mm", "path_calibre_mm", "path_wall_support", "pubic_symphysis_top", "refit_short_iliac", "reroute_weak_guided_fits", "pinned_tube_path", "disc_tissue_fraction", "same_tube", "split_at_aortic_calibre", "choose_aorta_track",
            "segment_vessels",
            "slice_minimal_path", "threshold_body", "threshold_bones", "track_tilt_yx"]

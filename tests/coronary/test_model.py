@@ -31,6 +31,15 @@ def test_numpy_forest_equals_sklearn():
     assert np.allclose(model.predict_proba(probe), expected, atol=1e-9)
 
 
+def test_default_forest_settings():
+    """Round 10 (docs/coronary.md): the defaults fit 240 trees of depth ≤ 12 per forest (was 60), recorded in the
+    model's info, so `vascalc train coronary` refits the shipped model's settings."""
+    model, _ = train_lesion_model(_table(), seed=0, folds=0)
+    assert len(model.trees) == 240 and len(model.artery_trees) == 240
+    assert model.info["n_trees"] == 240 and model.info["max_depth"] == 12
+    assert max(t["depth"] for t in model.trees + model.artery_trees) <= 12
+
+
 def test_json_round_trip_and_determinism(tmp_path):
     table = _table()
     # 20 trees: the rule uses 3 of the 46 columns, the rest are noise the forest must see past
@@ -42,6 +51,26 @@ def test_json_round_trip_and_determinism(tmp_path):
     loaded = LesionModel.load(path)
     probe = _table(50, seed=2).features
     assert np.allclose(loaded.predict_proba(probe), model.predict_proba(probe), atol=1e-6)
+
+
+def test_gzip_model_file(tmp_path):
+    """A model saved as .json.gz (the shipped file since round 10) is the same JSON compressed, byte for byte
+    the same on every save, found in a folder, and a damaged file is refused in one sentence."""
+    import gzip
+
+    model, _ = train_lesion_model(_table(), seed=0, n_trees=5, folds=0)
+    plain = model.save(tmp_path / "m.json")
+    folder = tmp_path / "model"
+    folder.mkdir()
+    packed = model.save(folder / "coronary_model.json.gz")
+    assert gzip.decompress(packed.read_bytes()) == plain.read_bytes()
+    assert model.save(tmp_path / "again.json.gz").read_bytes() == packed.read_bytes()
+    probe = _table(30, seed=3).features
+    assert np.array_equal(LesionModel.load(folder).predict_proba(probe), LesionModel.load(plain).predict_proba(probe))
+    damaged = tmp_path / "damaged.json.gz"
+    damaged.write_bytes(packed.read_bytes()[: packed.stat().st_size // 2])
+    with pytest.raises(InputError, match="cannot read the coronary lesion model damaged.json.gz"):
+        LesionModel.load(damaged)
 
 
 def test_artery_forest_split_and_round_trip(tmp_path):

@@ -113,7 +113,8 @@ app.command("xray")(_train_xray)
 
 @app.command("coronary")
 def coronary(
-    output: Path = typer.Option(..., "-o", "--output", help="Model file to write (.json), or a new folder."),
+    output: Path = typer.Option(..., "-o", "--output", help="Model file to write (.json, or .json.gz compressed), "
+                                                            "or a new folder."),
     cohort: int = typer.Option(1500, "--cohort", min=2, help="Chest phantoms to train on (ignored with --lesions)."),
     seed: int = typer.Option(0, "--seed", min=0, max=79, help="Seed: training phantoms are 100000 + 10000·seed + k."),
     lesions: Optional[Path] = typer.Option(None, "--lesions", help="Train on labelled lesions instead: a CSV "
@@ -123,11 +124,11 @@ def coronary(
 ) -> None:
     """Train the coronary lesion classifier (random forest → JSON) on chest phantoms or a lesion CSV.
 
-    Example: vascalc train coronary --cohort 1500 --seed 0 -o coronary_model.json   (the shipped model; ≈ 1.5 h on one idle core)
+    Example: vascalc train coronary --cohort 1500 --seed 0 -o coronary_model.json.gz   (the shipped model; ≈ 1.5 h on one idle core)
     """
     from vascalc.coronary.training import TRAIN_SEED_BASE, lesions_from_csv, phantom_lesions, train_lesion_model
 
-    target = output / "coronary_model.json" if output.suffix.lower() != ".json" else output
+    target = output if output.name.lower().endswith((".json", ".json.gz")) else output / "coronary_model.json"
     if target.exists():
         raise InputError(f"{target} exists; choose a new model file (nothing is overwritten)")
     if lesions is not None:

@@ -9,7 +9,9 @@ gives per-class probabilities. Classes: 0 not coronary, 1 RCA, 2 LAD (with left 
 
 from __future__ import annotations
 
+import gzip
 import json
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +36,8 @@ FEATURES = BASE_FEATURES + CONTEXT_FEATURES
 #: stand-in distance when the aortic root was not found (far away, so rules never reject by it)
 NO_ROOT_MM = 250.0
 MODEL_FORMAT = "vascalc-coronary-lesion-forest"
+#: file names :meth:`LesionModel.load` looks for in a model folder, in this order
+MODEL_FILE_NAMES = ("coronary_model.json", "coronary_model.json.gz")
 MODEL_VERSION = 2  # 2: optional artery forest (round 3); version-1 files still load
 
 
@@ -282,8 +286,11 @@ class LesionModel:
         return data
 
     def save(self, path: str | Path) -> Path:
+        """Write the model as compact JSON; a name ending in ``.gz`` gzip-compresses it (≈ 3.4 × smaller
+        for forests; header time stamp 0, so the same model always gives the same bytes)."""
         path = Path(path)
-        path.write_text(json.dumps(self.to_json(), separators=(",", ":")) + "\n", encoding="utf-8")
+        text = (json.dumps(self.to_json(), separators=(",", ":")) + "\n").encode("utf-8")
+        path.write_bytes(gzip.compress(text, mtime=0) if path.name.endswith(".gz") else text)
         return path
 
     @classmethod
@@ -300,10 +307,11 @@ class LesionModel:
         """Read a model JSON written by :meth:`save`; :class:`InputError` when it is not one."""
         path = Path(path)
         if path.is_dir():
-            path = path / "coronary_model.json"
+            path = next((path / n for n in MODEL_FILE_NAMES if (path / n).exists()), path / MODEL_FILE_NAMES[0])
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
+            raw = path.read_bytes()
+            data = json.loads(gzip.decompress(raw) if path.name.endswith(".gz") else raw)
+        except (OSError, ValueError, EOFError, zlib.error) as error:
             raise InputError(f"cannot read the coronary lesion model {path.name}: {error}") from None
         if not isinstance(data, dict) or data.get("format") != MODEL_FORMAT:
             raise InputError(f"{path.name} is not a vascalc coronary lesion model (made by 'vascalc train coronary')")
@@ -316,5 +324,6 @@ class LesionModel:
 
 
 def default_model_path() -> Path:
-    """The model shipped with vascalc (trained on chest phantoms by ``vascalc train coronary``)."""
-    return Path(__file__).with_name("coronary_model.json")
+    """The model shipped with vascalc (trained on chest phantoms by ``vascalc train coronary``;
+    gzip-compressed since round 10's 240-tree forests, 9.4 MB as plain JSON)."""
+    return Path(__file__).with_name("coronary_model.json.gz")

@@ -58,6 +58,7 @@ from vascalc.anatomy.builtin.vessels import (
     refit_short_iliac,
     reroute_weak_guided_fits,
     same_tube,
+    seed_on_aortic_plane,
     segment_vessels,
     slice_minimal_path,
     split_at_aortic_calibre,
@@ -2221,3 +2222,40 @@ def test_guided_track_keeps_an_artery_that_narrows(thin_in_front):
     assert t.guide == guide
     assert all(np.hypot(*(fits[z].centre_mm - a[z])) <= 0.5 for z in range(nz - 1))
     assert fits[20].radius_mm == pytest.approx(5.2, abs=0.4)
+
+
+def test_seed_on_aortic_plane_by_hand():
+    """Round 28: the aorta's last clean fit at y 200.2 mm, r 11.2 mm (back wall 211.4 mm). Dev
+    noncontrast seed 11's right seed at 45 (194.3, 179.7), r 7.4 (back wall 201.7 mm, 9.7 mm in front)
+    moves back to y 204.0 (truth 204.1); a seed within its radius of the plane is left alone."""
+    aorta = _Fit(np.array([200.2, 195.1]), np.full(_N_RAYS, 11.2), 11.2, 1.0, 40.0)
+    seed = _Fit(np.array([194.3, 179.7]), np.full(_N_RAYS, 7.4), 7.4, 0.56, 35.0)
+    moved = seed_on_aortic_plane(seed, aorta)
+    assert moved.centre_mm == pytest.approx([204.0, 179.7])
+    assert (moved.radius_mm, moved.hit_fraction, moved.inside_hu) == (7.4, 0.56, 35.0)
+    near = _Fit(np.array([196.7, 206.8]), np.full(_N_RAYS, 7.4), 7.4, 0.5, 35.0)  # back wall 7.3 mm in front
+    assert seed_on_aortic_plane(near, aorta) is near
+
+
+@pytest.mark.parametrize("switch", [False, True])
+def test_iliac_seeds_found_below_the_aorta_end_move_onto_its_plane(monkeypatch, switch):
+    """Round 28 (dev seed 11): the aorta track (r 11.2 mm at y 200 mm) just ends at slice 10; the two
+    tubes are found only at slice 6 (4 slices down: a neighbour merged with the iliacs above), both in
+    front of the aorta (right / left seeds at y 194.3 / 196.0, r 7.4 / 6.2). With the switch they are moved
+    back onto the aorta's back wall (211.2 mm): y 203.8 / 205.0; a split on the first slice below the end is kept
+    as found."""
+    monkeypatch.setattr(vessels_mod, "SEED_ON_AORTIC_PLANE", switch)
+    ctx = _Ctx(np.full((31, 40, 40), -100.0), np.zeros((31, 40, 40), bool), np.array([2.5, 1.5, 1.5]), False, -15.0)
+    fits = {z: _Fit(np.array([200.0, 195.0]), np.full(_N_RAYS, 11.2), 11.2, 1.0, 40.0) for z in range(10, 31)}
+    found = {"left": _Fit(np.array([196.0, 206.8]), np.full(_N_RAYS, 6.2), 6.2, 0.4, 35.0),
+             "right": _Fit(np.array([194.3, 179.7]), np.full(_N_RAYS, 7.4), 7.4, 0.6, 35.0)}
+    split_at = {"z": 6}
+    monkeypatch.setattr(vessels_mod, "_split", lambda c, z, *a, **k: dict(found) if z == split_at["z"] else None)
+    bif, seeds = _bifurcation_by_radius(ctx, fits, 30)
+    assert bif == 6 and {k: v[0] for k, v in seeds.items()} == {"left": 6, "right": 6}
+    expected = {"left": 205.0, "right": 203.8} if switch else {"left": 196.0, "right": 194.3}
+    for side in ("left", "right"):
+        assert seeds[side][1].centre_mm == pytest.approx([expected[side], found[side].centre_mm[1]])
+    split_at["z"] = 9
+    bif, seeds = _bifurcation_by_radius(ctx, fits, 30)
+    assert bif == 9 and seeds["right"][1].centre_mm == pytest.approx([194.3, 179.7])

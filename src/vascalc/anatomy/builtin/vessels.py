@@ -329,6 +329,12 @@ AORTA_NARROWED_RATIO = 0.72
 #: vein down to slice 16); a track from another start on the same tube whose split came at the aorta's
 #: calibre is taken instead. False switches it off.
 AORTA_SPLIT_AT_CALIBRE = True
+#: Round 28 (issue 6): where the aorta track just ends and the two iliacs are found only some slices
+#: below its end (not separable there: a neighbour touches them), a seed whose back wall lies in front
+#: of the aorta's back wall by more than its own radius is moved back onto that plane
+#: (:func:`seed_on_aortic_plane`; dev seed 11: bowel in front of both iliacs, seeds 6.6–11.2 mm
+#: off, in front). False switches it off.
+SEED_ON_AORTIC_PLANE = True
 #: Round 18 (issue 6): while a guided iliac track holds only its seed, the first fit's radius is
 #: compared with at least this (mm; the common-iliac prior of the seed refit): a seed thinner than
 #: any iliac (the crotch of a split blob) otherwise refused every fit on the path. None switches it off.
@@ -2086,6 +2092,23 @@ def drop_stub_after_gap(fits: dict[int, "_Fit"], spacing_z_mm: float, *, min_mm:
     return fits
 
 
+def seed_on_aortic_plane(seed: _Fit, aorta: _Fit) -> _Fit:
+    """An iliac seed found below the aorta's end, moved back onto the aorta's prevertebral plane.
+
+    The common iliacs leave the aorta lying on the same surface (the L4–L5 body) and run down and
+    back from there: their back wall is at the aorta's back wall (``aorta``: its last clean fit),
+    never well in front of it. A seed whose back wall lies in front of that plane by more than its
+    own radius is a tube fitted into a neighbour merged with the artery (dev noncontrast / screw seed
+    11: bowel in front of both iliacs, seeds 6.6–11.2 mm off the arteries, in front; truth 2–4 mm
+    behind the aorta's centre). It keeps its lateral position, radius and hits; its centre moves
+    back until its back wall is on the plane. Units: mm, y grows posterior."""
+    back_mm = aorta.centre_mm[0] + aorta.radius_mm
+    if seed.centre_mm[0] + seed.radius_mm >= back_mm - seed.radius_mm:
+        return seed
+    centre = np.array([back_mm - seed.radius_mm, seed.centre_mm[1]])
+    return _Fit(centre, seed.radii_mm, seed.radius_mm, seed.hit_fraction, seed.inside_hu)
+
+
 def _bifurcation_by_radius(ctx: _Ctx, fits: dict[int, _Fit], z0: int, metal: _Metal | None = None):
     """Where the aorta's track, followed caudally, narrows to an iliac (radius < 0.72 × the aorta
     just above, on three slices; the first iliac slice is where the radius first fell below
@@ -2169,6 +2192,12 @@ def _bifurcation_by_radius(ctx: _Ctx, fits: dict[int, _Fit], z0: int, metal: _Me
                     break
                 sp = _split(ctx, u, last.centre_mm, last.radius_mm, spread=spread, extra_gap_mm=0.6 * drop_mm)
             if sp is not None:
+                if SEED_ON_AORTIC_PLANE and u < zs[-1] - 1:
+                    # not split on the first slice below the end: a neighbour merged with the iliacs there,
+                    # and the tubes fitted in that blob can sit in the neighbour
+                    clean = [z for z in reversed(zs) if fits[z].hit_fraction >= CLEAN_HITS]
+                    if clean:
+                        sp = {k: seed_on_aortic_plane(v, fits[clean[0]]) for k, v in sp.items()}
                 return u, {k: (u, v) for k, v in sp.items()}
             u -= 1
     return None, {}

@@ -58,6 +58,7 @@ from vascalc.anatomy.builtin.vessels import (
     refit_short_iliac,
     reroute_weak_guided_fits,
     same_tube,
+    split_start_radius_mm,
     seed_on_aortic_plane,
     segment_vessels,
     slice_minimal_path,
@@ -661,6 +662,37 @@ def test_cta_blob_is_split_only_where_it_shows_a_crotch(monkeypatch, crotch):
         assert two[side].radius_mm == pytest.approx(5.5, abs=0.15)
     plain = _split(_blob_slice([("oval", 40.0, 40.0, 6.5, 11.5)], contrast=False), 1, centre, 9.0)
     assert plain is not None and set(plain) == {"left", "right"}
+
+
+def test_split_below_a_narrowed_last_fit_starts_at_the_aortic_calibre():
+    """Round 30 (issue 6): an aorta track (13.4 mm, clean, slices 3–11) ends on one narrowed fit (6.0 mm,
+    slice 2, too few slices for the narrowing test); two 4-mm iliacs lie 7.5 mm either side of its centre
+    on slices 1–0. Starts sized by the last fit (0.45 × 6.0 = 2.7 mm out) lie in the fat between the
+    iliacs and no split is found (before: no bifurcation at all); starts sized by the calibre above
+    (0.45 × 13.4 = 6.0 mm out) find both on the first slice below the end."""
+    assert split_start_radius_mm(6.0, [13.4] * 8) == pytest.approx(13.4)
+    assert split_start_radius_mm(10.0, [13.4] * 8) == pytest.approx(10.0)  # ≥ 0.72 × the calibre: kept
+    assert split_start_radius_mm(6.0, []) == pytest.approx(6.0)  # no clean fit above: nothing to size by
+    y, x = np.mgrid[0:100, 0:100].astype(float)
+    img = np.full((12, 100, 100), -100.0)
+    for z in range(3, 12):
+        img[z][(y - 50) ** 2 + (x - 50) ** 2 <= 13.4 ** 2] = 40.0
+    img[2][(y - 50) ** 2 + (x - 50) ** 2 <= 6.0 ** 2] = 40.0
+    for z in (0, 1):
+        for cx in (42.5, 57.5):
+            img[z][(y - 50) ** 2 + (x - cx) ** 2 <= 4.0 ** 2] = 40.0
+    ctx = _Ctx(img, np.zeros(img.shape, bool), np.array([2.5, 1.0, 1.0]), False, -15.0)
+    centre = np.array([50.0, 50.0])
+    fits = {z: _Fit(centre, np.full(_N_RAYS, 13.4), 13.4, 1.0, 40.0) for z in range(3, 12)}
+    fits[2] = _Fit(centre, np.full(_N_RAYS, 6.0), 6.0, 1.0, 40.0)
+    assert _split(ctx, 1, centre, 6.0) is None
+    z, seeds = _bifurcation_by_radius(ctx, fits, 11)
+    assert z == 1 and set(seeds) == {"left", "right"}
+    for side, cx in (("left", 57.6), ("right", 42.4)):
+        u, f = seeds[side]
+        assert u == 1
+        assert np.allclose(f.centre_mm, [50.0, cx], atol=0.15)
+        assert f.radius_mm == pytest.approx(3.75, abs=0.15)
 
 
 def _box_body_with_spine(nz: int) -> tuple[np.ndarray, np.ndarray]:
